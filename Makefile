@@ -1,0 +1,82 @@
+# DFER toolkit: the user's commands. `make help` lists them.
+#
+# Every target that runs Python first makes sure .venv matches requirements.txt: the stamp
+# file is named after the lock's hash, so changing a pin rebuilds the environment.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+LOCK_HASH := $(shell sha256sum requirements.txt | cut -c1-16)
+STAMP := $(VENV)/.installed-$(LOCK_HASH)
+
+DATASET ?= sample
+DATA_ROOT ?= data/$(DATASET)
+OUT ?= shards/$(notdir $(basename $(DATASET)))
+PROFILE ?= cpu
+FOLD ?= 1
+MODEL ?= fineclip-b16
+RAY_ADDRESS ?=
+export RAY_ADDRESS
+
+.PHONY: help env test demo manifest sample preprocess train bench predict clean
+
+help: ## list targets and variables
+	@echo "DFER toolkit. Usage: make <target> [VAR=value ...]"
+	@echo
+	@echo "Targets:"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-12s %s\n", $$1, $$2}'
+	@echo
+	@echo "Variables (current value):"
+	@echo "  DATASET      mafw | dfew | ferv39k | sample | path/to/manifest.csv   ($(DATASET))"
+	@echo "  DATA_ROOT    folder holding the dataset's videos or frame folders     ($(DATA_ROOT))"
+	@echo "  OUT          folder the shards are written to                         ($(OUT))"
+	@echo "  PROFILE      full (paper stack, GPU) | cpu (offline stack)            ($(PROFILE))"
+	@echo "  FOLD         1..5 | all (MAFW, DFEW); 1 for FERV39k's single split     ($(FOLD))"
+	@echo "  MODEL        fineclip-b16 | fineclip-b32 | fineclip-l14 | dferclip-b16 | tiny  ($(MODEL))"
+	@echo "  RAY_ADDRESS  an existing Ray cluster to run the pipeline on (empty: local)"
+
+$(STAMP): requirements.txt pyproject.toml
+	@echo ">> creating $(VENV) from requirements.txt (first run only: a few minutes)"
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --no-deps -r requirements.txt
+	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e . || \
+		$(VENV)/bin/pip install --quiet --no-deps -e .
+	touch $@
+
+env: $(STAMP) ## create or update .venv (done automatically by every other target)
+
+test: $(STAMP) ## run the whole test suite, offline
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q tests
+
+demo: $(STAMP) ## the whole system on the generated sample dataset, in minutes on a CPU
+	@echo ">> environment: ready in $(VENV)"
+	$(PY) -m pipeline.manifest mafw
+	@echo ">> sample dataset, preprocessing, training, evaluation: not yet available"
+	@echo "   (issues #3, #4, #6, #7 build them; this demo will run them end to end)"
+
+manifest: $(STAMP) ## validate DATASET's manifest; with DATA_ROOT, count the clips found there
+	$(PY) -m pipeline.manifest $(DATASET) --data-root "$(DATA_ROOT)"
+
+sample: $(STAMP) ## generate the sample dataset into data/sample
+	@echo "the sample dataset generator is not yet available (issue #3)"; exit 1
+
+preprocess: $(STAMP) ## DATASET, DATA_ROOT, OUT, PROFILE, RAY_ADDRESS: videos -> shards
+	$(PY) -m pipeline.manifest $(DATASET) --data-root "$(DATA_ROOT)"
+	@echo "the preprocessing pipeline is not yet available (issue #4): only the manifest check above ran"; exit 1
+
+train: $(STAMP) ## DATASET, FOLD, MODEL: train on the shards, evaluate on the held-out fold
+	@echo "the trainer is not yet available (issue #6)"; exit 1
+
+predict: $(STAMP) ## VIDEO, CHECKPOINT: class probabilities for one video
+	@echo "prediction is not yet available (issue #7)"; exit 1
+
+bench: $(STAMP) ## measure; results as JSON under bench/results/
+	$(PY) bench/frame_encoding.py --out bench/results/frame_encoding.json
+
+clean: ## remove .venv and caches (keeps data/ and shards/)
+	rm -rf $(VENV) .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,343 @@
+"""Load, validate and locate a dataset manifest: one row per clip (id, path, class, partition).
+
+A manifest is a CSV file with `#`-comment header lines carrying its metadata:
+
+    # dataset: mafw                       (a built-in dataset: classes come from datasets.py)
+    # classes: happiness, sadness, ...    (a user's own dataset: its classes, in label order)
+    # partitions: train, test             (optional for a user's dataset)
+    clip_id,path,label,partition,frames
+    00025,data/clips/00025.mp4,anger,fold1,47
+
+`path` is relative to DATA_ROOT; `frames` (the annotated frame count) may be empty. Every
+problem in a manifest is reported at once, each naming the file, the line and the fault.
+Locating a clip under DATA_ROOT is separate from loading: a missing file or a path that
+escapes DATA_ROOT is a per-clip `ClipPathError`, which the pipeline records as a failure.
+
+Run `python -m pipeline.manifest DATASET [--data-root DIR]` to check a manifest and see
+how many of its clips are present under DATA_ROOT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import re
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from pipeline.datasets import DATASETS, dataset_spec
+
+COLUMNS = ("clip_id", "path", "label", "partition", "frames")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")  # dataset, class and partition names
+_CLIP_SEGMENT = re.compile(r"^[A-Za-z0-9_.-]+$")
+_MAX_REPORTED = 30
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be used; `problems` holds one line per fault."""
+
+    def __init__(self, source: Path | str, problems: list[str]):
+        self.source = str(source)
+        self.problems = problems
+        shown = "\n  ".join(problems[:_MAX_REPORTED])
+        more = f"\n  ... and {len(problems) - _MAX_REPORTED} more" if len(problems) > _MAX_REPORTED else ""
+        super().__init__(f"{self.source}: {len(problems)} problem(s):\n  {shown}{more}")
+
+
+class ClipPathError(Exception):
+    """A clip that cannot be read from DATA_ROOT; `reason` is a short stable code."""
+
+    def __init__(self, reason: str, message: str):
+        self.reason = reason
+        super().__init__(message)
+
+
+def sample_key(clip_id: str) -> str:
+    """The shard sample key of a clip: dot-free and stable (`Action/Happy/0267` -> `Action_Happy_0267`)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", clip_id)
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    clip_id: str
+    path: str
+    label: str
+    partition: str
+    frames: int | None
+    line: int  # line number in the manifest file, for messages
+
+    @property
+    def key(self) -> str:
+        return sample_key(self.clip_id)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    source: Path
+    classes: tuple[str, ...]
+    partitions: tuple[str, ...]
+    rows: tuple[ManifestRow, ...]
+    layouts: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def class_index(self, label: str) -> int:
+        return self.classes.index(label)
+
+    def counts(self) -> dict[str, Counter]:
+        """Clips per class, for each partition."""
+        out: dict[str, Counter] = {p: Counter() for p in self.partitions}
+        for row in self.rows:
+            out[row.partition][row.label] += 1
+        return out
+
+    def candidate_paths(self, row: ManifestRow) -> list[str]:
+        """The manifest's path, then the dataset's known layouts, without repeats."""
+        seen: list[str] = []
+        for rel in (row.path, *(t.format(clip_id=row.clip_id) for t in self.layouts)):
+            if rel and rel not in seen:
+                seen.append(rel)
+        return seen
+
+    def locate(self, row: ManifestRow, data_root: Path | str) -> Path:
+        """The file or frame folder of `row` under `data_root`; raises ClipPathError."""
+        root = Path(data_root).resolve()
+        tried = self.candidate_paths(row)
+        for rel in tried:
+            candidate = root / rel
+            if not (candidate.exists() or candidate.is_symlink()):
+                continue
+            real = candidate.resolve()
+            if not real.is_relative_to(root):
+                raise ClipPathError(
+                    "path_outside_root",
+                    f"{candidate} resolves to {real}, outside DATA_ROOT {root}")
+            if not real.exists():
+                raise ClipPathError("missing_file", f"{candidate} is a broken link")
+            return real
+        raise ClipPathError(
+            "missing_file",
+            f"clip {row.clip_id!r} not found under {root}; tried: {', '.join(tried)}")
+
+
+def _parse_header(lines: list[str]) -> dict[str, str]:
+    meta = {}
+    for text in lines:
+        body = text.lstrip("#").strip()
+        if ":" in body:
+            key, value = body.split(":", 1)
+            meta[key.strip().lower()] = value.strip()
+    return meta
+
+
+def _split_list(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _check_path(path: str) -> str | None:
+    """Why `path` may not be used as a path under DATA_ROOT, or None."""
+    if "\\" in path or re.match(r"^[A-Za-z]:", path):
+        return "use forward slashes and no drive letter"
+    pure = PurePosixPath(path)
+    if pure.is_absolute():
+        return "is absolute; paths are relative to DATA_ROOT"
+    if ".." in pure.parts:
+        return "contains '..' and would escape DATA_ROOT"
+    return None
+
+
+def _check_clip_id(clip_id: str) -> str | None:
+    segments = clip_id.split("/")
+    if any(s in ("", ".", "..") or not _CLIP_SEGMENT.match(s) for s in segments):
+        return "may hold only letters, digits, '_', '-', '.' and '/'-separated parts (no '..')"
+    return None
+
+
+def resolve_dataset(dataset: str) -> Path:
+    """The manifest file for a built-in dataset name, or the path the user gave."""
+    if dataset in DATASETS:
+        return DATASETS[dataset].manifest_path
+    path = Path(dataset)
+    if path.suffix == "" and not path.exists():
+        dataset_spec(dataset)  # raises with the list of known names
+    return path
+
+
+def load_manifest(dataset: str | Path) -> Manifest:
+    """Load and validate a manifest by dataset name or file path; raises ManifestError."""
+    source = resolve_dataset(str(dataset))
+    if not source.is_file():
+        raise ManifestError(source, ["file not found"])
+    text = source.read_text(encoding="utf-8-sig").splitlines()
+    header_lines = [t for t in text if t.startswith("#")]
+    body = [t for t in text if t.strip() and not t.startswith("#")]
+    meta = _parse_header(header_lines)
+    problems: list[str] = []
+
+    name = meta.get("dataset", source.stem.lower())
+    if name in DATASETS:
+        spec = DATASETS[name]
+        classes, partitions, layouts = spec.classes, spec.partitions, spec.layouts
+        if "classes" in meta and _split_list(meta["classes"]) != classes:
+            problems.append(f"header: '# classes:' differs from the built-in {name} classes {', '.join(classes)}")
+    else:
+        if not _NAME.match(name):
+            problems.append(f"header: dataset name {name!r} must be lower-case letters, digits, '_' or '-'")
+        classes = _split_list(meta.get("classes", ""))
+        partitions = _split_list(meta.get("partitions", ""))
+        layouts = ()
+        if not classes:
+            problems.append("header: a manifest of your own needs a '# classes: a, b, c' line "
+                            "(or '# dataset: <built-in name>')")
+        for kind, names in (("class", classes), ("partition", partitions)):
+            for bad in [n for n in names if not _NAME.match(n)]:
+                problems.append(f"header: {kind} name {bad!r} must be lower-case letters, digits, '_' or '-'")
+            for dup in [n for n, c in Counter(names).items() if c > 1]:
+                problems.append(f"header: {kind} {dup!r} listed twice")
+
+    if not body:
+        raise ManifestError(source, problems + ["no column header and no rows"])
+    reader = csv.reader(body)
+    columns = tuple(c.strip() for c in next(reader))
+    missing = [c for c in COLUMNS if c not in columns and c != "frames"]
+    if missing:
+        raise ManifestError(source, problems + [
+            f"column header {','.join(columns)!r} lacks {', '.join(missing)}; expected {','.join(COLUMNS)}"])
+    col = {c: columns.index(c) for c in COLUMNS if c in columns}
+    line_numbers = [i + 1 for i, t in enumerate(text) if t.strip() and not t.startswith("#")][1:]
+
+    rows: list[ManifestRow] = []
+    first_line_of_id: dict[str, int] = {}
+    first_line_of_key: dict[str, tuple[int, str]] = {}
+    seen_partitions: list[str] = []
+    for line, fields in zip(line_numbers, reader):
+        where = f"line {line}"
+        if len(fields) != len(columns):
+            problems.append(f"{where}: {len(fields)} fields, expected {len(columns)} ({','.join(columns)})")
+            continue
+        value = {c: fields[i].strip() for c, i in col.items()}
+        clip_id, path, label, partition = (value[c] for c in COLUMNS[:4])
+        row_problems = [f"{where}: empty {c}" for c in COLUMNS[:4] if not value[c]]
+        if clip_id and (why := _check_clip_id(clip_id)):
+            row_problems.append(f"{where}: clip id {clip_id!r} {why}")
+        if path and (why := _check_path(path)):
+            row_problems.append(f"{where}: path {path!r} {why}")
+        if label and label not in classes:
+            row_problems.append(f"{where}: unknown class {label!r} (classes: {', '.join(classes)})")
+        if partition:
+            if partitions and partition not in partitions:
+                row_problems.append(f"{where}: unknown partition {partition!r} (partitions: {', '.join(partitions)})")
+            elif not partitions and not _NAME.match(partition):
+                row_problems.append(f"{where}: partition {partition!r} must be lower-case letters, digits, '_' or '-'")
+        frames = None
+        if value.get("frames"):
+            try:
+                frames = int(value["frames"])
+                if frames < 1:
+                    raise ValueError
+            except ValueError:
+                row_problems.append(f"{where}: frames {value['frames']!r} is not a positive integer")
+        if clip_id in first_line_of_id:
+            row_problems.append(f"{where}: duplicate clip id {clip_id!r} (first on line {first_line_of_id[clip_id]})")
+        elif clip_id:
+            first_line_of_id[clip_id] = line
+            key = sample_key(clip_id)
+            if key in first_line_of_key:
+                other_line, other_id = first_line_of_key[key]
+                row_problems.append(f"{where}: clip id {clip_id!r} gives the same sample key {key!r} "
+                                    f"as {other_id!r} on line {other_line}")
+            else:
+                first_line_of_key[key] = (line, clip_id)
+        if row_problems:
+            problems.extend(row_problems)
+            continue
+        if partition not in seen_partitions:
+            seen_partitions.append(partition)
+        rows.append(ManifestRow(clip_id, path, label, partition, frames, line))
+
+    if problems:
+        raise ManifestError(source, problems)
+    if not rows:
+        raise ManifestError(source, ["no rows"])
+    return Manifest(name=name, source=source, classes=tuple(classes),
+                    partitions=tuple(partitions) or tuple(sorted(seen_partitions)),
+                    rows=tuple(rows), layouts=tuple(layouts))
+
+
+def write_manifest(path: Path | str, rows: list[ManifestRow] | list[dict], *, dataset: str | None = None,
+                   classes: tuple[str, ...] = (), partitions: tuple[str, ...] = (),
+                   comment: str = "") -> None:
+    """Write rows (ManifestRow or dicts with COLUMNS keys) in the manifest format."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        for text in comment.splitlines():
+            f.write(f"# {text}\n")
+        if dataset:
+            f.write(f"# dataset: {dataset}\n")
+        if classes:
+            f.write(f"# classes: {', '.join(classes)}\n")
+        if partitions:
+            f.write(f"# partitions: {', '.join(partitions)}\n")
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        for row in rows:
+            get = row.get if isinstance(row, dict) else lambda c, r=row: getattr(r, c)
+            frames = get("frames")
+            writer.writerow([get("clip_id"), get("path"), get("label"), get("partition"),
+                             "" if frames is None else frames])
+
+
+def _summary(manifest: Manifest) -> str:
+    counts = manifest.counts()
+    width = max(len(c) for c in manifest.classes) + 2
+    head = "class".ljust(width) + "".join(p.rjust(9) for p in manifest.partitions) + "total".rjust(9)
+    lines = [f"{manifest.name}: {len(manifest)} clips, {len(manifest.classes)} classes "
+             f"({manifest.source})", head]
+    for label in manifest.classes:
+        per = [counts[p][label] for p in manifest.partitions]
+        lines.append(label.ljust(width) + "".join(f"{n:9d}" for n in per) + f"{sum(per):9d}")
+    totals = [sum(counts[p].values()) for p in manifest.partitions]
+    lines.append("total".ljust(width) + "".join(f"{n:9d}" for n in totals) + f"{sum(totals):9d}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.manifest", description=__doc__.split("\n")[0])
+    parser.add_argument("dataset", help="a built-in dataset name or the path of a manifest file")
+    parser.add_argument("--data-root", help="count the clips present under this folder")
+    args = parser.parse_args(argv)
+    try:
+        manifest = load_manifest(args.dataset)
+    except (ManifestError, KeyError) as err:
+        print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
+        return 1
+    print(_summary(manifest))
+    if args.data_root:
+        root = Path(args.data_root)
+        if not root.is_dir():
+            print(f"DATA_ROOT {root} does not exist: clips not located "
+                  f"(set DATA_ROOT=/path/to/{manifest.name.upper()})")
+            return 0
+        found: Counter = Counter()
+        failures: Counter = Counter()
+        for row in manifest.rows:
+            try:
+                found[str(manifest.locate(row, root).relative_to(root.resolve()))
+                      .replace(row.clip_id, "{clip_id}")] += 1
+            except ClipPathError as err:
+                failures[err.reason] += 1
+        print(f"under {root}: {sum(found.values())} of {len(manifest)} clips found")
+        for layout, n in found.most_common(5):
+            print(f"  {n:7d}  {layout}")
+        for reason, n in failures.most_common():
+            print(f"  {n:7d}  {reason}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
