@@ -1,0 +1,167 @@
+"""Write and stream WebDataset tar shards of ClipSamples, with no dependency on the trainer.
+
+    from pipeline.shard_io import ShardReader
+    for clip in ShardReader("shards/mafw", partitions=["fold2", "fold3"]):
+        frames = clip.frames([0, 8, 16])      # decodes only these three JPEGs
+        print(clip.key, clip.label, clip.landmarks.shape, clip.description)
+
+`ShardReader` is a PyTorch IterableDataset: each DataLoader worker (and each DDP rank,
+when torch.distributed is initialised) reads a disjoint subset of the shards. Shard files
+are named `{partition}-{index:06d}.tar`. `ShardWriter` writes `<name>.tar.tmp` and renames
+it to `<name>.tar` only when the shard is complete, so a partial shard is never visible.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import os
+import random
+import tarfile
+from pathlib import Path
+from typing import IO, Iterator, Sequence
+
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from pipeline.shard_format import ClipSample, ShardFormatError, decode_sample, encode_sample
+
+SHARD_SUFFIX = ".tar"
+TMP_SUFFIX = ".tmp"
+
+
+def shard_name(partition: str, index: int) -> str:
+    return f"{partition}-{index:06d}{SHARD_SUFFIX}"
+
+
+class ShardWriter:
+    """Write ClipSamples into one tar shard, atomically: `with ShardWriter(path) as w: w.write(s)`."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.tmp_path = self.path.with_name(self.path.name + TMP_SUFFIX)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.tmp_path, "wb")
+        self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.PAX_FORMAT)
+        self.keys: list[str] = []
+
+    def write(self, sample: ClipSample) -> None:
+        members = encode_sample(sample)
+        key = members.pop("__key__")
+        if key in self.keys:
+            raise ShardFormatError(f"{self.path}: sample key {key!r} written twice")
+        for field, data in members.items():
+            info = tarfile.TarInfo(f"{key}.{field}")
+            info.size = len(data)
+            info.mode = 0o444
+            info.mtime = 0  # reproducible shards: same input, same bytes
+            self._tar.addfile(info, io.BytesIO(data))
+        self.keys.append(key)
+
+    def close(self) -> None:
+        """Finish the tar and make it visible under its final name."""
+        self._tar.close()
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.replace(self.tmp_path, self.path)
+
+    def abort(self) -> None:
+        """Drop the partial shard."""
+        self._tar.close()
+        self._file.close()
+        self.tmp_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def iter_tar_members(source: str | Path | IO[bytes]) -> Iterator[dict[str, bytes]]:
+    """Stream a tar and yield {"__key__", "__url__", field: bytes} per sample (WebDataset grouping)."""
+    url = str(source) if isinstance(source, (str, Path)) else getattr(source, "name", "<stream>")
+    opened = open(source, "rb") if isinstance(source, (str, Path)) else None
+    try:
+        with tarfile.open(fileobj=opened or source, mode="r|*") as tar:
+            current: dict[str, bytes] | None = None
+            for info in tar:
+                if not info.isfile():
+                    continue
+                base = info.name.rsplit("/", 1)[-1]
+                prefix = info.name[: len(info.name) - len(base)]
+                key, _, field = base.partition(".")
+                key = prefix + key
+                if current is not None and current["__key__"] != key:
+                    yield current
+                    current = None
+                if current is None:
+                    current = {"__key__": key, "__url__": url}
+                current[field] = tar.extractfile(info).read()
+            if current is not None:
+                yield current
+    except tarfile.ReadError as err:
+        raise ShardFormatError(f"{url}: not a readable tar shard ({err})") from err
+    finally:
+        if opened is not None:
+            opened.close()
+
+
+def read_shard(path: str | Path) -> Iterator[ClipSample]:
+    """Every ClipSample of one shard, in order."""
+    for members in iter_tar_members(path):
+        yield decode_sample(members)
+
+
+def list_shards(source: str | Path | Sequence[str | Path], partitions: Sequence[str] | None = None) -> list[Path]:
+    """Shard paths from a dataset folder, a glob, one tar, or a list; filtered by partition prefix."""
+    if isinstance(source, (list, tuple)):
+        paths = [Path(p) for p in source]
+    elif Path(source).is_dir():
+        paths = sorted(Path(source).glob(f"*{SHARD_SUFFIX}"))
+    else:
+        paths = [Path(p) for p in sorted(glob.glob(str(source)))] or [Path(source)]
+    if partitions is not None:
+        wanted = tuple(f"{p}-" for p in partitions)
+        paths = [p for p in paths if p.name.startswith(wanted)]
+    return paths
+
+
+class ShardReader(IterableDataset):
+    """Stream ClipSamples from shards; splits shards across DDP ranks and DataLoader workers.
+
+    With `shuffle_shards`, shard order is shuffled with a seed that depends on the epoch
+    (`set_epoch`) before the split, so every rank and worker agrees on the permutation.
+    """
+
+    def __init__(self, source: str | Path | Sequence[str | Path], partitions: Sequence[str] | None = None,
+                 shuffle_shards: bool = False, seed: int = 0):
+        self.shards = list_shards(source, partitions)
+        if not self.shards:
+            raise FileNotFoundError(f"no shards found in {source}"
+                                    + (f" for partitions {', '.join(partitions)}" if partitions else ""))
+        self.shuffle_shards = shuffle_shards
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def my_shards(self) -> list[Path]:
+        shards = list(self.shards)
+        if self.shuffle_shards:
+            random.Random(self.seed * 1_000_003 + self.epoch).shuffle(shards)
+        rank, world = 0, 1
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        return shards[rank * workers + worker::world * workers]
+
+    def __iter__(self) -> Iterator[ClipSample]:
+        for shard in self.my_shards():
+            yield from read_shard(shard)
