@@ -43,8 +43,7 @@ $(STAMP): requirements.txt pyproject.toml
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --no-deps -r requirements.txt
-	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e . || \
-		$(VENV)/bin/pip install --quiet --no-deps -e .
+	$(VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
 
 env: $(STAMP) ## create or update .venv (done automatically by every other target)
