@@ -53,17 +53,25 @@ test: $(STAMP) ## run the whole test suite, offline
 
 demo: $(STAMP) ## the whole system on the generated sample dataset, in minutes on a CPU
 	@echo ">> environment: ready in $(VENV)"
-	$(PY) -m pipeline.manifest mafw
-	@echo ">> sample dataset, preprocessing, training, evaluation: not yet available"
-	@echo "   (issues #3, #4, #6, #7 build them; this demo will run them end to end)"
+	@echo ">> sample dataset (data/sample)"
+	$(PY) -m pipeline.sample_dataset generate --out data/sample --if-missing
+	$(PY) -m pipeline.sample_dataset sheet --data data/sample
+	$(PY) -m pipeline.manifest sample --data-root data/sample
+	@echo ">> preprocessing, training, evaluation: not yet available"
+	@echo "   (issues #4, #6, #7 build them; this demo will run them end to end)"
 
 manifest: $(STAMP) ## validate DATASET's manifest; with DATA_ROOT, count the clips found there
 	$(PY) -m pipeline.manifest $(DATASET) --data-root "$(DATA_ROOT)"
 
-sample: $(STAMP) ## generate the sample dataset into data/sample
-	@echo "the sample dataset generator is not yet available (issue #3)"; exit 1
+SAMPLE_SEED ?= 0
+CLIPS_PER_CLASS ?= 10
+
+sample: $(STAMP) ## generate the sample dataset into data/sample and its contact sheet (SAMPLE_SEED, CLIPS_PER_CLASS)
+	$(PY) -m pipeline.sample_dataset generate --out data/sample --seed $(SAMPLE_SEED) --clips-per-class $(CLIPS_PER_CLASS)
+	$(PY) -m pipeline.sample_dataset sheet --data data/sample
 
 preprocess: $(STAMP) ## DATASET, DATA_ROOT, OUT, PROFILE, RAY_ADDRESS: videos -> shards
+	@if [ "$(DATASET)" = sample ]; then $(PY) -m pipeline.sample_dataset generate --out "$(DATA_ROOT)" --if-missing; fi
 	$(PY) -m pipeline.manifest $(DATASET) --data-root "$(DATA_ROOT)"
 	@echo "the preprocessing pipeline is not yet available (issue #4): only the manifest check above ran"; exit 1
 

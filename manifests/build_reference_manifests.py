@@ -80,8 +80,8 @@ def main() -> None:
         "ferv39k": ferv39k(ref),
     }
     for name, rows in built.items():
-        write_manifest(DATASETS[name].manifest_path, rows, dataset=name, comment=source)
-        print(f"{DATASETS[name].manifest_path}: {len(rows)} clips")
+        write_manifest(DATASETS[name].manifest_path(), rows, dataset=name, comment=source)
+        print(f"{DATASETS[name].manifest_path()}: {len(rows)} clips")
 
 
 if __name__ == "__main__":

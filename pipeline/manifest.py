@@ -157,19 +157,22 @@ def _check_clip_id(clip_id: str) -> str | None:
     return None
 
 
-def resolve_dataset(dataset: str) -> Path:
+def resolve_dataset(dataset: str, data_root: Path | str | None = None) -> Path:
     """The manifest file for a built-in dataset name, or the path the user gave."""
     if dataset in DATASETS:
-        return DATASETS[dataset].manifest_path
+        return DATASETS[dataset].manifest_path(data_root)
     path = Path(dataset)
     if path.suffix == "" and not path.exists():
         dataset_spec(dataset)  # raises with the list of known names
     return path
 
 
-def load_manifest(dataset: str | Path) -> Manifest:
-    """Load and validate a manifest by dataset name or file path; raises ManifestError."""
-    source = resolve_dataset(str(dataset))
+def load_manifest(dataset: str | Path, data_root: Path | str | None = None) -> Manifest:
+    """Load and validate a manifest by dataset name or file path; raises ManifestError.
+
+    `data_root` matters only for generated datasets, whose manifest lives in their data folder.
+    """
+    source = resolve_dataset(str(dataset), data_root)
     if not source.is_file():
         raise ManifestError(source, ["file not found"])
     text = source.read_text(encoding="utf-8-sig").splitlines()
@@ -312,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", help="count the clips present under this folder")
     args = parser.parse_args(argv)
     try:
-        manifest = load_manifest(args.dataset)
+        manifest = load_manifest(args.dataset, args.data_root)
     except (ManifestError, KeyError) as err:
         print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
         return 1
