@@ -20,6 +20,8 @@ FOLD ?= 1
 MODEL ?= fineclip-b16
 RAY_ADDRESS ?=
 export RAY_ADDRESS
+SAMPLE_SEED ?= 0
+CLIPS_PER_CLASS ?= 10
 
 .PHONY: help env test demo manifest sample preprocess train bench predict clean
 
@@ -37,6 +39,7 @@ help: ## list targets and variables
 	@echo "  FOLD         1..5 | all (MAFW, DFEW); 1 for FERV39k's single split     ($(FOLD))"
 	@echo "  MODEL        fineclip-b16 | fineclip-b32 | fineclip-l14 | dferclip-b16 | tiny  ($(MODEL))"
 	@echo "  RAY_ADDRESS  an existing Ray cluster to run the pipeline on (empty: local)"
+	@echo "  SAMPLE_SEED, CLIPS_PER_CLASS   for make sample                    ($(SAMPLE_SEED), $(CLIPS_PER_CLASS))"
 
 $(STAMP): requirements.txt pyproject.toml
 	@echo ">> creating $(VENV) from requirements.txt (first run only: a few minutes)"
@@ -62,9 +65,6 @@ demo: $(STAMP) ## the whole system on the generated sample dataset, in minutes o
 
 manifest: $(STAMP) ## validate DATASET's manifest; with DATA_ROOT, count the clips found there
 	$(PY) -m pipeline.manifest $(DATASET) --data-root "$(DATA_ROOT)"
-
-SAMPLE_SEED ?= 0
-CLIPS_PER_CLASS ?= 10
 
 sample: $(STAMP) ## generate the sample dataset into data/sample and its contact sheet (SAMPLE_SEED, CLIPS_PER_CLASS)
 	$(PY) -m pipeline.sample_dataset generate --out data/sample --seed $(SAMPLE_SEED) --clips-per-class $(CLIPS_PER_CLASS)
