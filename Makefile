@@ -15,7 +15,9 @@ STAMP := $(VENV)/.installed-$(LOCK_HASH)
 DATASET ?= sample
 DATA_ROOT ?= data/$(DATASET)
 OUT ?= shards/$(notdir $(basename $(DATASET)))
-PROFILE ?= cpu
+PROFILE ?=
+WEIGHTS_DIR ?=
+OVERWRITE ?=
 FOLD ?= 1
 MODEL ?= fineclip-b16
 RAY_ADDRESS ?=
@@ -35,7 +37,9 @@ help: ## list targets and variables
 	@echo "  DATASET      mafw | dfew | ferv39k | sample | path/to/manifest.csv   ($(DATASET))"
 	@echo "  DATA_ROOT    folder holding the dataset's videos or frame folders     ($(DATA_ROOT))"
 	@echo "  OUT          folder the shards are written to                         ($(OUT))"
-	@echo "  PROFILE      full (paper stack, GPU) | cpu (offline stack)            ($(PROFILE))"
+	@echo "  PROFILE      full (paper stack, GPU) | cpu (offline stack); default: cpu for sample, full otherwise ($(PROFILE))"
+	@echo "  WEIGHTS_DIR  folder holding model weights for PROFILE=full           ($(WEIGHTS_DIR))"
+	@echo "  OVERWRITE    1: delete OUT's shards and start over (default: resume)"
 	@echo "  FOLD         1..5 | all (MAFW, DFEW); 1 for FERV39k's single split     ($(FOLD))"
 	@echo "  MODEL        fineclip-b16 | fineclip-b32 | fineclip-l14 | dferclip-b16 | tiny  ($(MODEL))"
 	@echo "  RAY_ADDRESS  an existing Ray cluster to run the pipeline on (empty: local)"
@@ -70,10 +74,10 @@ sample: $(STAMP) ## generate the sample dataset into data/sample and its contact
 	$(PY) -m pipeline.sample_dataset generate --out data/sample --seed $(SAMPLE_SEED) --clips-per-class $(CLIPS_PER_CLASS)
 	$(PY) -m pipeline.sample_dataset sheet --data data/sample
 
-preprocess: $(STAMP) ## DATASET, DATA_ROOT, OUT, PROFILE, RAY_ADDRESS: videos -> shards
-	@if [ "$(DATASET)" = sample ]; then $(PY) -m pipeline.sample_dataset generate --out "$(DATA_ROOT)" --if-missing; fi
-	$(PY) -m pipeline.manifest $(DATASET) --data-root "$(DATA_ROOT)"
-	@echo "the preprocessing pipeline is not yet available (issue #4): only the manifest check above ran"; exit 1
+preprocess: $(STAMP) ## DATASET, DATA_ROOT, OUT, PROFILE, RAY_ADDRESS, WEIGHTS_DIR, OVERWRITE=1: videos -> shards
+	$(PY) -m pipeline.preprocess $(DATASET) --data-root "$(DATA_ROOT)" --out "$(OUT)" \
+		$(if $(PROFILE),--profile $(PROFILE)) $(if $(WEIGHTS_DIR),--weights-dir "$(WEIGHTS_DIR)") \
+		$(if $(filter 1 yes true,$(OVERWRITE)),--overwrite)
 
 train: $(STAMP) ## DATASET, FOLD, MODEL: train on the shards, evaluate on the held-out fold
 	@echo "the trainer is not yet available (issue #6)"; exit 1

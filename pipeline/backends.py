@@ -1,0 +1,96 @@
+"""The three model interfaces of the face stage, their backends, and the profiles that pick them.
+
+Every backend is a small class behind one of these protocols, constructed cheaply and
+loading its model on first use (so a Ray actor loads it once, in `setup`). Add a backend
+by writing the class and one line in the matching registry below.
+
+    detector    frames (full-resolution RGB)            -> face boxes with scores, per frame
+    landmarker  face crops (N×S×S×3) + face boxes in them -> N×68×2 points, N confidences
+    parser      face crops + their landmarks           -> N×S×S CelebAMask-HQ label maps
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+# CelebAMask-HQ's 19 face-parsing labels (the order facexlib's BiSeNet predicts). "l_"/"r_" are
+# the subject's left/right; the subject's left eye (iBUG 42-47) is on the image's right.
+PARSING_LABELS = ("background", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "eye_g", "l_ear", "r_ear",
+                  "ear_r", "nose", "mouth", "u_lip", "l_lip", "neck", "neck_l", "cloth", "hair", "hat")
+
+
+class FaceDetector(Protocol):
+    name: str
+
+    def identity(self) -> dict[str, Any]:
+        """What to record in the dataset index: model, weight file and its SHA-256, settings."""
+
+    def detect(self, frames: Sequence[np.ndarray]) -> list[list[tuple[np.ndarray, float]]]:
+        """For each RGB uint8 frame, its faces as ((x0, y0, x1, y1) float64 pixels, score), best first."""
+
+
+class LandmarkModel(Protocol):
+    name: str
+
+    def identity(self) -> dict[str, Any]: ...
+
+    def predict(self, crops: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """crops N×S×S×3 uint8 RGB, boxes N×4 (the face in crop pixels) ->
+        (N×68×2 float32 iBUG-68 points in crop pixels, N float32 confidences in [0, 1])."""
+
+
+class FaceParser(Protocol):
+    name: str
+
+    def identity(self) -> dict[str, Any]: ...
+
+    def parse(self, crops: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """crops N×S×S×3 uint8 RGB, landmarks N×68×2 -> N×S×S uint8 labels (PARSING_LABELS)."""
+
+
+# name -> "module:Class"; imported only when chosen, so the cpu profile never imports torch models.
+DETECTORS = {"dlib": "pipeline.dlib_models:DlibDetector", "sfd": "pipeline.sfd_detector:SfdDetector"}
+LANDMARKERS = {"dlib": "pipeline.dlib_models:DlibLandmarks", "fan": "pipeline.fan_landmarks:FanLandmarks"}
+PARSERS = {"landmarks": "pipeline.landmark_masks:LandmarkMaskParser",
+           "bisenet": "pipeline.bisenet_parser:BisenetParser"}
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    detector: str
+    landmarker: str
+    parser: str
+    describer: str
+    needs_gpu: bool
+
+
+PROFILES = {
+    "full": Profile("full", detector="sfd", landmarker="fan", parser="bisenet", describer="videollava",
+                    needs_gpu=True),
+    "cpu": Profile("cpu", detector="dlib", landmarker="dlib", parser="landmarks", describer="geometric",
+                   needs_gpu=False),
+}
+
+
+def _construct(registry: dict[str, str], kind: str, name: str, **kwargs):
+    if name not in registry:
+        raise ValueError(f"unknown {kind} backend {name!r}; choose from {', '.join(sorted(registry))}")
+    module, cls = registry[name].split(":")
+    return getattr(importlib.import_module(module), cls)(**kwargs)
+
+
+def make_detector(name: str, **kwargs) -> FaceDetector:
+    return _construct(DETECTORS, "detector", name, **kwargs)
+
+
+def make_landmarker(name: str, **kwargs) -> LandmarkModel:
+    return _construct(LANDMARKERS, "landmark", name, **kwargs)
+
+
+def make_parser(name: str, **kwargs) -> FaceParser:
+    return _construct(PARSERS, "parser", name, **kwargs)

@@ -1,0 +1,403 @@
+"""Decode one clip — a video file or a folder of frame images — into upright RGB frames.
+
+Step 1 of the pipeline. `decode_clip` returns at most `max_frames` frames spread uniformly
+over the clip, their timestamps in seconds, and a JSON-able record of facts about the
+source; every kind of bad input raises `DecodeError` with a short, stable `reason` code
+(the shard sidecars record it) and a message naming the file.
+
+Videos are read with PyAV in two passes over the file:
+
+1. demux the video stream's packets without decoding, to count frames cheaply and to see
+   whether the container ends before its own index says it should (a truncated file);
+2. decode every frame (inter-frame codecs need them all, and a failure late in the stream
+   must still be noticed), but convert to RGB, rotate and keep only the selected ones.
+
+Memory stays bounded: the output array for the selected frames is allocated once, already
+downscaled so that it fits in `max_bytes`, and at most one full-size frame exists besides it.
+
+Rotation comes from the display matrix FFmpeg attaches to each decoded frame
+(`VideoFrame.rotation`, counter-clockwise degrees); mirroring in the matrix is ignored and
+angles that are not quarter turns are rounded to the nearest one. Timestamps come from each
+frame's pts, so variable-frame-rate clips keep their true times.
+
+Frame folders (DFEW and FERV39k ship face crops as image folders) are read with OpenCV in
+natural sort order, at an assumed `folder_fps`; unreadable images are skipped and counted.
+
+Failure reasons: missing_file, unreadable, empty_file, not_a_video, no_video_stream,
+truncated, decode_error, empty_folder, no_readable_frames.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import av.error
+import cv2
+import numpy as np
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
+_CODEC_OF_SUFFIX = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".bmp": "bmp"}
+
+
+@dataclass
+class DecodedClip:
+    """Decoded frames of one clip.
+
+    frames: T×H×W×3 uint8 RGB, upright. timestamps: float64 (T,), seconds from the start of
+    the stream, strictly increasing. source: JSON-able facts about the input (see module doc
+    and `_video_source` / `_folder_source` for the keys).
+    """
+
+    frames: np.ndarray
+    timestamps: np.ndarray
+    source: dict[str, Any]
+
+
+class DecodeError(Exception):
+    """A clip that cannot be decoded; `reason` is a short stable code, `message` names the file."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+    def __reduce__(self):
+        # Ray and multiprocessing pickle exceptions; the default would call cls(message).
+        return (type(self), (self.reason, self.message))
+
+    def __repr__(self) -> str:
+        return f"DecodeError({self.reason!r}, {self.message!r})"
+
+
+def decode_clip(
+    path: str | Path,
+    max_frames: int = 256,
+    max_bytes: int = 512 * 2**20,
+    folder_fps: float = 25.0,
+) -> DecodedClip:
+    """Decode a video file or a folder of frame images; see the module docstring."""
+    if max_frames < 1:
+        raise ValueError(f"max_frames must be at least 1, got {max_frames}")
+    if max_bytes < 3:
+        raise ValueError(f"max_bytes must allow at least one RGB pixel, got {max_bytes}")
+    if not folder_fps > 0:
+        raise ValueError(f"folder_fps must be positive, got {folder_fps}")
+    path = Path(path)
+    if _is_directory(path):
+        return _decode_folder(path, max_frames, max_bytes, folder_fps)
+    _check_readable_file(path)
+    return _decode_video(path, max_frames, max_bytes, folder_fps)
+
+
+# ---------------------------------------------------------------------------- shared rules
+
+
+def uniform_indices(count: int, max_frames: int) -> np.ndarray:
+    """Indices of the frames to keep: all of them, or `max_frames` spread over the clip."""
+    if count <= max_frames:
+        return np.arange(count, dtype=np.int64)
+    return np.unique(np.round(np.linspace(0, count - 1, max_frames)).astype(np.int64))
+
+
+def fit_scale(frames: int, height: int, width: int, max_bytes: int) -> float:
+    """The downscale factor (≤ 1) that makes frames×H×W×3 bytes fit in max_bytes."""
+    total = frames * height * width * 3
+    return 1.0 if total <= max_bytes else math.sqrt(max_bytes / total)
+
+
+def _scaled(height: int, width: int, scale: float) -> tuple[int, int]:
+    # Flooring keeps the product within budget; a 1-pixel floor keeps shapes valid.
+    if scale >= 1.0:
+        return height, width
+    return max(1, math.floor(height * scale)), max(1, math.floor(width * scale))
+
+
+def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    if image.shape[:2] == (height, width):
+        return image
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def _is_directory(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError as err:  # e.g. a parent folder we may not enter
+        raise DecodeError("unreadable", f"{path}: cannot inspect path: {err}") from err
+
+
+def _check_readable_file(path: Path) -> None:
+    """Fail early, with a precise reason, on files PyAV would only call 'invalid data'."""
+    try:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, 2)
+    except FileNotFoundError as err:
+        raise DecodeError("missing_file", f"{path}: no such file") from err
+    except OSError as err:
+        raise DecodeError("unreadable", f"{path}: cannot open: {err.strerror or err}") from err
+    if size == 0:
+        raise DecodeError("empty_file", f"{path}: file is empty (0 bytes)")
+
+
+# ---------------------------------------------------------------------------- videos
+
+
+@dataclass
+class _Survey:
+    """What the demux-only pass learned about the video stream."""
+
+    frames: int          # packets that carry a frame to show (not flagged discard)
+    packets: int         # all non-empty packets demuxed
+    indexed: int         # entries in the container's index when it was opened
+    last_corrupt: bool   # the final packet was cut short
+    demux_error: str | None
+    promised: bool       # the header gives the stream a frame count or a duration
+
+
+def _open_container(path: Path) -> av.container.InputContainer:
+    try:
+        # "replace": odd bytes in a title tag must not make a good video unreadable.
+        return av.open(str(path), mode="r", metadata_errors="replace")
+    except av.error.FileNotFoundError as err:
+        raise DecodeError("missing_file", f"{path}: no such file") from err
+    except av.error.FFmpegError as err:
+        if isinstance(err, OSError):  # PermissionError, IsADirectoryError, EIO, …
+            raise DecodeError("unreadable", f"{path}: cannot open: {err}") from err
+        if isinstance(err, av.error.EOFError):  # recognised, but the file ends inside its header
+            raise DecodeError("truncated", f"{path}: truncated: the file ends inside its header") from err
+        # InvalidDataError: no demuxer recognises it (or its header is too damaged to parse).
+        raise DecodeError("not_a_video", f"{path}: not a media container FFmpeg can read: {err}") from err
+
+
+def _video_stream(container: av.container.InputContainer, path: Path) -> av.video.stream.VideoStream:
+    for stream in container.streams.video:
+        # Cover art in audio files shows up as a one-picture video stream.
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    kinds = ", ".join(s.type for s in container.streams) or "none"
+    raise DecodeError("no_video_stream", f"{path}: no video stream (streams: {kinds})")
+
+
+def _survey(path: Path) -> _Survey:
+    frames = packets = 0
+    last_corrupt = False
+    demux_error = None
+    with _open_container(path) as container:
+        stream = _video_stream(container, path)
+        # Snapshot before demuxing: some demuxers grow the index as they read.
+        indexed = len(stream.index_entries)
+        promised = bool(stream.frames) or bool(stream.duration and stream.duration > 0)
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0:  # the flush packet at the end
+                    continue
+                packets += 1
+                frames += not packet.is_discard
+                last_corrupt = packet.is_corrupt
+        except av.error.FFmpegError as err:
+            demux_error = str(err)
+    return _Survey(frames, packets, indexed, last_corrupt, demux_error, promised)
+
+
+def _truncation(survey: _Survey) -> str | None:
+    """Why the container looks cut short, or None."""
+    if survey.demux_error is not None:
+        return f"reading packets failed after {survey.packets}: {survey.demux_error}"
+    if survey.last_corrupt:
+        return f"the last of {survey.packets} packets is cut short"
+    if survey.packets == 0 and survey.promised:
+        return "the header describes a video stream but the file holds none of its packets"
+    if survey.packets < survey.indexed:
+        return f"the file ends after {survey.packets} of the {survey.indexed} packets its index lists"
+    return None
+
+
+def _decode_video(path: Path, max_frames: int, max_bytes: int, fallback_fps: float) -> DecodedClip:
+    survey = _survey(path)
+    problem = _truncation(survey)
+    if problem is not None:
+        raise DecodeError("truncated", f"{path}: truncated: {problem}")
+    if survey.frames == 0:
+        raise DecodeError("decode_error", f"{path}: the video stream has no packets")
+    keep = uniform_indices(survey.frames, max_frames)
+
+    with _open_container(path) as container:
+        stream = _video_stream(container, path)
+        stream.thread_type = "AUTO"
+        collector = _FrameCollector(keep, max_bytes, stream, fallback_fps)
+        try:
+            for frame in container.decode(stream):
+                collector.add(frame)
+        except av.error.FFmpegError as err:
+            if collector.decoded:
+                raise DecodeError(
+                    "truncated", f"{path}: decoding failed after {collector.decoded} frames: {err}") from err
+            raise DecodeError("decode_error", f"{path}: no frame decodes: {err}") from err
+        if not collector.decoded:
+            raise DecodeError("decode_error", f"{path}: no frame decodes from {survey.frames} packets")
+        return collector.result(stream, len(keep) < survey.frames)
+
+
+class _FrameCollector:
+    """Takes decoded frames in order; converts, rotates and stores only the selected ones."""
+
+    def __init__(self, keep: np.ndarray, max_bytes: int, stream: av.video.stream.VideoStream,
+                 fallback_fps: float):
+        self.keep = keep
+        self.max_bytes = max_bytes
+        self.time_base = stream.time_base
+        self.start_pts = stream.start_time
+        # Used only to repair missing or non-increasing pts.
+        self.nominal_fps = float(stream.average_rate or stream.guessed_rate or fallback_fps)
+        self.decoded = 0
+        self.kept = 0
+        self.first_time = self.last_time = 0.0
+        self.repaired = 0
+        self.frames: np.ndarray | None = None
+        self.times = np.empty(len(keep), np.float64)
+
+    def add(self, frame: av.VideoFrame) -> None:
+        if self.frames is None:
+            self._setup(frame)
+        time = self._time(frame)
+        if self.kept < len(self.keep) and self.decoded == self.keep[self.kept]:
+            self.frames[self.kept] = self._pixels(frame)
+            self.times[self.kept] = time
+            self.kept += 1
+        self.decoded += 1
+
+    def _setup(self, frame: av.VideoFrame) -> None:
+        """Fix the clip's geometry from its first frame."""
+        self.quarter_turns = round(frame.rotation / 90) % 4
+        self.pix_fmt = frame.format.name
+        self.coded_hw = (frame.height, frame.width)
+        upright = self.coded_hw[::-1] if self.quarter_turns % 2 else self.coded_hw
+        self.scale = fit_scale(len(self.keep), *upright, self.max_bytes)
+        self.stored_hw = _scaled(*self.coded_hw, self.scale)
+        out_hw = self.stored_hw[::-1] if self.quarter_turns % 2 else self.stored_hw
+        self.upright_hw = upright
+        self.frames = np.empty((len(self.keep), *out_hw, 3), np.uint8)
+
+    def _time(self, frame: av.VideoFrame) -> float:
+        pts, time = frame.pts, None
+        if pts is not None and self.time_base is not None:
+            if self.start_pts is None:  # the container did not say where the stream starts
+                self.start_pts = pts
+            time = float((pts - self.start_pts) * self.time_base)
+        if self.decoded and (time is None or time <= self.last_time):
+            # Missing or repeated pts (raw streams, broken muxers): keep times strictly increasing.
+            time = self.last_time + 1.0 / self.nominal_fps
+            self.repaired += 1
+        elif time is None:
+            time = 0.0
+        if self.decoded == 0:
+            self.first_time = time
+        self.last_time = time
+        return time
+
+    def _pixels(self, frame: av.VideoFrame) -> np.ndarray:
+        # to_ndarray goes through swscale, which handles gray, 10-bit, 4:4:4, palettes, …
+        rgb = _resize(frame.to_ndarray(format="rgb24"), *self.stored_hw)
+        return np.rot90(rgb, self.quarter_turns)
+
+    def result(self, stream: av.video.stream.VideoStream, subsampled: bool) -> DecodedClip:
+        span = self.last_time - self.first_time
+        if self.decoded > 1 and span > 0:
+            fps, fps_assumed = (self.decoded - 1) / span, False
+        elif stream.average_rate or stream.guessed_rate:
+            fps, fps_assumed = float(stream.average_rate or stream.guessed_rate), False
+        else:
+            fps, fps_assumed = self.nominal_fps, True
+        source = {
+            "kind": "video",
+            "fps": float(fps),
+            "frames": int(self.decoded),
+            "width": int(self.upright_hw[1]),
+            "height": int(self.upright_hw[0]),
+            "duration_s": float(span + 1.0 / fps),
+            "rotation": int(self.quarter_turns * 90),
+            "pix_fmt": self.pix_fmt,
+            "codec": stream.codec_context.name,
+            "fps_assumed": fps_assumed,
+            "subsampled": bool(subsampled),
+            "scale": float(self.scale),
+            "skipped_frames": 0,
+            "timestamps_repaired": int(self.repaired),
+        }
+        # Fewer frames than packets (a decoder that drops some) leaves the tail unfilled.
+        return DecodedClip(self.frames[: self.kept], self.times[: self.kept].copy(), source)
+
+
+# ---------------------------------------------------------------------------- frame folders
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key that orders frame2 before frame10."""
+    return tuple(int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name))
+
+
+def _list_images(folder: Path) -> list[Path]:
+    try:
+        entries = list(folder.iterdir())
+    except OSError as err:
+        raise DecodeError("unreadable", f"{folder}: cannot list folder: {err.strerror or err}") from err
+    images = [p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+    return sorted(images, key=lambda p: natural_key(p.name))
+
+
+def _read_rgb(path: Path) -> np.ndarray | None:
+    # IMREAD_COLOR gives 3 channels for gray and 16-bit images too, and applies EXIF rotation.
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _decode_folder(folder: Path, max_frames: int, max_bytes: int, fps: float) -> DecodedClip:
+    images = _list_images(folder)
+    if not images:
+        raise DecodeError("empty_folder", f"{folder}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    keep = uniform_indices(len(images), max_frames)
+
+    frames: np.ndarray | None = None
+    times = np.empty(len(keep), np.float64)
+    kept = skipped = 0
+    first_hw = (0, 0)
+    scale = 1.0
+    for index in keep:
+        rgb = _read_rgb(images[index])
+        if rgb is None:
+            skipped += 1
+            continue
+        if frames is None:
+            first_hw = rgb.shape[:2]
+            scale = fit_scale(len(keep), *first_hw, max_bytes)
+            frames = np.empty((len(keep), *_scaled(*first_hw, scale), 3), np.uint8)
+        # Mixed sizes are resized to the first image's (scaled) size in the same step.
+        frames[kept] = _resize(rgb, *frames.shape[1:3])
+        times[kept] = index / fps
+        kept += 1
+    if frames is None:
+        raise DecodeError("no_readable_frames",
+                          f"{folder}: none of the {len(keep)} images read could be decoded")
+
+    source = {
+        "kind": "frames",
+        "fps": float(fps),
+        "frames": len(images),
+        "width": int(first_hw[1]),
+        "height": int(first_hw[0]),
+        "duration_s": len(images) / fps,
+        "rotation": 0,
+        "pix_fmt": "rgb24",
+        "codec": "+".join(sorted({_CODEC_OF_SUFFIX[p.suffix.lower()] for p in images})),
+        "fps_assumed": True,
+        "subsampled": len(keep) < len(images),
+        "scale": float(scale),
+        "skipped_frames": skipped,
+        "timestamps_repaired": 0,
+    }
+    return DecodedClip(frames[:kept], times[:kept].copy(), source)

@@ -1,0 +1,125 @@
+"""Follow the clip's main face through time and cut a steady square crop of it from every frame.
+
+Detections (on every k-th frame) are linked into tracks by box overlap; the subject is the
+track with the largest total area — large and persistent wins over a brief big face or a
+small face in the background. Its boxes are interpolated over frames without a detection,
+smoothed with a centred moving average, and turned into squares with a margin that keeps
+the forehead and chin in view.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass
+class FaceTrack:
+    boxes: np.ndarray      # (T, 4) face boxes (x0, y0, x1, y1) in source pixels, interpolated and smoothed
+    detected: np.ndarray   # (T,) bool: the detector found this face in this frame
+    scores: np.ndarray     # (T,) detector score where detected, else 0
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def link_tracks(detections: dict[int, list[tuple[np.ndarray, float]]], min_iou: float = 0.3,
+                max_gap: int = 30) -> list[dict[int, tuple[np.ndarray, float]]]:
+    """Greedy linking: each detection joins the overlapping track seen most recently, or starts one."""
+    tracks: list[dict[int, tuple[np.ndarray, float]]] = []
+    for t in sorted(detections):
+        taken: set[int] = set()
+        for box, score in sorted(detections[t], key=lambda d: -d[1]):
+            best, best_iou = None, min_iou
+            for k, track in enumerate(tracks):
+                last = max(track)
+                if k in taken or t - last > max_gap:
+                    continue
+                overlap = iou(track[last][0], box)
+                if overlap >= best_iou:
+                    best, best_iou = k, overlap
+            if best is None:
+                tracks.append({t: (box, score)})
+                taken.add(len(tracks) - 1)
+            else:
+                tracks[best][t] = (box, score)
+                taken.add(best)
+    return tracks
+
+
+def smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Centred moving average along axis 0, edges padded by repetition."""
+    if window <= 1 or len(values) < 3:
+        return values
+    window = min(window, len(values) - (1 - len(values) % 2))
+    half = window // 2
+    padded = np.concatenate([np.repeat(values[:1], half, 0), values, np.repeat(values[-1:], half, 0)])
+    kernel = np.ones(window) / window
+    return np.stack([np.convolve(padded[:, j], kernel, mode="valid") for j in range(values.shape[1])], axis=1)
+
+
+def main_face_track(detections: dict[int, list[tuple[np.ndarray, float]]], num_frames: int,
+                    smooth_window: int = 5) -> FaceTrack | None:
+    """The subject's track over all `num_frames` frames, or None when no face was detected."""
+    tracks = link_tracks(detections)
+    if not tracks:
+        return None
+    track = max(tracks, key=lambda tr: sum((b[2] - b[0]) * (b[3] - b[1]) for b, _ in tr.values()))
+    frames = np.array(sorted(track))
+    known = np.stack([track[t][0] for t in frames])
+    everywhere = np.arange(num_frames)
+    boxes = np.stack([np.interp(everywhere, frames, known[:, j]) for j in range(4)], axis=1)
+    # Smooth centre and size rather than corners, so the box does not breathe when it shifts.
+    centre_size = np.concatenate([(boxes[:, :2] + boxes[:, 2:]) / 2, boxes[:, 2:] - boxes[:, :2]], axis=1)
+    centre_size = smooth(centre_size, smooth_window)
+    boxes = np.concatenate([centre_size[:, :2] - centre_size[:, 2:] / 2,
+                            centre_size[:, :2] + centre_size[:, 2:] / 2], axis=1)
+    detected = np.zeros(num_frames, bool)
+    detected[frames] = True
+    scores = np.zeros(num_frames)
+    scores[frames] = [track[t][1] for t in frames]
+    return FaceTrack(boxes=boxes, detected=detected, scores=scores)
+
+
+def crop_squares(boxes: np.ndarray, margin: float, shift_up: float) -> np.ndarray:
+    """Square crop regions (x0, y0, x1, y1): side = margin × the box's longer side, raised by
+    `shift_up` × side so the forehead is kept."""
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    side = margin * np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    centre[:, 1] -= shift_up * side
+    return np.concatenate([centre - side[:, None] / 2, centre + side[:, None] / 2], axis=1)
+
+
+def crop_affines(squares: np.ndarray, size: int) -> np.ndarray:
+    """(T, 2, 3) affine maps from source pixels to crop pixels for each square."""
+    scale = size / (squares[:, 2] - squares[:, 0])
+    out = np.zeros((len(squares), 2, 3))
+    out[:, 0, 0] = out[:, 1, 1] = scale
+    out[:, :, 2] = -squares[:, :2] * scale[:, None]
+    return out
+
+
+def cut_crops(frames: np.ndarray, affines: np.ndarray, size: int) -> np.ndarray:
+    """T×size×size×3 crops; regions outside the frame are black. Strong downscales go through an
+    area-averaged resize first, so the crop does not alias."""
+    crops = []
+    for frame, m in zip(frames, affines):
+        if m[0, 0] < 0.6:
+            pre = m[0, 0] / 0.8
+            frame = cv2.resize(frame, None, fx=pre, fy=pre, interpolation=cv2.INTER_AREA)
+            m = np.concatenate([m[:, :2] / pre, m[:, 2:]], axis=1)
+        crops.append(cv2.warpAffine(frame, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT))
+    return np.stack(crops)
+
+
+def map_boxes(boxes: np.ndarray, affines: np.ndarray) -> np.ndarray:
+    """Boxes (T, 4) in source pixels -> the same boxes in crop pixels."""
+    scale = affines[:, 0, 0][:, None]
+    return boxes * scale + np.tile(affines[:, :, 2], 2)

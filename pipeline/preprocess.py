@@ -1,0 +1,199 @@
+"""`make preprocess`: a dataset's videos in, WebDataset shards of face crops, landmarks and masks out.
+
+    python -m pipeline.preprocess mafw --data-root /data/MAFW [--out shards/mafw] [--profile full|cpu]
+        [--workers N] [--shard-size 64] [--overwrite] [--weights-dir DIR] [--ray-address ADDR]
+
+Plans shards from the manifest (each partition's rows in manifest order, `--shard-size` per
+shard), skips shards already complete in the output folder, runs the rest through the
+stages on Ray (local by default, `--ray-address`/RAY_ADDRESS for a cluster), commits each
+shard as it finishes, and ends with the dataset index and a summary. docs/pipeline.md has
+the details.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import time
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+
+from pipeline.backends import PROFILES, make_detector, make_landmarker, make_parser
+from pipeline.manifest import Manifest, ManifestError, load_manifest
+from pipeline.output_folder import FolderBusyError, OutputFolder
+from pipeline.stages import FaceConfig, FaceStage, ShardJob
+
+
+def plan_shards(manifest: Manifest, shard_size: int) -> list[ShardJob]:
+    jobs = []
+    for partition in manifest.partitions:
+        rows = [asdict(r) for r in manifest.rows if r.partition == partition]
+        for index, start in enumerate(range(0, len(rows), shard_size)):
+            jobs.append(ShardJob(name=f"{partition}-{index:06d}", partition=partition,
+                                 rows=rows[start:start + shard_size]))
+    return jobs
+
+
+def choose_profile(requested: str | None, dataset: str) -> tuple[str, str]:
+    """(profile, why) — `full` is the paper stack for real datasets; the sample runs offline."""
+    if requested:
+        return requested, f"PROFILE={requested}"
+    if dataset == "sample":
+        return "cpu", "the default for the sample dataset"
+    return "full", f"the default for {dataset} (the paper stack); PROFILE=cpu runs the offline stack"
+
+
+def gpus_available(ray_address: str | None) -> float:
+    if ray_address:
+        import ray
+
+        return float(ray.cluster_resources().get("GPU", 0))
+    import torch
+
+    return float(torch.cuda.device_count())
+
+
+def model_identities(config: FaceConfig) -> dict:
+    kwargs = {"weights_dir": config.weights_dir} if config.weights_dir else {}
+    return {
+        "detector": make_detector(config.detector, **(kwargs if config.detector != "dlib" else {})).identity(),
+        "landmarks": make_landmarker(config.landmarker, **(kwargs if config.landmarker != "dlib" else {})).identity(),
+        "masks": make_parser(config.parser, **(kwargs if config.parser != "landmarks" else {})).identity(),
+        "description": None,
+    }
+
+
+def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = None, workers: int | None = None,
+               shard_size: int | None = None, overwrite: bool = False, weights_dir: str | None = None,
+               ray_address: str | None = None, progress: bool = True, **face_options) -> dict:
+    """Run the pipeline; returns the dataset index. Raises on problems found before any work."""
+    started = time.perf_counter()
+    if dataset == "sample" and not (data_root / "manifest.csv").is_file():
+        from pipeline.sample_dataset import generate
+
+        generate(data_root, quiet=not progress)
+    manifest = load_manifest(dataset, data_root)
+    profile, why = choose_profile(profile, manifest.name)
+    chosen = PROFILES[profile]
+    print(f"profile {profile} ({why}): detector {chosen.detector}, landmarks {chosen.landmarker}, "
+          f"masks {chosen.parser}")
+    if not data_root.is_dir():
+        raise FileNotFoundError(f"DATA_ROOT {data_root} does not exist (set DATA_ROOT=/path/to/{manifest.name})")
+
+    from pipeline.ray_runner import init_ray, run_stages, shutdown_ray
+
+    resources = init_ray(ray_address)
+    gpus = gpus_available(ray_address)
+    if chosen.needs_gpu and gpus == 0:
+        raise RuntimeError(f"PROFILE={profile} runs S3FD, FAN and BiSeNet on a GPU and none was found; "
+                           "use PROFILE=cpu for the offline stack (dlib and landmark masks)")
+    if chosen.needs_gpu:
+        from pipeline.weights import FULL_PROFILE_WEIGHTS, check_weights
+
+        check_weights(FULL_PROFILE_WEIGHTS, weights_dir)  # stops here, naming every missing file
+    cpus = int(resources.get("CPU", os.cpu_count() or 1))
+    workers = workers or (cpus if not chosen.needs_gpu else max(1, int(gpus * 2)))
+    shard_size = shard_size or (8 if manifest.name == "sample" else 64)
+
+    folder = OutputFolder(out)
+    folder.lock()
+    try:
+        run_id = uuid.uuid4().hex[:8]
+        config = FaceConfig(dataset=manifest.name, manifest=str(manifest.source), data_root=str(data_root.resolve()),
+                            work_dir=str(folder.work_dir(run_id)), detector=chosen.detector,
+                            landmarker=chosen.landmarker, parser=chosen.parser, weights_dir=weights_dir,
+                            gpus_per_worker=(0.5 if chosen.needs_gpu else 0.0), **face_options)
+        recorded = {k: v for k, v in asdict(config).items() if k not in ("work_dir", "data_root", "weights_dir",
+                                                                          "manifest", "gpus_per_worker")}
+        manifest_digest = hashlib.sha256(manifest.source.read_bytes()).hexdigest()
+        run_config = {"profile": profile, "shard_size": shard_size, "manifest_sha256": manifest_digest, **recorded}
+        folder.check_run_config(run_config, overwrite)
+        jobs = plan_shards(manifest, shard_size)
+        done = folder.complete()
+        todo = [job for job in jobs if job.name not in done]
+        print(f"{len(manifest)} clips in {len(jobs)} shards; {len(jobs) - len(todo)} already complete, "
+              f"{len(todo)} to do with {min(workers, max(1, len(todo)))} workers")
+        bar = _progress(sum(len(j.rows) for j in todo), enabled=progress)
+        for job in run_stages(todo, [FaceStage(config)], workers):
+            stats = folder.commit(job.name, job.partition, job.rows, job.status, Path(job.work_tar), job.seconds)
+            bar.update(stats["ok"], stats["failed"])
+        bar.close()
+        index = folder.write_index(
+            dataset=manifest.name, classes=list(manifest.classes), partitions=list(manifest.partitions),
+            manifest={"path": str(manifest.source), "sha256": manifest_digest, "rows": len(manifest)},
+            config=run_config, models=model_identities(config), planned=[j.name for j in jobs])
+    finally:
+        folder.unlock()
+        shutdown_ray()
+    _summary(index, out, time.perf_counter() - started, sum(len(j.rows) for j in todo))
+    return index
+
+
+class _progress:
+    """clips done, failed, clips/s — on a tqdm bar when enabled."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.ok = self.failed = 0
+        self.start = time.perf_counter()
+        self.bar = None
+        if enabled and total:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="clip", desc="preprocess", dynamic_ncols=True)
+
+    def update(self, ok: int, failed: int) -> None:
+        self.ok += ok
+        self.failed += failed
+        if self.bar is not None:
+            rate = (self.ok + self.failed) / max(time.perf_counter() - self.start, 1e-9)
+            self.bar.set_postfix(ok=self.ok, failed=self.failed, clips_s=f"{rate:.2f}")
+            self.bar.update(ok + failed)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _summary(index: dict, out: Path, seconds: float, processed: int) -> None:
+    failures = ", ".join(f"{reason} {n}" for reason, n in index["failures"].items()) or "none"
+    print(f"done in {seconds:.1f} s ({processed / max(seconds, 1e-9):.2f} clips/s over {processed} clips this run)")
+    print(f"  clips ok {index['ok']}, failed {index['failed']} ({failures})")
+    print(f"  shards {len(index['shards'])} in {out}, {index['bytes'] / 2**20:.1f} MiB"
+          + ("" if index["complete"] else f"; NOT complete, missing {len(index['missing_shards'])}: rerun to finish"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.preprocess", description=__doc__.split("\n")[0])
+    parser.add_argument("dataset", help="mafw | dfew | ferv39k | sample | path/to/manifest.csv")
+    parser.add_argument("--data-root", type=Path, default=None, help="default: data/<dataset>")
+    parser.add_argument("--out", type=Path, default=None, help="default: shards/<dataset>")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default=None,
+                        help="full (GPU paper stack) or cpu (offline); default: cpu for sample, full otherwise")
+    parser.add_argument("--workers", type=int, default=None, help="actors per stage (default: all CPUs, or 2 per GPU)")
+    parser.add_argument("--shard-size", type=int, default=None, help="clips per shard (default 64; sample 8)")
+    parser.add_argument("--overwrite", action="store_true", help="delete the output folder's shards and start over")
+    parser.add_argument("--weights-dir", default=os.environ.get("WEIGHTS_DIR") or None)
+    parser.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS") or None)
+    parser.add_argument("--crop-size", type=int, default=224)
+    parser.add_argument("--max-frames", type=int, default=256)
+    parser.add_argument("--detect-every", type=int, default=3)
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    name = Path(args.dataset).stem if args.dataset.endswith(".csv") else args.dataset
+    data_root = args.data_root or Path("data") / name
+    out = args.out or Path("shards") / name
+    try:
+        preprocess(args.dataset, data_root, out, args.profile, args.workers, args.shard_size, args.overwrite,
+                   args.weights_dir, args.ray_address, progress=not args.no_progress,
+                   crop_size=args.crop_size, max_frames=args.max_frames, detect_every=args.detect_every)
+    except (ManifestError, FolderBusyError, FileNotFoundError, RuntimeError, KeyError) as err:
+        print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

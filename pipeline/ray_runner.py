@@ -1,0 +1,75 @@
+"""The one place that talks to Ray: start or join a cluster, run stages over shard jobs.
+
+Ray's argument names change between releases; keeping every call here means one file to
+update. Each stage becomes a Ray Data `map_batches` over an actor pool (one shard job per
+batch) with the stage's declared CPUs and GPUs, so the model loads once per actor and
+every core and GPU of the machine or cluster is used. Results stream back in completion
+order, so the driver commits each shard as soon as it is done.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from pipeline.stages import ShardJob, Stage
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None) -> dict[str, float]:
+    """Join `address` (a running cluster) or start a quiet local instance; return its resources."""
+    import ray
+
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    if not ray.is_initialized():
+        local = {} if address else {"num_cpus": num_cpus or os.cpu_count()}
+        # Ray's own logs go to its session folder (/tmp/ray/session_latest/logs), not the terminal.
+        ray.init(address=address or None, include_dashboard=False, logging_level=logging.ERROR,
+                 log_to_driver=False, configure_logging=True, **local)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.enable_operator_progress_bars = False
+    ctx.print_on_execution_start = False
+    ctx.enable_auto_log_stats = False
+    logging.getLogger("ray").setLevel(logging.ERROR)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    return ray.cluster_resources()
+
+
+def shutdown_ray() -> None:
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+class _StageActor:
+    """Adapts a Stage to Ray Data's callable-class protocol."""
+
+    def __init__(self, stage: Stage):
+        self.stage = stage
+        stage.setup()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        done = [self.stage.process(ShardJob.from_json(str(text))).to_json() for text in batch["job"]]
+        return {"job": np.array(done, dtype=object)}
+
+
+def run_stages(jobs: Sequence[ShardJob], stages: Sequence[Stage], workers: int) -> Iterator[ShardJob]:
+    """Push `jobs` through `stages`, each an actor pool of up to `workers` actors; yield finished jobs."""
+    import ray
+
+    if not jobs:
+        return
+    ds = ray.data.from_items([{"job": job.to_json()} for job in jobs], override_num_blocks=len(jobs))
+    for stage in stages:
+        ds = ds.map_batches(
+            _StageActor, fn_constructor_kwargs={"stage": stage}, batch_size=1, batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(workers, len(jobs)))),
+            num_cpus=stage.num_cpus, num_gpus=stage.num_gpus or None)
+        # Ray Data restarts a dead actor and retries its shard from the start (its default for
+        # actor pools); the working tar is rewritten whole, so nothing is duplicated.
+    for row in ds.iter_rows():
+        yield ShardJob.from_json(str(row["job"]))

@@ -1,0 +1,172 @@
+"""Pipeline stages: shard-level jobs in, shard-level jobs out, models loaded once per worker.
+
+A stage is a small class (after NeMo Curator): declared resources (`num_cpus`, `num_gpus`),
+`setup()` once per actor, `process(job)` per shard. Stages hand each other a `ShardJob` —
+the shard's manifest rows, each row's status so far, and the path of the working tar the
+stage wrote — never frames: the object store carries paths and small records only.
+
+`FaceStage` turns videos into samples: locate → decode → detect and track the face →
+crop → landmarks → parsing masks → write the working tar. Every clip that cannot be made
+into a sample gets a recorded reason; the shard goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.backends import make_detector, make_landmarker, make_parser
+from pipeline.manifest import ClipPathError, ManifestRow, load_manifest
+from pipeline.shard_format import make_sample
+from pipeline.shard_io import ShardWriter
+
+
+@dataclass
+class ShardJob:
+    """One output shard's work, passed between stages as JSON."""
+
+    name: str                     # "{partition}-{index:06d}"
+    partition: str
+    rows: list[dict]              # manifest rows: clip_id, path, label, partition, frames, line
+    status: dict[str, dict] = field(default_factory=dict)   # clip_id -> {"status", "reason", "message"}
+    work_tar: str | None = None   # the working tar the last stage wrote
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "ShardJob":
+        return cls(**json.loads(text))
+
+    def fail(self, clip_id: str, reason: str, message: str) -> None:
+        self.status[clip_id] = {"status": "failed", "reason": reason, "message": message[:2000]}
+
+    def pending(self) -> list[dict]:
+        return [r for r in self.rows if self.status.get(r["clip_id"], {}).get("status") != "failed"]
+
+
+class Stage:
+    """Base class: override `setup` and `process`; set resources as class attributes or in __init__."""
+
+    name = "stage"
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+
+    def setup(self) -> None:
+        """Load models; runs once per worker, before the first job."""
+
+    def process(self, job: ShardJob) -> ShardJob:
+        raise NotImplementedError
+
+
+class NoFaceError(Exception):
+    """No face was found in any frame of the clip."""
+
+
+@dataclass(frozen=True)
+class FaceConfig:
+    """Settings of the face stage; recorded in the dataset index."""
+
+    dataset: str
+    manifest: str                 # path of the manifest file
+    data_root: str
+    work_dir: str                 # where working tars go
+    detector: str = "dlib"
+    landmarker: str = "dlib"
+    parser: str = "landmarks"
+    crop_size: int = 224
+    max_frames: int = 256         # longer clips are subsampled uniformly to this many frames
+    max_frame_bytes: int = 512 * 2**20   # decoded frames held per worker, at most
+    detect_every: int = 3         # run the detector on every k-th frame, interpolate between
+    crop_margin: float = 1.5      # crop side / face box side
+    crop_shift_up: float = 0.08   # crop centre raised by this × side (keeps the forehead)
+    smooth_window: int = 5        # frames in the box-smoothing window
+    folder_fps: float = 25.0      # frame rate assumed for frame-folder clips
+    weights_dir: str | None = None
+    gpus_per_worker: float = 0.0
+
+
+class FaceStage(Stage):
+    name = "face"
+
+    def __init__(self, config: FaceConfig):
+        self.config = config
+        self.num_gpus = config.gpus_per_worker
+
+    def setup(self) -> None:
+        from pipeline.face_track import main_face_track  # noqa: F401  (import errors surface at setup)
+
+        c = self.config
+        kwargs = {"weights_dir": c.weights_dir} if c.weights_dir else {}
+        self.detector = make_detector(c.detector, **(kwargs if c.detector != "dlib" else {}))
+        self.landmarker = make_landmarker(c.landmarker, **(kwargs if c.landmarker != "dlib" else {}))
+        self.parser = make_parser(c.parser, **(kwargs if c.parser != "landmarks" else {}))
+        self.manifest = load_manifest(c.manifest, c.data_root)
+
+    def process(self, job: ShardJob) -> ShardJob:
+        start = time.perf_counter()
+        out = Path(self.config.work_dir) / f"{job.name}.face.tar"
+        with ShardWriter(out) as writer:
+            for row in job.pending():
+                try:
+                    writer.write(self.make_sample(row))
+                    job.status[row["clip_id"]] = {"status": "ok", "reason": "", "message": ""}
+                except ClipPathError as err:
+                    job.fail(row["clip_id"], err.reason, str(err))
+                except NoFaceError as err:
+                    job.fail(row["clip_id"], "no_face", str(err))
+                except Exception as err:  # noqa: BLE001 — one bad clip must not stop the shard
+                    from pipeline.decode import DecodeError
+
+                    if isinstance(err, DecodeError):
+                        job.fail(row["clip_id"], err.reason, str(err))
+                    else:
+                        job.fail(row["clip_id"], "error", f"{type(err).__name__}: {err}\n"
+                                 + "".join(traceback.format_exc(limit=4)))
+        job.work_tar = str(out)
+        job.seconds[self.name] = round(time.perf_counter() - start, 3)
+        return job
+
+    def make_sample(self, row: dict):
+        from pipeline.decode import decode_clip
+        from pipeline.face_track import crop_affines, crop_squares, cut_crops, main_face_track, map_boxes
+
+        c = self.config
+        manifest_row = ManifestRow(**row)
+        path = self.manifest.locate(manifest_row, c.data_root)
+        clip = decode_clip(path, max_frames=c.max_frames, max_bytes=c.max_frame_bytes, folder_fps=c.folder_fps)
+        n = len(clip.frames)
+        probe = list(range(0, n, c.detect_every))
+        if probe[-1] != n - 1:
+            probe.append(n - 1)
+        found = self.detector.detect([clip.frames[t] for t in probe])
+        track = main_face_track({t: faces for t, faces in zip(probe, found) if faces}, n, c.smooth_window)
+        if track is None:
+            raise NoFaceError(f"{path}: no face in any of the {len(probe)} frames searched")
+        squares = crop_squares(track.boxes, c.crop_margin, c.crop_shift_up)
+        affines = crop_affines(squares, c.crop_size)
+        crops = cut_crops(clip.frames, affines, c.crop_size)
+        del clip.frames  # the crops are all we keep; free the full frames before the models run
+        face_in_crop = map_boxes(track.boxes, affines)
+        landmarks, confidence = self.landmarker.predict(crops, face_in_crop)
+        masks = self.parser.parse(crops, landmarks)
+        # Source pixels of the crop square are recorded at the decoded scale; undo any downscale.
+        scale = clip.source.get("scale", 1.0)
+        meta = {
+            "dataset": self.manifest.name, "clip_id": row["clip_id"], "label": row["label"],
+            "partition": row["partition"],
+            "source": {"path": str(path.relative_to(Path(c.data_root).resolve())), **clip.source},
+            "quality": {"face_frames": int(track.detected.sum()), "frames_searched": len(probe),
+                        "mean_landmark_confidence": round(float(confidence.mean()), 4),
+                        "mean_detector_score": round(float(track.scores[track.detected].mean()), 4)},
+        }
+        return make_sample(
+            key=manifest_row.key, meta=meta, frames=crops, timestamps=clip.timestamps,
+            boxes=(squares / scale).astype(np.float32), face_detected=track.detected,
+            landmarks=landmarks, landmarks_conf=confidence, masks=masks)

@@ -1,0 +1,345 @@
+"""pipeline.decode on real inputs made here with PyAV and OpenCV: good videos in several
+codecs and pixel formats, rotation metadata, variable frame rate, frame folders, and one
+input for every failure reason."""
+
+import json
+import os
+import pickle
+from fractions import Fraction
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.decode import DecodeError, decode_clip, natural_key, uniform_indices
+
+W, H = 64, 48
+
+
+def level(i: int, n: int) -> int:
+    """Grey level of frame i of n: distinct per frame, so content shows which frame was kept."""
+    return int(round(16 + 220 * i / max(n - 1, 1)))
+
+
+def flat(value: int, h: int = H, w: int = W) -> np.ndarray:
+    return np.full((h, w, 3), value, np.uint8)
+
+
+def encode(path, images, codec="libx264", pix_fmt="yuv420p", rate=25, times=None, rotation=None,
+           options=None):
+    """Write images (H×W×3 RGB) as a video; `times` (seconds) gives irregular pts."""
+    h, w = images[0].shape[:2]
+    with av.open(str(path), "w", options=options or {}) as out:
+        stream = out.add_stream(codec, rate=rate)
+        stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
+        if times is not None:
+            stream.time_base = stream.codec_context.time_base = Fraction(1, 1000)
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        for i, image in enumerate(images):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            if times is not None:
+                frame.pts, frame.time_base = round(times[i] * 1000), Fraction(1, 1000)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    return path
+
+
+def grey_clip(path, n, **kwargs):
+    return encode(path, [flat(level(i, n)) for i in range(n)], **kwargs)
+
+
+def frame_levels(frames: np.ndarray) -> np.ndarray:
+    return frames.reshape(len(frames), -1).mean(axis=1)
+
+
+# ---------------------------------------------------------------------------- good videos
+
+
+def test_h264_mp4(tmp_path):
+    n = 20
+    clip = decode_clip(grey_clip(tmp_path / "clip.mp4", n))
+    assert clip.frames.shape == (n, H, W, 3) and clip.frames.dtype == np.uint8
+    assert clip.timestamps.dtype == np.float64
+    np.testing.assert_allclose(clip.timestamps, np.arange(n) / 25, atol=1e-6)
+    np.testing.assert_allclose(frame_levels(clip.frames), [level(i, n) for i in range(n)], atol=3)
+    src = clip.source
+    assert src["kind"] == "video" and src["codec"] == "h264" and src["pix_fmt"] == "yuv420p"
+    assert src["fps"] == pytest.approx(25) and src["duration_s"] == pytest.approx(n / 25)
+    assert (src["frames"], src["width"], src["height"], src["rotation"]) == (n, W, H, 0)
+    assert not src["fps_assumed"] and not src["subsampled"]
+    assert src["scale"] == 1.0 and src["skipped_frames"] == 0
+    json.dumps(src)
+
+
+def test_long_clip_is_subsampled_uniformly(tmp_path):
+    n = 300
+    clip = decode_clip(grey_clip(tmp_path / "long.mp4", n), max_frames=64)
+    assert len(clip.frames) == len(clip.timestamps) == 64
+    assert clip.source["frames"] == n and clip.source["subsampled"]
+    assert clip.timestamps[0] == 0 and clip.timestamps[-1] == pytest.approx((n - 1) / 25)
+    steps = np.diff(clip.timestamps)
+    assert (steps > 0).all() and steps.max() - steps.min() <= 1 / 25 + 1e-9
+    # each kept frame is the one its timestamp names
+    indices = np.round(clip.timestamps * 25).astype(int)
+    np.testing.assert_allclose(frame_levels(clip.frames), [level(i, n) for i in indices], atol=3)
+
+
+def test_max_bytes_downscales_every_frame(tmp_path):
+    n, w, h = 10, 160, 120
+    path = encode(tmp_path / "big.mp4", [flat(level(i, n), h, w) for i in range(n)])
+    budget = n * h * w * 3 // 4
+    clip = decode_clip(path, max_bytes=budget)
+    assert clip.frames.nbytes <= budget
+    assert clip.frames.shape == (n, h // 2, w // 2, 3)
+    assert clip.source["scale"] == pytest.approx(0.5)
+    assert (clip.source["width"], clip.source["height"]) == (w, h)  # the source's own size
+    np.testing.assert_allclose(frame_levels(clip.frames), [level(i, n) for i in range(n)], atol=3)
+
+
+def test_grayscale_video_gives_equal_rgb_channels(tmp_path):
+    rng = np.random.default_rng(0)
+    images = [np.repeat(rng.integers(0, 256, (H, W, 1), dtype=np.uint8), 3, axis=2) for _ in range(5)]
+    clip = decode_clip(encode(tmp_path / "gray.mkv", images, codec="ffv1", pix_fmt="gray"))
+    assert clip.source["pix_fmt"] == "gray" and clip.source["codec"] == "ffv1"
+    assert clip.frames.shape == (5, H, W, 3)
+    red, green, blue = clip.frames[..., 0], clip.frames[..., 1], clip.frames[..., 2]
+    assert (red == green).all() and (green == blue).all()
+    np.testing.assert_array_equal(clip.frames, np.stack(images))  # ffv1 is lossless
+
+
+def test_10bit_video(tmp_path):
+    n = 6
+    clip = decode_clip(grey_clip(tmp_path / "deep.mp4", n, pix_fmt="yuv420p10le"))
+    assert clip.source["pix_fmt"] == "yuv420p10le"
+    assert clip.frames.shape == (n, H, W, 3) and clip.frames.dtype == np.uint8
+    np.testing.assert_allclose(frame_levels(clip.frames), [level(i, n) for i in range(n)], atol=3)
+
+
+def test_variable_frame_rate_keeps_true_times(tmp_path):
+    times = [0.0, 0.04, 0.05, 0.2, 0.21, 0.5, 0.9]
+    path = encode(tmp_path / "vfr.mkv", [flat(level(i, 7)) for i in range(7)], times=times)
+    clip = decode_clip(path)
+    np.testing.assert_allclose(clip.timestamps, times, atol=1e-6)
+    assert clip.source["fps"] == pytest.approx(6 / 0.9)
+    assert clip.source["timestamps_repaired"] == 0
+
+
+def test_raw_stream_without_timestamps_gets_nominal_times(tmp_path):
+    """A bare H.264 elementary stream carries no pts: times are spaced by the guessed rate."""
+    n = 8
+    with av.open(str(tmp_path / "raw.h264"), "w", format="h264") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        for i in range(n):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(flat(level(i, n)), format="rgb24")))
+        out.mux(stream.encode())
+    clip = decode_clip(tmp_path / "raw.h264")
+    np.testing.assert_allclose(clip.timestamps, np.arange(n) / 25, atol=1e-9)
+    assert clip.source["timestamps_repaired"] == n - 1
+    np.testing.assert_allclose(frame_levels(clip.frames), [level(i, n) for i in range(n)], atol=3)
+
+
+def test_single_frame_video(tmp_path):
+    clip = decode_clip(grey_clip(tmp_path / "one.mp4", 1))
+    assert clip.frames.shape == (1, H, W, 3)
+    assert clip.timestamps.tolist() == [0.0]
+    assert clip.source["frames"] == 1 and clip.source["fps"] == pytest.approx(25)
+
+
+# The stored picture has its top half white. FFmpeg's display matrix (PyAV's
+# set_display_rotation / VideoFrame.rotation) rotates counter-clockwise to show it upright,
+# so the white half ends up on the side the top edge turns to.
+@pytest.mark.parametrize("degrees, white_side", [(90, "left"), (180, "bottom"), (-90, "right")])
+def test_rotation_metadata_is_applied(tmp_path, degrees, white_side):
+    top_white = np.zeros((H, W, 3), np.uint8)
+    top_white[: H // 2] = 255
+    path = encode(tmp_path / "rot.mp4", [top_white] * 3, rotation=degrees)
+    clip = decode_clip(path)
+    upright_hw = (H, W) if degrees == 180 else (W, H)
+    assert clip.frames.shape == (3, *upright_hw, 3)
+    assert clip.source["rotation"] == degrees % 360
+    assert (clip.source["height"], clip.source["width"]) == upright_hw
+    assert white_side == bright_side(clip.frames[0])
+    # OpenCV's FFmpeg reader auto-orients independently of our code: it must agree.
+    capture = cv2.VideoCapture(str(path))
+    ok, bgr = capture.read()
+    capture.release()
+    assert ok and bgr.shape[:2] == upright_hw and bright_side(bgr) == white_side
+
+
+def bright_side(image: np.ndarray) -> str:
+    h, w = image.shape[:2]
+    halves = {"top": image[: h // 2], "bottom": image[h - h // 2:], "left": image[:, : w // 2],
+              "right": image[:, w - w // 2:]}
+    return max(halves, key=lambda side: halves[side].mean())
+
+
+# ---------------------------------------------------------------------------- frame folders
+
+
+def test_frame_folder(tmp_path):
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    n = 12
+    for i in range(1, n + 1):
+        image = flat(level(i - 1, n))
+        if i == 9:  # a bigger image is resized to the first one's size
+            image = flat(level(i - 1, n), 2 * H, 2 * W)
+        name = f"f{i}.PNG" if i == 3 else f"f{i}.png"
+        cv2.imwrite(str(folder / name), image[..., 0] if i == 5 else image)  # f5: single-channel
+    (folder / "f7.png").unlink()
+    (folder / "f7.jpg").write_bytes(np.random.default_rng(0).bytes(2000))  # corrupt
+    (folder / "notes.txt").write_text("not a frame")
+
+    clip = decode_clip(folder)
+    kept = [i for i in range(n) if i != 6]  # indices in natural order; f7 is index 6
+    assert clip.frames.shape == (n - 1, H, W, 3)
+    np.testing.assert_allclose(clip.timestamps, np.array(kept) / 25)
+    np.testing.assert_allclose(frame_levels(clip.frames), [level(i, n) for i in kept], atol=1)
+    grey = clip.frames[kept.index(4)]
+    assert (grey[..., 0] == grey[..., 1]).all() and (grey[..., 1] == grey[..., 2]).all()
+    src = clip.source
+    assert src["kind"] == "frames" and src["fps_assumed"] and src["fps"] == 25
+    assert (src["frames"], src["skipped_frames"], src["width"], src["height"]) == (n, 1, W, H)
+    assert not src["subsampled"] and src["scale"] == 1.0
+    json.dumps(src)
+
+
+def test_frame_folder_reads_only_the_kept_images(tmp_path):
+    n, keep = 30, 10
+    chosen = set(uniform_indices(n, keep).tolist())
+    for i in range(n):
+        path = tmp_path / f"img_{i}.jpg"
+        if i in chosen:
+            cv2.imwrite(str(path), flat(level(i, n)))
+        else:  # never read, so never counted as skipped
+            path.write_bytes(b"garbage")
+    budget = keep * H * W * 3 // 4
+    clip = decode_clip(tmp_path, max_frames=keep, folder_fps=10.0, max_bytes=budget)
+    assert clip.source["skipped_frames"] == 0 and clip.source["subsampled"]
+    assert clip.frames.shape == (keep, H // 2, W // 2, 3) and clip.source["scale"] == pytest.approx(0.5)
+    np.testing.assert_allclose(clip.timestamps, sorted(i / 10 for i in chosen))
+
+
+def test_natural_sort_and_uniform_indices():
+    names = ["f10.png", "f2.png", "F1.png", "f1b.png"]
+    assert sorted(names, key=natural_key) == ["F1.png", "f1b.png", "f2.png", "f10.png"]
+    assert uniform_indices(5, 8).tolist() == [0, 1, 2, 3, 4]
+    picked = uniform_indices(300, 64)
+    assert len(picked) == 64 and picked[0] == 0 and picked[-1] == 299
+
+
+# ---------------------------------------------------------------------------- failures
+
+
+def audio_only(path):
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=16000)
+        t = np.arange(16000) / 16000
+        frame = av.AudioFrame.from_ndarray((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None],
+                                           format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    return path
+
+
+def packet_spans(path):
+    with av.open(str(path)) as container:
+        return [(p.pos, p.size) for p in container.demux(video=0) if p.size]
+
+
+def faststart_clip(tmp_path):
+    """30 textured frames with the index (moov) first, so a cut keeps the header and loses frames."""
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (H, W, 3), dtype=np.uint8) for _ in range(30)]
+    return encode(tmp_path / "full.mp4", images, options={"movflags": "+faststart"})
+
+
+def cut_copy(path, size):
+    cut = path.with_name("cut.mp4")
+    cut.write_bytes(path.read_bytes()[:size])
+    return cut
+
+
+def expect_failure(path, reason, **kwargs):
+    with pytest.raises(DecodeError) as info:
+        decode_clip(path, **kwargs)
+    assert info.value.reason == reason, info.value
+    assert str(path) in str(info.value)
+    return info.value
+
+
+def test_missing_file(tmp_path):
+    expect_failure(tmp_path / "nope.mp4", "missing_file")
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.mp4"
+    path.touch()
+    expect_failure(path, "empty_file")
+
+
+def test_text_file_named_mp4(tmp_path):
+    path = tmp_path / "text.mp4"
+    path.write_text("this is not a video\n" * 20)
+    expect_failure(path, "not_a_video")
+
+
+def test_audio_only_file(tmp_path):
+    err = expect_failure(audio_only(tmp_path / "sine.m4a"), "no_video_stream")
+    assert "audio" in err.message
+
+
+@pytest.mark.parametrize("fraction", [0.3, 0.7, 0.95])
+def test_truncated_mp4(tmp_path, fraction):
+    full = faststart_clip(tmp_path)
+    expect_failure(cut_copy(full, int(full.stat().st_size * fraction)), "truncated")
+
+
+@pytest.mark.parametrize("packet", [0, 20])
+def test_truncated_exactly_between_packets(tmp_path, packet):
+    """No partial packet to notice: only the header, which lists more packets, tells."""
+    full = faststart_clip(tmp_path)
+    assert decode_clip(full).source["frames"] == 30
+    start, _ = packet_spans(full)[packet]
+    expect_failure(cut_copy(full, start), "truncated")
+
+
+def test_stream_that_does_not_decode(tmp_path):
+    """A well-formed mp4 whose packets are noise: the stream exists, no frame decodes."""
+    path = grey_clip(tmp_path / "noise.mp4", 10, options={"movflags": "+faststart"})
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(0)
+    for pos, size in packet_spans(path):
+        data[pos: pos + size] = rng.bytes(size)
+    path.write_bytes(bytes(data))
+    expect_failure(path, "decode_error")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
+def test_unreadable_file(tmp_path):
+    path = grey_clip(tmp_path / "locked.mp4", 3)
+    path.chmod(0)
+    try:
+        expect_failure(path, "unreadable")
+    finally:
+        path.chmod(0o644)
+
+
+def test_empty_folder(tmp_path):
+    (tmp_path / "readme.txt").write_text("no frames here")
+    expect_failure(tmp_path, "empty_folder")
+
+
+def test_folder_of_corrupt_images(tmp_path):
+    for i in range(3):
+        (tmp_path / f"{i}.jpg").write_bytes(np.random.default_rng(i).bytes(500))
+    expect_failure(tmp_path, "no_readable_frames")
+
+
+def test_decode_error_survives_pickling():
+    err = pickle.loads(pickle.dumps(DecodeError("truncated", "clip.mp4: cut short")))
+    assert (err.reason, err.message, str(err)) == ("truncated", "clip.mp4: cut short", "clip.mp4: cut short")

@@ -1,0 +1,99 @@
+"""Face tracking and landmark-rasterised masks: the parts of the face stage that need no video."""
+
+import numpy as np
+from skimage.data import astronaut
+
+from pipeline.dlib_models import DlibDetector, DlibLandmarks, DlibFaceModels
+from pipeline.face_track import crop_affines, crop_squares, cut_crops, main_face_track, map_boxes, smooth
+from pipeline.landmark_layout import INNER_LIPS, LEFT_EYE, RIGHT_EYE, UPPER_LIP, LOWER_LIP
+from pipeline.landmark_masks import LABEL, LandmarkMaskParser, rasterise
+
+
+def box(x, y, s):
+    return np.array([x, y, x + s, y + s], float)
+
+
+def test_main_track_prefers_the_large_persistent_face_and_fills_gaps():
+    detections = {}
+    for t in range(0, 30, 3):
+        faces = [(box(100 + t, 50, 80), 1.0)]          # the subject, drifting right
+        if t in (6, 9):
+            faces.append((box(10, 10, 120), 2.0))      # a bigger face that appears briefly
+        if t % 2 == 0:
+            faces.append((box(300, 200, 30), 0.5))     # a small face in the background, often
+        detections[t] = faces
+    track = main_face_track(detections, 30, smooth_window=1)
+    assert track is not None and track.boxes.shape == (30, 4)
+    assert np.allclose(track.boxes[:, 2] - track.boxes[:, 0], 80)
+    assert np.isclose(track.boxes[4, 0], 104)          # interpolated between frames 3 and 6
+    assert track.boxes[29, 0] == track.boxes[27, 0]    # held after the last detection
+    assert track.detected.sum() == 10 and not track.detected[4]
+    assert main_face_track({}, 10) is None
+
+
+def test_smoothing_removes_jitter_but_keeps_the_mean():
+    rng = np.random.default_rng(0)
+    values = 100 + rng.normal(0, 3, (40, 4))
+    smoothed = smooth(values, 5)
+    assert smoothed.shape == values.shape
+    assert np.std(np.diff(smoothed, axis=0)) < 0.5 * np.std(np.diff(values, axis=0))
+    assert abs(smoothed.mean() - values.mean()) < 0.5
+
+
+def test_crop_maps_boxes_and_pixels_consistently():
+    frame = astronaut()
+    detector = DlibDetector()
+    (face, _), = detector.detect([frame])[:1][0][:1]
+    squares = crop_squares(face[None], margin=1.5, shift_up=0.08)
+    affines = crop_affines(squares, 224)
+    crop = cut_crops(frame[None], affines, 224)[0]
+    in_crop = map_boxes(face[None], affines)[0]
+    assert crop.shape == (224, 224, 3)
+    side = in_crop[2] - in_crop[0]
+    assert 224 / 1.6 < side < 224 / 1.4                # the face fills 1/margin of the crop
+    # landmarks found in the crop match the landmarks found in the frame, mapped into the crop
+    models = DlibFaceModels()
+    full = models.landmarks(frame, face)
+    mapped = full * affines[0, 0, 0] + affines[0, :, 2]
+    points, conf = DlibLandmarks().predict(crop[None], in_crop[None])
+    assert np.abs(points[0] - mapped).mean() < 3.0
+    assert conf[0] > 0.8
+
+
+def test_dlib_landmark_confidence_is_low_for_a_non_face_shape():
+    landmarks = DlibLandmarks()
+    points = np.random.default_rng(0).uniform(0, 224, (68, 2)).astype(np.float32)
+    assert landmarks.confidence(points) < 0.2
+    assert landmarks.confidence(landmarks.reference.astype(np.float32)) > 0.99
+
+
+def test_masks_follow_the_landmarks():
+    frame = astronaut()
+    models = DlibFaceModels()
+    import cv2
+
+    # at 3× the face is ~270 px wide, as in a 224 px crop of a 1.5× margin: lips several pixels thick
+    frame = cv2.resize(frame, None, fx=3, fy=3)
+    points = models.landmarks(astronaut(), models.detect(astronaut(), 1)[0][0]) * 3
+    labels = rasterise(points, frame.shape[:2])
+
+    def inside(polygon, label):
+        region = np.zeros(frame.shape[:2], np.uint8)
+        cv2.fillPoly(region, [np.round(points[list(polygon)]).astype(np.int32)], 1)
+        hits = labels[region.astype(bool)]
+        return np.mean(hits == LABEL[label])
+
+    assert inside(UPPER_LIP, "u_lip") > 0.8 and inside(LOWER_LIP, "l_lip") > 0.8
+    assert inside(RIGHT_EYE, "r_eye") > 0.8 and inside(LEFT_EYE, "l_eye") > 0.8
+    # the subject's right eye is on the image's left
+    ys, xs = np.nonzero(labels == LABEL["r_eye"])
+    assert xs.mean() < np.nonzero(labels == LABEL["l_eye"])[1].mean()
+    # skin covers the face between the eyes and the mouth, background the image corners
+    nose_tip = np.round(points[33]).astype(int)
+    assert labels[nose_tip[1], nose_tip[0]] == LABEL["nose"]
+    cheek = np.round((points[2] + points[31]) / 2).astype(int)
+    assert labels[cheek[1], cheek[0]] == LABEL["skin"]
+    assert labels[0, 0] == 0 and labels[-1, -1] == 0
+    masks = LandmarkMaskParser().parse(frame[None], points[None])
+    assert masks.shape == (1, *frame.shape[:2]) and masks.dtype == np.uint8 and masks.max() < 19
+    assert np.array_equal(masks[0], labels)
