@@ -63,9 +63,10 @@ demo: $(STAMP) ## the whole system on the generated sample dataset, in minutes o
 	@echo ">> sample dataset (data/sample)"
 	$(PY) -m pipeline.sample_dataset generate --out data/sample --if-missing
 	$(PY) -m pipeline.sample_dataset sheet --data data/sample
-	$(PY) -m pipeline.manifest sample --data-root data/sample
-	@echo ">> preprocessing, training, evaluation: not yet available"
-	@echo "   (issues #4, #6, #7 build them; this demo will run them end to end)"
+	@echo ">> preprocessing (PROFILE=cpu) into shards/sample"
+	$(PY) -m pipeline.preprocess sample --data-root data/sample --out shards/sample
+	@echo ">> training and evaluation: not yet available (issues #6, #7 build them)"
+	@echo ">> shards: shards/sample   contact sheet: data/sample/contact_sheet.png"
 
 manifest: $(STAMP) ## validate DATASET's manifest; with DATA_ROOT, count the clips found there
 	$(PY) -m pipeline.manifest $(DATASET) --data-root "$(DATA_ROOT)"

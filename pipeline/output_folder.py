@@ -15,7 +15,6 @@ and a run killed at any moment leaves only whole shards with their stats, or not
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -26,6 +25,7 @@ from typing import Any, Iterator
 
 from pipeline.shard_format import FORMAT_VERSION
 from pipeline.shard_io import SHARD_SUFFIX
+from pipeline.weights import file_sha256
 
 INDEX = "index.json"
 RUN = "run.json"
@@ -42,14 +42,6 @@ def write_atomic(path: Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class OutputFolder:
@@ -138,7 +130,7 @@ class OutputFolder:
             "rows": len(records), "ok": len(ok), "failed": len(records) - len(ok),
             "failures": dict(Counter(r["reason"] for r in records if r["status"] != "ok")),
             "classes": dict(Counter(r["label"] for r in ok)),
-            "bytes": final.stat().st_size, "sha256": sha256_file(final),
+            "bytes": final.stat().st_size, "sha256": file_sha256(final),
             "seconds": seconds, "written": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         write_atomic(self.stats_path(name), json.dumps(stats, indent=1, sort_keys=True) + "\n")

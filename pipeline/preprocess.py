@@ -13,6 +13,7 @@ the details.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import os
 import sys
@@ -21,7 +22,8 @@ import uuid
 from dataclasses import asdict
 from pathlib import Path
 
-from pipeline.backends import PROFILES, make_detector, make_landmarker, make_parser
+from pipeline.backends import (DETECTORS, LANDMARKERS, PARSERS, PROFILES, make_detector, make_landmarker,
+                               make_parser)
 from pipeline.manifest import Manifest, ManifestError, load_manifest
 from pipeline.output_folder import FolderBusyError, OutputFolder
 from pipeline.stages import FaceConfig, FaceStage, ShardJob
@@ -68,8 +70,12 @@ def model_identities(config: FaceConfig) -> dict:
 
 def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = None, workers: int | None = None,
                shard_size: int | None = None, overwrite: bool = False, weights_dir: str | None = None,
-               ray_address: str | None = None, progress: bool = True, **face_options) -> dict:
-    """Run the pipeline; returns the dataset index. Raises on problems found before any work."""
+               ray_address: str | None = None, progress: bool = True, backends: dict[str, str] | None = None,
+               **face_options) -> dict:
+    """Run the pipeline; returns the dataset index. Raises on problems found before any work.
+
+    `backends` may override the profile's choice: {"detector": "dlib", "landmarker": "fan", ...}.
+    """
     started = time.perf_counter()
     if dataset == "sample" and not (data_root / "manifest.csv").is_file():
         from pipeline.sample_dataset import generate
@@ -77,7 +83,7 @@ def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = N
         generate(data_root, quiet=not progress)
     manifest = load_manifest(dataset, data_root)
     profile, why = choose_profile(profile, manifest.name)
-    chosen = PROFILES[profile]
+    chosen = dataclasses.replace(PROFILES[profile], **{k: v for k, v in (backends or {}).items() if v})
     print(f"profile {profile} ({why}): detector {chosen.detector}, landmarks {chosen.landmarker}, "
           f"masks {chosen.parser}")
     if not data_root.is_dir():
@@ -90,10 +96,11 @@ def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = N
     if chosen.needs_gpu and gpus == 0:
         raise RuntimeError(f"PROFILE={profile} runs S3FD, FAN and BiSeNet on a GPU and none was found; "
                            "use PROFILE=cpu for the offline stack (dlib and landmark masks)")
-    if chosen.needs_gpu:
-        from pipeline.weights import FULL_PROFILE_WEIGHTS, check_weights
+    from pipeline.weights import WEIGHTS_OF_BACKEND, check_weights
 
-        check_weights(FULL_PROFILE_WEIGHTS, weights_dir)  # stops here, naming every missing file
+    needed = [WEIGHTS_OF_BACKEND[b] for b in (chosen.detector, chosen.landmarker, chosen.parser)
+              if b in WEIGHTS_OF_BACKEND]
+    check_weights(needed, weights_dir)  # stops here, before any work, naming every missing file
     cpus = int(resources.get("CPU", os.cpu_count() or 1))
     workers = workers or (cpus if not chosen.needs_gpu else max(1, int(gpus * 2)))
     shard_size = shard_size or (8 if manifest.name == "sample" else 64)
@@ -180,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crop-size", type=int, default=224)
     parser.add_argument("--max-frames", type=int, default=256)
     parser.add_argument("--detect-every", type=int, default=3)
+    parser.add_argument("--detector", choices=sorted(DETECTORS), help="override the profile's face detector")
+    parser.add_argument("--landmarker", choices=sorted(LANDMARKERS), help="override the profile's landmark model")
+    parser.add_argument("--parser", choices=sorted(PARSERS), help="override the profile's face parser")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     name = Path(args.dataset).stem if args.dataset.endswith(".csv") else args.dataset
@@ -188,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         preprocess(args.dataset, data_root, out, args.profile, args.workers, args.shard_size, args.overwrite,
                    args.weights_dir, args.ray_address, progress=not args.no_progress,
+                   backends={"detector": args.detector, "landmarker": args.landmarker, "parser": args.parser},
                    crop_size=args.crop_size, max_frames=args.max_frames, detect_every=args.detect_every)
     except (ManifestError, FolderBusyError, FileNotFoundError, RuntimeError, KeyError) as err:
         print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)

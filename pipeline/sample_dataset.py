@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import sys
@@ -280,7 +281,10 @@ def generate(out: Path = DEFAULT_OUT, seed: int = 0, clips_per_class: int = 10,
         shutil.rmtree(out)
     (out / "truth").mkdir(parents=True)
     workers = workers or os.cpu_count() or 1
-    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(photos, neutrals, rests)) as pool:
+    # "spawn": forking a process that already runs threads (torch, OpenCV, a test session) can
+    # deadlock the children; fresh interpreters cannot.
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                             initargs=(photos, neutrals, rests)) as pool:
         for done, _ in enumerate(pool.map(write_clip, plans, [out] * len(plans), chunksize=1), 1):
             if not quiet and sys.stdout.isatty():
                 print(f"\r  sample dataset: {done}/{len(plans)} clips", end="", flush=True)

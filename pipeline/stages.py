@@ -100,8 +100,6 @@ class FaceStage(Stage):
         self.num_gpus = config.gpus_per_worker
 
     def setup(self) -> None:
-        from pipeline.face_track import main_face_track  # noqa: F401  (import errors surface at setup)
-
         c = self.config
         kwargs = {"weights_dir": c.weights_dir} if c.weights_dir else {}
         self.detector = make_detector(c.detector, **(kwargs if c.detector != "dlib" else {}))

@@ -5,7 +5,7 @@ from skimage.data import astronaut
 
 from pipeline.dlib_models import DlibDetector, DlibLandmarks, DlibFaceModels
 from pipeline.face_track import crop_affines, crop_squares, cut_crops, main_face_track, map_boxes, smooth
-from pipeline.landmark_layout import INNER_LIPS, LEFT_EYE, RIGHT_EYE, UPPER_LIP, LOWER_LIP
+from pipeline.landmark_layout import LEFT_EYE, RIGHT_EYE, UPPER_LIP, LOWER_LIP
 from pipeline.landmark_masks import LABEL, LandmarkMaskParser, rasterise
 
 
