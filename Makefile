@@ -75,10 +75,11 @@ sample: $(STAMP) ## generate the sample dataset into data/sample and its contact
 	$(PY) -m pipeline.sample_dataset generate --out data/sample --seed $(SAMPLE_SEED) --clips-per-class $(CLIPS_PER_CLASS)
 	$(PY) -m pipeline.sample_dataset sheet --data data/sample
 
+PREPROCESS_ARGS = --data-root "$(DATA_ROOT)" --out "$(OUT)" $(if $(PROFILE),--profile $(PROFILE)) \
+	$(if $(WEIGHTS_DIR),--weights-dir "$(WEIGHTS_DIR)") $(if $(filter 1 yes true,$(OVERWRITE)),--overwrite)
+
 preprocess: $(STAMP) ## DATASET, DATA_ROOT, OUT, PROFILE, RAY_ADDRESS, WEIGHTS_DIR, OVERWRITE=1: videos -> shards
-	$(PY) -m pipeline.preprocess $(DATASET) --data-root "$(DATA_ROOT)" --out "$(OUT)" \
-		$(if $(PROFILE),--profile $(PROFILE)) $(if $(WEIGHTS_DIR),--weights-dir "$(WEIGHTS_DIR)") \
-		$(if $(filter 1 yes true,$(OVERWRITE)),--overwrite)
+	$(PY) -m pipeline.preprocess $(DATASET) $(PREPROCESS_ARGS)
 
 train: $(STAMP) ## DATASET, FOLD, MODEL: train on the shards, evaluate on the held-out fold
 	@echo "the trainer is not yet available (issue #6)"; exit 1

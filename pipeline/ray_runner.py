@@ -9,8 +9,10 @@ order, so the driver commits each shard as soon as it is done.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -22,12 +24,15 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> dict[st
     """Join `address` (a running cluster) or start a quiet local instance; return its resources."""
     import ray
 
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    # Ray's C++ core writes its warnings straight to the terminal (e.g. about actor restarts,
+    # which we rely on); only fatal ones should reach the user. Its logs stay in its session
+    # folder, /tmp/ray/session_latest/logs.
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     if not ray.is_initialized():
         local = {} if address else {"num_cpus": num_cpus or os.cpu_count()}
-        # Ray's own logs go to its session folder (/tmp/ray/session_latest/logs), not the terminal.
-        ray.init(address=address or None, include_dashboard=False, logging_level=logging.ERROR,
-                 log_to_driver=False, configure_logging=True, **local)
+        with _stderr_silenced():  # the core announces the log level it just read, on stderr
+            ray.init(address=address or None, include_dashboard=False, logging_level=logging.ERROR,
+                     log_to_driver=False, configure_logging=True, **local)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.enable_operator_progress_bars = False
@@ -36,6 +41,20 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> dict[st
     logging.getLogger("ray").setLevel(logging.ERROR)
     logging.getLogger("ray.data").setLevel(logging.ERROR)
     return ray.cluster_resources()
+
+
+@contextlib.contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for a moment (C++ code writes there directly)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def shutdown_ray() -> None:
