@@ -18,6 +18,8 @@ OUT ?= shards/$(notdir $(basename $(DATASET)))
 PROFILE ?=
 WEIGHTS_DIR ?=
 OVERWRITE ?=
+DESCRIBER ?= geometric
+TRAIN_ARGS ?=
 FOLD ?= 1
 MODEL ?= fineclip-b16
 RAY_ADDRESS ?=
@@ -25,7 +27,7 @@ export RAY_ADDRESS
 SAMPLE_SEED ?= 0
 CLIPS_PER_CLASS ?= 10
 
-.PHONY: help env test demo manifest sample preprocess train bench predict clean
+.PHONY: help env test demo manifest sample preprocess describe train bench predict clean
 
 help: ## list targets and variables
 	@echo "DFER toolkit. Usage: make <target> [VAR=value ...]"
@@ -41,7 +43,8 @@ help: ## list targets and variables
 	@echo "  WEIGHTS_DIR  folder holding model weights for PROFILE=full           ($(WEIGHTS_DIR))"
 	@echo "  OVERWRITE    1: delete OUT's shards and start over (default: resume)"
 	@echo "  FOLD         1..5 | all (MAFW, DFEW); 1 for FERV39k's single split     ($(FOLD))"
-	@echo "  MODEL        fineclip-b16 | fineclip-b32 | fineclip-l14 | dferclip-b16 | tiny  ($(MODEL))"
+	@echo "  MODEL        fineclip-b16 | fineclip-b32 | fineclip-l14 | dferclip-b16 | dferclip-b32 | tiny  ($(MODEL))"
+	@echo "  TRAIN_ARGS   extra trainer options, e.g. TRAIN_ARGS='--set epochs=5 --set lr=1e-3'"
 	@echo "  RAY_ADDRESS  an existing Ray cluster to run the pipeline on (empty: local)"
 	@echo "  SAMPLE_SEED, CLIPS_PER_CLASS   for make sample                    ($(SAMPLE_SEED), $(CLIPS_PER_CLASS))"
 
@@ -81,8 +84,11 @@ PREPROCESS_ARGS = --data-root "$(DATA_ROOT)" --out "$(OUT)" $(if $(PROFILE),--pr
 preprocess: $(STAMP) ## DATASET, DATA_ROOT, OUT, PROFILE, RAY_ADDRESS, WEIGHTS_DIR, OVERWRITE=1: videos -> shards
 	$(PY) -m pipeline.preprocess $(DATASET) $(PREPROCESS_ARGS)
 
-train: $(STAMP) ## DATASET, FOLD, MODEL: train on the shards, evaluate on the held-out fold
-	@echo "the trainer is not yet available (issue #6)"; exit 1
+describe: $(STAMP) ## OUT, DESCRIBER (geometric | videollava): describe finished shards again, keeping the face stage
+	$(PY) -m pipeline.describe "$(OUT)" --describer $(DESCRIBER)
+
+train: $(STAMP) ## DATASET, FOLD, MODEL, OUT, TRAIN_ARGS: train on the shards, evaluate on the held-out fold
+	$(PY) -m trainer.train --dataset $(DATASET) --model $(MODEL) --fold $(FOLD) --shards "$(OUT)" $(TRAIN_ARGS)
 
 predict: $(STAMP) ## VIDEO, CHECKPOINT: class probabilities for one video
 	@echo "prediction is not yet available (issue #7)"; exit 1

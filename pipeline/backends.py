@@ -7,6 +7,7 @@ by writing the class and one line in the matching registry below.
     detector    frames (full-resolution RGB)            -> face boxes with scores, per frame
     landmarker  face crops (N×S×S×3) + face boxes in them -> N×68×2 points, N confidences
     parser      face crops + their landmarks           -> N×S×S CelebAMask-HQ label maps
+    describer   finished samples (crops, landmarks, …)   -> a motion description per clip
 """
 
 from __future__ import annotations
@@ -52,11 +53,33 @@ class FaceParser(Protocol):
         """crops N×S×S×3 uint8 RGB, landmarks N×68×2 -> N×S×S uint8 labels (PARSING_LABELS)."""
 
 
+@dataclass
+class Description:
+    """What a describer says about one clip."""
+
+    text: str                     # filtered: no sentence that names or implies an emotion
+    raw_text: str                 # what the backend produced, before filtering
+    record: dict[str, Any]        # backend, model, revision/version, prompt_sha256, generation settings, …
+    signals: np.ndarray | None = None     # optional T×K float32 per-frame signals (geometric AUs)
+    signal_names: list[str] | None = None  # the K column names of `signals`
+
+
+class Describer(Protocol):
+    name: str
+
+    def identity(self) -> dict[str, Any]: ...
+
+    def describe(self, samples: Sequence[Any]) -> list[Description]:
+        """One Description per `pipeline.shard_format.ClipSample` (frames, landmarks, timestamps, …)."""
+
+
 # name -> "module:Class"; imported only when chosen, so the cpu profile never imports torch models.
 DETECTORS = {"dlib": "pipeline.dlib_models:DlibDetector", "sfd": "pipeline.sfd_detector:SfdDetector"}
 LANDMARKERS = {"dlib": "pipeline.dlib_models:DlibLandmarks", "fan": "pipeline.fan_landmarks:FanLandmarks"}
 PARSERS = {"landmarks": "pipeline.landmark_masks:LandmarkMaskParser",
            "bisenet": "pipeline.bisenet_parser:BisenetParser"}
+DESCRIBERS = {"geometric": "pipeline.geometric_describer:GeometricDescriber",
+              "videollava": "pipeline.videollava_describer:VideoLlavaDescriber"}
 
 
 @dataclass(frozen=True)
@@ -94,3 +117,7 @@ def make_landmarker(name: str, **kwargs) -> LandmarkModel:
 
 def make_parser(name: str, **kwargs) -> FaceParser:
     return _construct(PARSERS, "parser", name, **kwargs)
+
+
+def make_describer(name: str, **kwargs) -> Describer:
+    return _construct(DESCRIBERS, "describer", name, **kwargs)

@@ -103,6 +103,10 @@ class OutputFolder:
         path.mkdir(parents=True)
         return path
 
+    def finish_work(self) -> None:
+        """Remove working tars once the run has committed what it finished."""
+        shutil.rmtree(self.path / ".work", ignore_errors=True)
+
     # --- shards ----------------------------------------------------------------------------
     def stats_path(self, name: str) -> Path:
         return self.path / f"{name}.stats.json"
@@ -135,6 +139,10 @@ class OutputFolder:
         }
         write_atomic(self.stats_path(name), json.dumps(stats, indent=1, sort_keys=True) + "\n")
         return stats
+
+    def status_rows(self, name: str) -> list[dict[str, Any]]:
+        """The status table of one shard."""
+        return [json.loads(line) for line in (self.path / f"{name}.status.jsonl").read_text().splitlines()]
 
     def all_stats(self) -> Iterator[dict[str, Any]]:
         for path in sorted(self.path.glob("*.stats.json")):

@@ -22,11 +22,11 @@ import uuid
 from dataclasses import asdict
 from pathlib import Path
 
-from pipeline.backends import (DETECTORS, LANDMARKERS, PARSERS, PROFILES, make_detector, make_landmarker,
-                               make_parser)
+from pipeline.backends import (DESCRIBERS, DETECTORS, LANDMARKERS, PARSERS, PROFILES, make_describer,
+                               make_detector, make_landmarker, make_parser)
 from pipeline.manifest import Manifest, ManifestError, load_manifest
 from pipeline.output_folder import FolderBusyError, OutputFolder
-from pipeline.stages import FaceConfig, FaceStage, ShardJob
+from pipeline.stages import DescribeConfig, DescribeStage, FaceConfig, FaceStage, ShardJob
 
 
 def plan_shards(manifest: Manifest, shard_size: int) -> list[ShardJob]:
@@ -58,23 +58,39 @@ def gpus_available(ray_address: str | None) -> float:
     return float(torch.cuda.device_count())
 
 
-def model_identities(config: FaceConfig) -> dict:
+def model_identities(config: FaceConfig, describe: DescribeConfig | None) -> dict:
     kwargs = {"weights_dir": config.weights_dir} if config.weights_dir else {}
     return {
         "detector": make_detector(config.detector, **(kwargs if config.detector != "dlib" else {})).identity(),
         "landmarks": make_landmarker(config.landmarker, **(kwargs if config.landmarker != "dlib" else {})).identity(),
         "masks": make_parser(config.parser, **(kwargs if config.parser != "landmarks" else {})).identity(),
-        "description": None,
+        "description": describe_identity(describe),
     }
+
+
+def describe_identity(describe: DescribeConfig | None) -> dict | None:
+    return None if describe is None else make_describer(describe.describer, **dict(describe.options)).identity()
+
+
+def describe_config(describer: str | None, work_dir: Path, options: dict, gpus: float) -> DescribeConfig | None:
+    """The description stage's settings, or None when descriptions are switched off. Video-LLaVA
+    takes a whole GPU per actor where there is one (and runs, slowly, on CPU where there is not)."""
+    if not describer or describer == "none":
+        return None
+    on_gpu = describer == "videollava" and gpus > 0
+    return DescribeConfig(describer=describer, work_dir=str(work_dir), batch_size=4 if on_gpu else 16,
+                          options=tuple(sorted((k, v) for k, v in options.items() if v is not None)),
+                          gpus_per_worker=1.0 if on_gpu else 0.0)
 
 
 def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = None, workers: int | None = None,
                shard_size: int | None = None, overwrite: bool = False, weights_dir: str | None = None,
                ray_address: str | None = None, progress: bool = True, backends: dict[str, str] | None = None,
-               **face_options) -> dict:
+               describer_options: dict | None = None, **face_options) -> dict:
     """Run the pipeline; returns the dataset index. Raises on problems found before any work.
 
-    `backends` may override the profile's choice: {"detector": "dlib", "landmarker": "fan", ...}.
+    `backends` may override the profile's choice: {"detector": "dlib", "landmarker": "fan", "describer": "none"…};
+    `describer_options` go to the describer (e.g. {"model_id": …, "revision": …}).
     """
     started = time.perf_counter()
     if dataset == "sample" and not (data_root / "manifest.csv").is_file():
@@ -85,7 +101,7 @@ def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = N
     profile, why = choose_profile(profile, manifest.name)
     chosen = dataclasses.replace(PROFILES[profile], **{k: v for k, v in (backends or {}).items() if v})
     print(f"profile {profile} ({why}): detector {chosen.detector}, landmarks {chosen.landmarker}, "
-          f"masks {chosen.parser}")
+          f"masks {chosen.parser}, description {chosen.describer}")
     if not data_root.is_dir():
         raise FileNotFoundError(f"DATA_ROOT {data_root} does not exist (set DATA_ROOT=/path/to/{manifest.name})")
 
@@ -113,8 +129,11 @@ def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = N
                             work_dir=str(folder.work_dir(run_id)), detector=chosen.detector,
                             landmarker=chosen.landmarker, parser=chosen.parser, weights_dir=weights_dir,
                             gpus_per_worker=(0.5 if chosen.needs_gpu else 0.0), **face_options)
+        describe = describe_config(chosen.describer, Path(config.work_dir), describer_options or {}, gpus)
         recorded = {k: v for k, v in asdict(config).items() if k not in ("work_dir", "data_root", "weights_dir",
                                                                           "manifest", "gpus_per_worker")}
+        recorded["describer"] = None if describe is None else describe.describer
+        recorded["describer_options"] = None if describe is None else dict(describe.options)
         manifest_digest = hashlib.sha256(manifest.source.read_bytes()).hexdigest()
         run_config = {"profile": profile, "shard_size": shard_size, "manifest_sha256": manifest_digest, **recorded}
         folder.check_run_config(run_config, overwrite)
@@ -123,15 +142,19 @@ def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = N
         todo = [job for job in jobs if job.name not in done]
         print(f"{len(manifest)} clips in {len(jobs)} shards; {len(jobs) - len(todo)} already complete, "
               f"{len(todo)} to do with {min(workers, max(1, len(todo)))} workers")
-        bar = _progress(sum(len(j.rows) for j in todo), enabled=progress)
-        for job in run_stages(todo, [FaceStage(config)], workers):
+        bar = ProgressBar(sum(len(j.rows) for j in todo), enabled=progress)
+        stages = [(FaceStage(config), workers)]
+        if describe is not None:
+            stages.append((DescribeStage(describe), max(1, int(gpus)) if describe.gpus_per_worker else workers))
+        for job in run_stages(todo, stages):
             stats = folder.commit(job.name, job.partition, job.rows, job.status, Path(job.work_tar), job.seconds)
             bar.update(stats["ok"], stats["failed"])
         bar.close()
+        folder.finish_work()
         index = folder.write_index(
             dataset=manifest.name, classes=list(manifest.classes), partitions=list(manifest.partitions),
             manifest={"path": str(manifest.source), "sha256": manifest_digest, "rows": len(manifest)},
-            config=run_config, models=model_identities(config), planned=[j.name for j in jobs])
+            config=run_config, models=model_identities(config, describe), planned=[j.name for j in jobs])
     finally:
         folder.unlock()
         shutdown_ray()
@@ -139,8 +162,8 @@ def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = N
     return index
 
 
-class _progress:
-    """clips done, failed, clips/s — on a tqdm bar when enabled."""
+class ProgressBar:
+    """Clips done, failed, clips/s — on a tqdm bar when enabled."""
 
     def __init__(self, total: int, enabled: bool):
         self.ok = self.failed = 0
@@ -190,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detector", choices=sorted(DETECTORS), help="override the profile's face detector")
     parser.add_argument("--landmarker", choices=sorted(LANDMARKERS), help="override the profile's landmark model")
     parser.add_argument("--parser", choices=sorted(PARSERS), help="override the profile's face parser")
+    parser.add_argument("--describer", choices=sorted(DESCRIBERS) + ["none"],
+                        help="override the profile's describer (none: no descriptions)")
+    parser.add_argument("--describer-model", help="videollava: model id or local folder")
+    parser.add_argument("--describer-revision", help="videollava: model revision (commit, tag)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     name = Path(args.dataset).stem if args.dataset.endswith(".csv") else args.dataset
@@ -198,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         preprocess(args.dataset, data_root, out, args.profile, args.workers, args.shard_size, args.overwrite,
                    args.weights_dir, args.ray_address, progress=not args.no_progress,
-                   backends={"detector": args.detector, "landmarker": args.landmarker, "parser": args.parser},
+                   backends={"detector": args.detector, "landmarker": args.landmarker, "parser": args.parser,
+                             "describer": args.describer},
+                   describer_options={"model_id": args.describer_model, "revision": args.describer_revision},
                    crop_size=args.crop_size, max_frames=args.max_frames, detect_every=args.detect_every)
     except (ManifestError, FolderBusyError, FileNotFoundError, RuntimeError, KeyError) as err:
         print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)

@@ -76,14 +76,15 @@ class _StageActor:
         return {"job": np.array(done, dtype=object)}
 
 
-def run_stages(jobs: Sequence[ShardJob], stages: Sequence[Stage], workers: int) -> Iterator[ShardJob]:
-    """Push `jobs` through `stages`, each an actor pool of up to `workers` actors; yield finished jobs."""
+def run_stages(jobs: Sequence[ShardJob], stages: Sequence[tuple[Stage, int]]) -> Iterator[ShardJob]:
+    """Push `jobs` through `stages`, each (stage, workers): an actor pool of up to `workers`
+    actors; yield jobs as they finish the last stage."""
     import ray
 
     if not jobs:
         return
     ds = ray.data.from_items([{"job": job.to_json()} for job in jobs], override_num_blocks=len(jobs))
-    for stage in stages:
+    for stage, workers in stages:
         ds = ds.map_batches(
             _StageActor, fn_constructor_kwargs={"stage": stage}, batch_size=1, batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(workers, len(jobs)))),

@@ -16,6 +16,7 @@ FORMAT_VERSION on any change a v1 reader would misread.
     masks.npz           uint8 (T,H,W) under key "masks": CelebAMask-HQ parsing labels
     description.txt     the motion description (emotion words filtered out); optional
     description.json    how it was made: backend, model, prompt hash, raw text; optional
+    au.npz              per-frame facial action signals: "signals" float32 (T,K), "names" str (K,); optional
     meta.json           dataset, clip id, class name, partition, source video facts, flags
 
 Members a v1 reader does not know (later passes may add fields) are kept in `extras`.
@@ -39,8 +40,8 @@ REQUIRED_META = ("dataset", "clip_id", "label", "partition", "source")
 REQUIRED_SOURCE = ("fps", "frames")
 KNOWN_FIELDS = ("meta.json", "frames.mjpeg", "frames_offsets.npy", "timestamps.npy", "boxes.npy",
                 "face_detected.npy", "landmarks.npy", "landmarks_conf.npy", "masks.npz",
-                "description.txt", "description.json")
-OPTIONAL_FIELDS = ("masks.npz", "description.txt", "description.json")
+                "description.txt", "description.json", "au.npz")
+OPTIONAL_FIELDS = ("masks.npz", "description.txt", "description.json", "au.npz")
 _KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -99,6 +100,8 @@ class ClipSample:
     masks_npz: bytes | None = None
     description: str | None = None
     description_record: dict[str, Any] | None = None
+    au: np.ndarray | None = None          # T×K float32 action-unit signals
+    au_names: list[str] | None = None     # their K names
     extras: dict[str, bytes] = field(default_factory=dict)
 
     @property
@@ -181,6 +184,10 @@ def validate(sample: ClipSample, masks_shape: tuple[int, ...] | None = None) -> 
         raise ShardFormatError(f"{where}: frames_offsets.npy does not index frames.mjpeg")
     if masks_shape is not None and masks_shape[0] != t:
         raise ShardFormatError(f"{where}: masks.npz has {masks_shape[0]} frames, expected {t}")
+    if sample.au is not None:
+        if sample.au.ndim != 2 or sample.au.shape[0] != t or len(sample.au_names or []) != sample.au.shape[1]:
+            raise ShardFormatError(f"{where}: au.npz signals {sample.au.shape} do not match {t} frames "
+                                   f"and {len(sample.au_names or [])} names")
 
 
 def encode_sample(sample: ClipSample) -> dict[str, bytes]:
@@ -204,6 +211,10 @@ def encode_sample(sample: ClipSample) -> dict[str, bytes]:
         members["description.txt"] = sample.description.encode("utf-8")
         members["description.json"] = json.dumps(sample.description_record or {}, sort_keys=True,
                                                  ensure_ascii=False).encode()
+    if sample.au is not None:
+        buf = io.BytesIO()
+        np.savez(buf, signals=sample.au.astype(np.float32), names=np.array(sample.au_names, dtype=str))
+        members["au.npz"] = buf.getvalue()
     for name, data in sample.extras.items():
         if name in members:
             raise ShardFormatError(f"sample {sample.key!r}: extra field {name!r} shadows a v1 field")
@@ -226,6 +237,10 @@ def decode_sample(members: Mapping[str, Any]) -> ClipSample:
                                    f"up to {FORMAT_VERSION} (update the toolkit)")
         description = members.get("description.txt")
         record = members.get("description.json")
+        au = au_names = None
+        if "au.npz" in members:
+            with np.load(io.BytesIO(members["au.npz"]), allow_pickle=False) as npz:
+                au, au_names = npz["signals"], [str(n) for n in npz["names"]]
         sample = ClipSample(
             key=key, meta=meta, frames_mjpeg=bytes(members["frames.mjpeg"]),
             frame_offsets=_load_npy(members["frames_offsets.npy"]),
@@ -237,6 +252,7 @@ def decode_sample(members: Mapping[str, Any]) -> ClipSample:
             masks_npz=members.get("masks.npz"),
             description=None if description is None else bytes(description).decode("utf-8"),
             description_record=None if record is None else json.loads(record),
+            au=au, au_names=au_names,
             extras={k: v for k, v in members.items() if k not in KNOWN_FIELDS and not k.startswith("__")})
     except ShardFormatError:
         raise

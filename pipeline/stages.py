@@ -17,6 +17,7 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -168,3 +169,62 @@ class FaceStage(Stage):
             key=manifest_row.key, meta=meta, frames=crops, timestamps=clip.timestamps,
             boxes=(squares / scale).astype(np.float32), face_detected=track.detected,
             landmarks=landmarks, landmarks_conf=confidence, masks=masks)
+
+
+@dataclass(frozen=True)
+class DescribeConfig:
+    """Settings of the description stage; recorded in the dataset index."""
+
+    describer: str                # a name in pipeline.backends.DESCRIBERS
+    work_dir: str
+    batch_size: int = 8           # clips per describe() call
+    options: tuple[tuple[str, Any], ...] = ()   # describer keyword arguments (model id, revision, …)
+    gpus_per_worker: float = 0.0
+
+
+class DescribeStage(Stage):
+    """Adds a motion description (and, from the geometric describer, per-frame AU signals) to every
+    sample of the working tar. It reads samples, never videos: rerunning it over finished shards
+    (`python -m pipeline.describe`) does not redo the face stage."""
+
+    name = "describe"
+
+    def __init__(self, config: DescribeConfig):
+        self.config = config
+        self.num_gpus = config.gpus_per_worker
+
+    def setup(self) -> None:
+        from pipeline.backends import make_describer
+
+        self.describer = make_describer(self.config.describer, **dict(self.config.options))
+
+    def process(self, job: ShardJob) -> ShardJob:
+        from pipeline.shard_io import read_shard
+
+        start = time.perf_counter()
+        out = Path(self.config.work_dir) / f"{job.name}.describe.tar"
+        samples = list(read_shard(job.work_tar))
+        with ShardWriter(out) as writer:
+            for first in range(0, len(samples), self.config.batch_size):
+                batch = samples[first:first + self.config.batch_size]
+                try:
+                    descriptions = self.describer.describe(batch)
+                except Exception as err:  # noqa: BLE001 — a failing batch fails its clips, not the run
+                    for sample in batch:
+                        job.fail(sample.meta["clip_id"], "describe_error", f"{type(err).__name__}: {err}")
+                    continue
+                for sample, description in zip(batch, descriptions):
+                    attach_description(sample, description)
+                    writer.write(sample)
+        job.work_tar = str(out)
+        job.seconds[self.name] = round(time.perf_counter() - start, 3)
+        return job
+
+
+def attach_description(sample, description) -> None:
+    """Put a Description into a ClipSample; AU signals already there stay unless new ones come."""
+    sample.description = description.text
+    sample.description_record = {**description.record, "raw_text": description.raw_text,
+                                 "text": description.text}
+    if description.signals is not None:
+        sample.au, sample.au_names = description.signals.astype(np.float32), list(description.signal_names)

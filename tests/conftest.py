@@ -16,3 +16,13 @@ def sample_data(tmp_path_factory):
     out = tmp_path_factory.mktemp("sample") / "sample"
     generate(out, seed=0, clips_per_class=2, quiet=True)
     return out
+
+
+@pytest.fixture(scope="session")
+def sample_shards(sample_data, tmp_path_factory):
+    """The small sample dataset preprocessed once (cpu profile, 2 clips per shard): (folder, index)."""
+    from pipeline.preprocess import preprocess
+
+    out = tmp_path_factory.mktemp("shards") / "sample"
+    index = preprocess("sample", sample_data, out, workers=2, shard_size=2, progress=False)
+    return out, index

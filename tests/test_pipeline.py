@@ -26,10 +26,8 @@ def statuses(out: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def shards(sample_data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("shards") / "sample"
-    index = preprocess("sample", sample_data, out, workers=2, shard_size=2, progress=False)
-    return out, index
+def shards(sample_shards):
+    return sample_shards
 
 
 def test_every_row_once_and_hard_cases_fail_with_their_reason(shards, sample_data):
@@ -127,3 +125,46 @@ def test_killed_run_resumes_without_duplicates_or_losses(sample_data, tmp_path):
     assert index["complete"] and index["ok"] == 14
     keys = [clip.key for clip in ShardReader(out)]
     assert len(keys) == len(set(keys)) == 14
+
+
+def test_every_ok_sample_has_a_geometric_description_and_au_signals(shards):
+    out, index = shards
+    assert index["models"]["description"]["backend"] == "geometric"
+    for clip in ShardReader(out):
+        assert clip.description and clip.description_record["backend"] == "geometric"
+        assert clip.description_record["raw_text"] and clip.description_record["text"] == clip.description
+        assert clip.au.shape == (clip.num_frames, len(clip.au_names)) and "jaw_drop" in " ".join(clip.au_names)
+
+
+def test_redescribing_finished_shards_keeps_the_face_stage(shards, tmp_path):
+    """Switch the descriptions to (a tiny, random) Video-LLaVA without touching crops or landmarks."""
+    import shutil
+
+    from test_videollava_describer import IMAGE_SIZE, PATCH_SIZE, _tiny_model, _tokenizer
+    from transformers import VideoLlavaImageProcessor
+
+    from pipeline.describe import redescribe
+    from pipeline.videollava_describer import VideoLlavaFrameProcessor
+
+    model_dir = tmp_path / "tiny-video-llava"
+    tokenizer = _tokenizer()
+    _tiny_model(tokenizer).save_pretrained(model_dir)
+    VideoLlavaFrameProcessor(tokenizer, VideoLlavaImageProcessor(
+        size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}),
+        patch_size=PATCH_SIZE).save_pretrained(model_dir)
+    out = tmp_path / "copy"
+    shutil.copytree(shards[0], out)
+    before = {c.key: c for c in ShardReader(out)}
+    index = redescribe(out, "videollava", {"model_id": str(model_dir), "max_new_tokens": 8}, workers=2,
+                       progress=False)
+    assert index["ok"] == 14 and index["models"]["description"]["backend"] == "videollava"
+    assert json.loads((out / "run.json").read_text())["describer"] == "videollava"
+    for clip in ShardReader(out):
+        old = before[clip.key]
+        assert clip.description_record["backend"] == "videollava"
+        assert clip.frames_mjpeg == old.frames_mjpeg and np.array_equal(clip.landmarks, old.landmarks)
+        assert np.array_equal(clip.au, old.au)           # the geometric AU signals stay
+    for stats in OutputFolder(out).all_stats():         # stats describe the new tars
+        from pipeline.weights import file_sha256
+
+        assert stats["sha256"] == file_sha256(out / f"{stats['name']}.tar")

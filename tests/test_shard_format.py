@@ -41,7 +41,7 @@ def clip(tmp_path, key, n, seed=0, with_masks=True, with_description=True):
     frames = video_frames(tmp_path, n, seed)
     rng = np.random.default_rng(seed)
     masks = rng.integers(0, 19, (n, SIZE, SIZE), dtype=np.uint8) if with_masks else None
-    return make_sample(
+    sample = make_sample(
         key=key,
         meta=dict(dataset="mafw", clip_id=key, label="anger", partition="fold1",
                   source=dict(path=f"data/clips/{key}.mp4", fps=25.0, frames=n, width=320, height=240),
@@ -54,6 +54,9 @@ def clip(tmp_path, key, n, seed=0, with_masks=True, with_description=True):
         masks=masks,
         description="The brows rise and the jaw drops." if with_description else None,
         description_record=dict(backend="geometric", version=1, raw_text="raw") if with_description else None)
+    if with_description:
+        sample.au, sample.au_names = rng.uniform(0, 1, (n, 3)).astype(np.float32), ["jaw_drop", "brow_raise", "blink"]
+    return sample
 
 
 def assert_same(a, b):
@@ -66,6 +69,7 @@ def assert_same(a, b):
         assert x.dtype == y.dtype and np.array_equal(x, y), name
     assert (a.masks() is None and b.masks() is None) or np.array_equal(a.masks(), b.masks())
     assert a.description == b.description and a.description_record == b.description_record
+    assert (a.au is None and b.au is None) or (np.array_equal(a.au, b.au) and a.au_names == b.au_names)
 
 
 @pytest.fixture
@@ -129,6 +133,8 @@ def test_round_trip_with_plain_tarfile(shard):
     masks = np.load(io.BytesIO(member["00001.masks.npz"]), allow_pickle=False)["masks"]
     assert masks.shape == (12, SIZE, SIZE) and np.array_equal(masks, s.masks())
     assert member["00001.description.txt"].decode() == s.description
+    au = np.load(io.BytesIO(member["00001.au.npz"]), allow_pickle=False)
+    assert au["signals"].shape == (12, 3) and list(au["names"]) == s.au_names
     # the MJPEG stream is a video file ffmpeg reads on its own
     with av.open(io.BytesIO(stream), format="mjpeg") as container:
         assert sum(1 for _ in container.decode(video=0)) == 12

@@ -1,0 +1,122 @@
+"""The trainer on real shards of the sample dataset: loader, training, resume, DDP, metrics."""
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from trainer.config import resolve
+from trainer.data import DataConfig, ShardClips, collate, tsn_indices
+from trainer.metrics import recognition_metrics
+from trainer.train import load_checkpoint, train
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def ok_keys_by_partition(out: Path) -> dict[str, set]:
+    keys: dict[str, set] = {}
+    for path in out.glob("*.status.jsonl"):
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            if row["status"] == "ok":
+                keys.setdefault(row["partition"], set()).add(row["clip_id"])
+    return keys
+
+
+def test_loader_shapes_and_fold_membership(sample_shards):
+    out, _ = sample_shards
+    config = DataConfig(shards=str(out), fold=2, num_frames=8, image_size=64, workers=0)
+    split = {name: list(ShardClips(config, name)) for name in ("train", "val", "test")}
+    keys = {name: {e["key"] for e in examples} for name, examples in split.items()}
+    by_partition = ok_keys_by_partition(out)
+    assert keys["test"] == by_partition["fold2"]
+    assert keys["train"] | keys["val"] == set().union(*(v for p, v in by_partition.items() if p != "fold2"))
+    assert not keys["train"] & keys["val"] and not keys["test"] & (keys["train"] | keys["val"])
+    example = split["train"][0]
+    assert example["frames"].shape == example["masks"].shape == example["landmarks"].shape == (8, 3, 64, 64)
+    assert example["frames"].dtype == torch.float32 and abs(float(example["frames"].mean())) < 3
+    assert isinstance(example["description"], str) and example["description"]
+    batch = collate(split["test"][:2])
+    assert batch["frames"].shape == (2, 8, 3, 64, 64) and batch["labels"].dtype == torch.long
+
+
+def test_tsn_sampling():
+    import random
+
+    rng = random.Random(0)
+    train = tsn_indices(160, 16, True, rng)
+    assert len(train) == 16 and all(10 * k <= i < 10 * (k + 1) for k, i in enumerate(train))
+    assert list(tsn_indices(160, 16, False, rng)) == [10 * k + 5 for k in range(16)]
+    assert list(tsn_indices(5, 8, False, rng)) == [0, 1, 2, 3, 4, 4, 4, 4]
+
+
+def test_loader_skips_a_corrupt_sample_and_a_truncated_shard(sample_shards, tmp_path):
+    out = tmp_path / "damaged"
+    shutil.copytree(sample_shards[0], out)
+    shard, other = sorted(out.glob("fold2-*.tar"))[:2]      # fold 1 trains on fold2 (and fold3)
+    with tarfile.open(shard) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+    with tarfile.open(shard, "w") as tar:                      # break the first sample's landmarks
+        for member, data in members:
+            if member.name.endswith("landmarks.npy") and member.name.startswith(members[0][0].name.split(".")[0]):
+                data = b"not an array"
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    other.write_bytes(other.read_bytes()[: other.stat().st_size // 2])   # truncated tar
+    config = DataConfig(shards=str(out), fold=1, num_frames=8, image_size=64, workers=0)
+    dataset = ShardClips(config, "train")
+    examples = list(dataset)
+    intact = list(ShardClips(DataConfig(shards=str(sample_shards[0]), fold=1, num_frames=8, image_size=64,
+                                        workers=0), "train"))
+    assert dataset.skips.skipped >= 2                         # the bad sample and the broken tar, counted
+    assert 0 < len(examples) < len(intact)                    # and the rest still streams
+
+
+def test_metrics():
+    m = recognition_metrics(np.array([0, 0, 1, 1, 1, 2]), np.array([0, 1, 1, 1, 0, 0]), ["a", "b", "c"])
+    assert m["war"] == pytest.approx(100 * 3 / 6)
+    assert m["uar"] == pytest.approx(100 * (1 / 2 + 2 / 3 + 0) / 3)
+    assert m["per_class_recall"]["c"] == 0.0 and m["confusion_matrix"][1] == [1, 2, 0]
+
+
+def tiny_config(out: Path, runs: Path, **extra):
+    return resolve("tiny", "sample", {"shards": str(out), "runs_dir": str(runs), "epochs": 2, "workers": 0,
+                                      "batch_size": 8, **extra})
+
+
+def test_train_writes_a_run_and_resume_reproduces_it(sample_shards, tmp_path):
+    out, _ = sample_shards
+    result = train(tiny_config(out, tmp_path / "a"))
+    run = tmp_path / "a" / "sample-tiny-fold1"
+    for name in ("config.json", "log.jsonl", "metrics.json", "confusion.png", "curves.png", "best.pt", "last.pt"):
+        assert (run / name).is_file(), name
+    assert result["test"]["samples"] == len(ok_keys_by_partition(out)["fold1"])
+    assert len((run / "log.jsonl").read_text().splitlines()) == 2
+    # interrupted after one epoch, then resumed: the same final state as the uninterrupted run
+    assert train(tiny_config(out, tmp_path / "b"), stop_after=1) is None
+    resumed = train(tiny_config(out, tmp_path / "b"), resume=tmp_path / "b" / "sample-tiny-fold1")
+    a, b = load_checkpoint(run / "last.pt"), load_checkpoint(tmp_path / "b" / "sample-tiny-fold1" / "last.pt")
+    assert a["step"] == b["step"] and a["history"][-1]["train_loss"] == pytest.approx(b["history"][-1]["train_loss"])
+    for name, tensor in a["model"].items():
+        assert torch.allclose(tensor, b["model"][name], atol=1e-6), name
+    assert resumed["test"] == result["test"]
+
+
+def test_ddp_two_processes_on_cpu(sample_shards, tmp_path):
+    out, _ = sample_shards
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
+               "-m", "trainer.train", "--dataset", "sample", "--model", "tiny", "--shards", str(out),
+               "--set", "epochs=1", "--set", "workers=0", "--set", f"runs_dir={tmp_path}"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((tmp_path / "sample-tiny-fold1" / "metrics.json").read_text())
+    assert metrics["test"]["samples"] == len(ok_keys_by_partition(out)["fold1"])

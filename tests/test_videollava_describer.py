@@ -1,0 +1,159 @@
+"""The videollava describer, offline on CPU, through its real loading code.
+
+No Video-LLaVA weights can be downloaded here, so a tiny Video-LLaVA is built from the real
+config classes (a 2-layer Llama, a 2-layer CLIP vision tower) with random weights, next to a
+small Llama tokenizer made offline and the slow image processor, saved with save_pretrained
+and loaded back by the describer from that folder, the way it loads the Hub checkpoint.
+"""
+
+import hashlib
+import string
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.shard_format import make_sample
+from pipeline.emotion_filter import filter_emotion
+from pipeline.videollava_describer import (PROMPT_FILE, ModelUnavailableError, VideoLlavaDescriber,
+                                           VideoLlavaFrameProcessor, clean_text, uniform_frame_indices,
+                                           video_token_count)
+
+IMAGE_SIZE, PATCH_SIZE, NUM_FRAMES = 32, 16, 8
+TOKENS_PER_FRAME = (IMAGE_SIZE // PATCH_SIZE) ** 2 + 1  # patches + CLIP's class token
+
+
+def _tokenizer():
+    """A character-level Llama tokenizer (BPE without merges) with Video-LLaVA's special tokens."""
+    from transformers import LlamaTokenizer
+
+    chars = sorted(set(string.ascii_letters + string.digits + string.punctuation + "▁"))
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{c: i + 3 for i, c in enumerate(chars)}}
+    tokenizer = LlamaTokenizer(vocab=vocab, merges=[], pad_token="<pad>", add_bos_token=True)
+    tokenizer.add_tokens(["<image>", "<video>"], special_tokens=True)
+    return tokenizer
+
+
+def _tiny_model(tokenizer):
+    import torch
+    from transformers import CLIPVisionConfig, LlamaConfig, VideoLlavaConfig, VideoLlavaForConditionalGeneration
+
+    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
+                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                       pad_token_id=tokenizer.pad_token_id)
+    vision = CLIPVisionConfig(image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, hidden_size=32, intermediate_size=64,
+                              num_hidden_layers=2, num_attention_heads=4, projection_dim=32)
+    config = VideoLlavaConfig(vision_config=vision, text_config=text,
+                              image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+                              video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
+                              image_seq_length=TOKENS_PER_FRAME - 1, video_seq_length=NUM_FRAMES * TOKENS_PER_FRAME)
+    torch.manual_seed(0)
+    return VideoLlavaForConditionalGeneration(config).eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A tiny Video-LLaVA folder laid out like the Hub checkpoint (config, weights, tokenizer, preprocessor)."""
+    from transformers import VideoLlavaImageProcessor
+
+    folder = tmp_path_factory.mktemp("tiny-video-llava")
+    tokenizer = _tokenizer()
+    image_processor = VideoLlavaImageProcessor(size={"shortest_edge": IMAGE_SIZE},
+                                               crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
+    _tiny_model(tokenizer).save_pretrained(folder)
+    VideoLlavaFrameProcessor(tokenizer, image_processor, patch_size=PATCH_SIZE).save_pretrained(folder)
+    return folder
+
+
+def _sample(index: int, num_frames: int):
+    rng = np.random.default_rng(index)
+    base = rng.integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+    # A bright square drifting across the frames: something that moves, and frames that differ.
+    frames = np.repeat(base, num_frames, axis=0)
+    for t in range(num_frames):
+        frames[t, 20:36, 4 + 3 * t % 40:20 + 3 * t % 40] = 255
+    meta = {"dataset": "test", "clip_id": f"clip{index}", "label": "neutral", "partition": "1",
+            "source": {"fps": 25.0, "frames": num_frames}}
+    return make_sample(f"clip{index}", meta, frames, np.arange(num_frames) / 25.0,
+                       np.tile([0, 0, 64, 64], (num_frames, 1)), np.ones(num_frames, bool),
+                       np.zeros((num_frames, 68, 2), np.float32), np.ones(num_frames, np.float32))
+
+
+def test_uniform_frame_indices():
+    assert uniform_frame_indices(12, 8).tolist() == [0, 2, 3, 5, 6, 8, 9, 11]
+    assert uniform_frame_indices(8, 8).tolist() == list(range(8))
+    assert uniform_frame_indices(3, 8).tolist() == [0, 0, 1, 1, 1, 1, 2, 2]
+    assert uniform_frame_indices(100, 1).tolist() == [49]
+    picked = uniform_frame_indices(250, 8)
+    assert picked[0] == 0 and picked[-1] == 249 and np.all(np.diff(picked) > 0)
+    with pytest.raises(ValueError):
+        uniform_frame_indices(0, 8)
+
+
+def test_processor_matches_the_models_video_token_rule(tiny_checkpoint):
+    processor = VideoLlavaFrameProcessor.from_pretrained(str(tiny_checkpoint))
+    assert processor.patch_size == PATCH_SIZE
+    video = np.zeros((NUM_FRAMES, 64, 64, 3), np.uint8)
+    inputs = processor(["USER: <video>\nDescribe. ASSISTANT:"], [video])
+    assert tuple(inputs["pixel_values_videos"].shape) == (1, NUM_FRAMES, 3, IMAGE_SIZE, IMAGE_SIZE)
+    count = video_token_count(NUM_FRAMES, IMAGE_SIZE, IMAGE_SIZE, PATCH_SIZE)
+    assert count == NUM_FRAMES * TOKENS_PER_FRAME
+    assert int((inputs["input_ids"] == processor.video_token_id).sum()) == count
+    assert inputs["input_ids"][0, 0] == processor.tokenizer.bos_token_id
+    with pytest.raises(ValueError, match="exactly one"):
+        processor(["no video here"], [video])
+
+
+def test_describe_with_a_tiny_video_llava(tiny_checkpoint):
+    describer = VideoLlavaDescriber(model_id=str(tiny_checkpoint), num_frames=NUM_FRAMES, max_new_tokens=12,
+                                    batch_size=4, device="cpu")
+    samples = [_sample(0, 12), _sample(1, 20), _sample(2, 5)]
+    first = describer.describe(samples)
+    second = describer.describe(samples)
+
+    assert len(first) == len(samples)
+    prompt_sha = hashlib.sha256(PROMPT_FILE.read_bytes()).hexdigest()
+    for sample, description in zip(samples, first):
+        assert isinstance(description.raw_text, str) and isinstance(description.text, str)
+        assert description.raw_text == clean_text(description.raw_text)
+        assert description.text == clean_text(filter_emotion(description.raw_text).text)
+        record = description.record
+        assert record["backend"] == "videollava" and record["model"] == str(tiny_checkpoint)
+        assert record["prompt_sha256"] == prompt_sha
+        assert record["generation"] == {"do_sample": False, "num_beams": 1, "max_new_tokens": 12,
+                                        "num_frames": NUM_FRAMES}
+        assert record["dtype"] == "float32"
+        assert record["frame_indices"] == uniform_frame_indices(sample.num_frames, NUM_FRAMES).tolist()
+        assert len(record["frame_indices"]) == NUM_FRAMES and record["clip_frames"] == sample.num_frames
+        assert 1 <= record["generated_tokens"] <= 12 and record["stopped_by"] in ("eos", "max_new_tokens")
+        assert isinstance(record["filter_removed"], list)
+    # Greedy decoding: the same clips give the same words.
+    assert [d.raw_text for d in first] == [d.raw_text for d in second]
+    assert [d.record for d in first] == [d.record for d in second]
+    # Batching changes nothing: each clip alone gets the words it got in the batch.
+    assert [describer.describe([s])[0].raw_text for s in samples] == [d.raw_text for d in first]
+    assert describer.identity()["prompt_sha256"] == prompt_sha
+    assert "torchvision" not in sys.modules
+
+
+def test_identity_loads_nothing():
+    describer = VideoLlavaDescriber(device="cpu")
+    identity = describer.identity()
+    assert identity["model"] == "LanguageBind/Video-LLaVA-7B-hf" and identity["generation"]["num_frames"] == 8
+    assert describer._model is None and describer._processor is None
+
+
+def test_missing_model_says_what_to_get(tmp_path):
+    # conftest sets HF_HUB_OFFLINE=1, so nothing is looked up online.
+    describer = VideoLlavaDescriber(model_id="dfer-toolkit-tests/no-such-video-llava", device="cpu")
+    with pytest.raises(ModelUnavailableError) as caught:
+        describer.describe([_sample(0, 4)])
+    message = str(caught.value)
+    assert "dfer-toolkit-tests/no-such-video-llava" in message and "downloads are off" in message
+    assert "LanguageBind/Video-LLaVA-7B-hf" in message and "HF_HOME" in message and "--describer-model" in message
+
+    folder = tmp_path / "Video-LLaVA-7B-hf"
+    with pytest.raises(ModelUnavailableError, match=f"there is no folder {folder}"):
+        VideoLlavaDescriber(model_id=str(folder), device="cpu").describe([_sample(0, 4)])

@@ -1,0 +1,183 @@
+"""OpenAI CLIP for the trainer: checkpoints, the tokenizer, and small random CLIPs.
+
+`load_clip("ViT-B/16")` finds OpenAI's checkpoint in a cache folder (`cache_dir`, else
+`$CLIP_CACHE`, else `~/.cache/clip`, the folder the `clip` package itself uses, so files it
+fetched are reused), or downloads it from OpenAI's URL unless downloads are off
+(`HF_HUB_OFFLINE=1` or `DFER_OFFLINE=1`). A cached file is always checked against the
+SHA-256 that OpenAI embeds in the URL: hashing costs about a second per load, and a
+truncated or stale file would otherwise fail later with an error that says nothing about the
+file. A path given by the user is taken as it is (it may be a fine-tuned or converted state
+dict with no published hash).
+
+The model is OpenAI's own `clip/model.py` and the tokenizer its `clip/simple_tokenizer.py`,
+imported without the package `__init__` (which imports torchvision; see
+pipeline/isolated_import.py). Checkpoints are read as TorchScript archives (OpenAI's format)
+or as plain state dicts saved with `torch.save`, never by unpickling arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+from pathlib import Path
+from types import ModuleType
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from pipeline.isolated_import import import_module_file
+from pipeline.weights import downloads_allowed, file_sha256
+
+# Copied from openai-clip 1.0.1 `clip/clip.py` (`_MODELS`), which cannot be imported without
+# torchvision; tests/test_trainer_models.py checks the copy against the installed file.
+CLIP_URLS: dict[str, str] = {
+    "RN50": "https://openaipublic.azureedge.net/clip/models/afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762/RN50.pt",
+    "RN101": "https://openaipublic.azureedge.net/clip/models/8fa8567bab74a42d41c5915025a8e4538c3bdbe8804a470a72f30b0d94fab599/RN101.pt",
+    "RN50x4": "https://openaipublic.azureedge.net/clip/models/7e526bd135e493cef0776de27d5f42653e6b4c8bf9e0f653bb11773263205fdd/RN50x4.pt",
+    "RN50x16": "https://openaipublic.azureedge.net/clip/models/52378b407f34354e150460fe41077663dd5b39c54cd0bfd2b27167a4a06ec9aa/RN50x16.pt",
+    "RN50x64": "https://openaipublic.azureedge.net/clip/models/be1cfb55d75a9666199fb2206c106743da0f6468c9d327f3e0d0a543a9919d9c/RN50x64.pt",
+    "ViT-B/32": "https://openaipublic.azureedge.net/clip/models/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt",
+    "ViT-B/16": "https://openaipublic.azureedge.net/clip/models/5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f/ViT-B-16.pt",
+    "ViT-L/14": "https://openaipublic.azureedge.net/clip/models/b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836/ViT-L-14.pt",
+    "ViT-L/14@336px": "https://openaipublic.azureedge.net/clip/models/3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02/ViT-L-14-336px.pt",
+}
+
+# `clip.model.CLIP` hyper-parameters of the ViT checkpoints (what `build_model` derives from
+# their state dicts), to build a randomly initialised model of the real size without weights.
+# "tiny" is ours: small enough for CPU tests and the demo. Its heads are width // 64, as
+# `build_model` assumes, so a saved tiny checkpoint loads back into the identical model.
+CLIP_ARCHITECTURES: dict[str, dict[str, int]] = {
+    "ViT-B/32": dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768, vision_patch_size=32,
+                     context_length=77, vocab_size=49408, transformer_width=512, transformer_heads=8,
+                     transformer_layers=12),
+    "ViT-B/16": dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768, vision_patch_size=16,
+                     context_length=77, vocab_size=49408, transformer_width=512, transformer_heads=8,
+                     transformer_layers=12),
+    "ViT-L/14": dict(embed_dim=768, image_resolution=224, vision_layers=24, vision_width=1024, vision_patch_size=14,
+                     context_length=77, vocab_size=49408, transformer_width=768, transformer_heads=12,
+                     transformer_layers=12),
+    "ViT-L/14@336px": dict(embed_dim=768, image_resolution=336, vision_layers=24, vision_width=1024,
+                           vision_patch_size=14, context_length=77, vocab_size=49408, transformer_width=768,
+                           transformer_heads=12, transformer_layers=12),
+    "tiny": dict(embed_dim=64, image_resolution=64, vision_layers=2, vision_width=64, vision_patch_size=8,
+                 context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1,
+                 transformer_layers=2),
+}
+
+
+class ClipWeightsError(RuntimeError):
+    """A CLIP checkpoint that is missing, cannot be fetched, or is not the published file."""
+
+
+def clip_model_module() -> ModuleType:
+    """OpenAI's `clip/model.py`, imported without the `clip` package `__init__`."""
+    return import_module_file("clip.model")
+
+
+def clip_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
+    chosen = cache_dir if cache_dir is not None else os.environ.get("CLIP_CACHE") or "~/.cache/clip"
+    return Path(chosen).expanduser()
+
+
+def expected_sha256(name: str) -> str:
+    """The SHA-256 OpenAI publishes for a named checkpoint: the URL's second-to-last segment."""
+    return CLIP_URLS[name].rsplit("/", 2)[-2]
+
+
+def checkpoint_path(name_or_path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Path:
+    """The local file for a model name or path, downloading it when allowed (see module docstring)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    name = str(name_or_path)
+    if name not in CLIP_URLS:
+        raise ClipWeightsError(f"{name!r} is neither a file nor a CLIP model name; "
+                               f"names: {', '.join(CLIP_URLS)}")
+    url, sha256 = CLIP_URLS[name], expected_sha256(name)
+    folder = clip_cache_dir(cache_dir)
+    target = folder / url.rsplit("/", 1)[-1]
+    where = (f"Download {url} on a connected machine and put it at {target} "
+             f"(or set CLIP_CACHE / pass a folder that holds it, or give the file's path instead of {name!r}).")
+    if target.is_file():
+        found = file_sha256(target)
+        if found == sha256:
+            return target
+        if not downloads_allowed():
+            raise ClipWeightsError(f"{target} is not OpenAI's {name} checkpoint: its SHA-256 is {found}, "
+                                   f"expected {sha256}. Delete it and fetch it again. {where}")
+        warnings.warn(f"{target} has SHA-256 {found}, expected {sha256}; downloading it again", stacklevel=2)
+    elif not downloads_allowed():
+        raise ClipWeightsError(f"CLIP checkpoint {name} ({target.name}) is not in {folder} and downloads are off "
+                               f"(HF_HUB_OFFLINE or DFER_OFFLINE is set). {where}")
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        # Writes a temporary file next to the target, checks the hash, then renames it: an
+        # interrupted or corrupt download never sits in the cache under the official name.
+        torch.hub.download_url_to_file(url, str(target), hash_prefix=sha256, progress=True)
+    except Exception as error:  # no network, HTTP error, wrong hash, unwritable folder
+        raise ClipWeightsError(f"could not download CLIP {name}: {type(error).__name__}: {error}. {where}") from error
+    return target
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Tensors of a TorchScript archive (OpenAI's .pt files) or of a `torch.save`d state dict."""
+    try:
+        return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
+    except RuntimeError:
+        pass  # not a TorchScript archive
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ClipWeightsError(f"{path} is neither a TorchScript archive nor a state dict saved with "
+                               f"torch.save: {type(error).__name__}: {error}") from error
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ClipWeightsError(f"{path} does not hold a CLIP state dict (a flat dict of tensors)")
+    return state
+
+
+def load_clip(name_or_path: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
+              device: str | torch.device = "cpu") -> tuple[nn.Module, int]:
+    """OpenAI CLIP as `clip.model.CLIP` in float32, and the image size it expects."""
+    state = read_state_dict(checkpoint_path(name_or_path, cache_dir))
+    model = clip_model_module().build_model(state).float()
+    # build_model stores the weights in fp16 (OpenAI's checkpoints are fp16, so they lose
+    # nothing); loading again into the fp32 model keeps an fp32 checkpoint exact.
+    model.load_state_dict(state)
+    return model.to(device), model.visual.input_resolution
+
+
+def random_clip(architecture: str, seed: int = 0) -> nn.Module:
+    """A randomly initialised `clip.model.CLIP` of a named architecture (see CLIP_ARCHITECTURES)."""
+    try:
+        hyper = CLIP_ARCHITECTURES[architecture]
+    except KeyError:
+        raise KeyError(f"unknown CLIP architecture {architecture!r}; known: {', '.join(CLIP_ARCHITECTURES)}") from None
+    # Seed a forked RNG so building a model never shifts the caller's random stream.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return clip_model_module().CLIP(**hyper).float().eval()
+
+
+def tiny_clip(seed: int = 0) -> nn.Module:
+    """A small random CLIP (64 px images, 8 px patches, 2+2 layers of width 64) built from the real class."""
+    return random_clip("tiny", seed)
+
+
+@functools.cache
+def _tokenizer():
+    # Building the BPE tables takes a few hundred milliseconds; do it once per process.
+    return import_module_file("clip.simple_tokenizer").SimpleTokenizer()
+
+
+def tokenize(texts: str | Sequence[str], context_length: int = 77) -> torch.LongTensor:
+    """CLIP token ids, one row per text, zero-padded; a long text is cut but keeps its end token."""
+    tokenizer = _tokenizer()
+    sot, eot = tokenizer.encoder["<|startoftext|>"], tokenizer.encoder["<|endoftext|>"]
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    rows = torch.zeros(len(texts), context_length, dtype=torch.long)
+    for i, text in enumerate(texts):
+        ids = [sot, *tokenizer.encode(text)][: context_length - 1] + [eot]
+        rows[i, : len(ids)] = torch.tensor(ids)
+    return rows

@@ -1,0 +1,279 @@
+"""Stream clips from the pipeline's shards into training batches, as the papers sample them.
+
+For fold k the training partitions' shards are read (a validation split is carved from them
+by a hash of the clip key, so it never changes), and the test partition's shards for
+evaluation. Each epoch the shard list is shuffled with a seed derived from the epoch before
+it is split across DDP ranks and loader workers (webdataset's splitters), so every process
+agrees on who reads what. A sample that fails to decode is skipped and counted; a warning
+is logged for the first few and then every 100th.
+
+Per clip: 16 frames, one random frame per equal segment in training and the centre frame
+of each segment in evaluation; clips shorter than 16 frames repeat their last frame. In
+training the same random resized crop and horizontal flip are applied to the frames, the
+parsing masks (nearest-neighbour; left/right labels swapped on a flip) and the landmarks
+(mirrored and re-indexed on a flip). Masks become colour images and landmarks are drawn as
+images for the middle-level branches; everything is normalised with CLIP's mean and std.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+import torch
+import webdataset as wds
+
+from pipeline.backends import PARSING_LABELS
+from pipeline.landmark_layout import INNER_LIPS, LEFT_BROW, LEFT_EYE, MIRROR, NOSE_BASE, NOSE_BRIDGE, OUTER_LIPS, \
+    RIGHT_BROW, RIGHT_EYE, JAW
+from pipeline.shard_format import ClipSample, ShardFormatError, decode_sample
+from pipeline.shard_io import list_shards
+
+log = logging.getLogger(__name__)
+
+CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
+CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
+
+# A fixed colour per parsing label (CelebAMask-HQ order), for the colour-coded mask images.
+PALETTE = np.array([
+    [0, 0, 0], [204, 0, 0], [76, 153, 0], [204, 204, 0], [51, 51, 255], [204, 0, 204], [0, 255, 255],
+    [255, 204, 204], [102, 51, 0], [255, 0, 0], [102, 204, 0], [255, 255, 0], [0, 0, 153], [0, 0, 204],
+    [255, 51, 153], [0, 204, 204], [0, 51, 0], [255, 153, 51], [0, 204, 0]], np.uint8)
+_LABEL = {name: i for i, name in enumerate(PARSING_LABELS)}
+# On a horizontal flip the subject's left and right parts swap sides.
+MASK_MIRROR = np.arange(len(PARSING_LABELS), dtype=np.uint8)
+for left, right in (("l_brow", "r_brow"), ("l_eye", "r_eye"), ("l_ear", "r_ear")):
+    MASK_MIRROR[_LABEL[left]], MASK_MIRROR[_LABEL[right]] = _LABEL[right], _LABEL[left]
+# Landmark drawing: each facial part a polyline in its own colour.
+_PARTS = ((JAW, False, (255, 255, 255)), (RIGHT_BROW, False, (255, 128, 0)), (LEFT_BROW, False, (255, 128, 0)),
+          (NOSE_BRIDGE, False, (0, 255, 0)), (NOSE_BASE, False, (0, 255, 0)), (RIGHT_EYE, True, (0, 128, 255)),
+          (LEFT_EYE, True, (0, 128, 255)), (OUTER_LIPS, True, (255, 0, 128)), (INNER_LIPS, True, (255, 0, 255)))
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    shards: str                   # the dataset folder written by `make preprocess`
+    fold: int = 1
+    num_frames: int = 16
+    image_size: int = 224
+    batch_size: int = 8
+    workers: int = 2
+    val_fraction: float = 0.1
+    seed: int = 0
+    use_masks: bool = True
+    use_landmarks: bool = True
+    crop_scale: tuple[float, float] = (0.8, 1.0)
+    flip: bool = True
+
+
+def read_index(shards: str | Path) -> dict:
+    path = Path(shards) / "index.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run `make preprocess` for this dataset first")
+    return json.loads(path.read_text())
+
+
+def fold_partitions(index: dict, fold: int) -> tuple[list[str], str]:
+    """(training partitions, test partition) for fold `fold` of the dataset in `index`."""
+    partitions = index["partitions"]
+    if "test" in partitions and "train" in partitions:    # one official split (FERV39k)
+        return [p for p in partitions if p != "test"], "test"
+    test = f"fold{fold}"
+    if test not in partitions:
+        raise ValueError(f"fold {fold}: no partition {test!r} in {', '.join(partitions)}")
+    return [p for p in partitions if p != test], test
+
+
+def is_validation(key: str, fraction: float, seed: int) -> bool:
+    """A stable pseudo-random choice of validation clips among the training partitions."""
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+def tsn_indices(num: int, count: int, train: bool, rng: random.Random) -> np.ndarray:
+    """`count` frame indices: one per equal segment (random in training, the centre in evaluation);
+    a clip shorter than `count` keeps all its frames and repeats the last."""
+    if num < count:
+        return np.concatenate([np.arange(num), np.full(count - num, num - 1)]).astype(np.int64)
+    edges = np.linspace(0, num, count + 1)
+    if train:
+        picks = [rng.uniform(a, b) for a, b in zip(edges[:-1], edges[1:])]
+    else:
+        picks = (edges[:-1] + edges[1:]) / 2
+    return np.minimum(np.floor(picks), num - 1).astype(np.int64)
+
+
+def random_resized_crop(size: int, scale: tuple[float, float], rng: random.Random) -> tuple[float, float, float, float]:
+    """A crop box (x0, y0, w, h) as fractions of the frame: area in `scale`, aspect ratio 3/4..4/3."""
+    for _ in range(10):
+        area = rng.uniform(*scale)
+        ratio = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
+        w, h = math.sqrt(area * ratio), math.sqrt(area / ratio)
+        if w <= 1 and h <= 1:
+            return rng.uniform(0, 1 - w), rng.uniform(0, 1 - h), w, h
+    return 0.0, 0.0, 1.0, 1.0
+
+
+def colour_masks(masks: np.ndarray) -> np.ndarray:
+    """T×H×W labels -> T×H×W×3 uint8 colour images."""
+    return PALETTE[np.minimum(masks, len(PALETTE) - 1)]
+
+
+def draw_landmarks(points: np.ndarray, size: int) -> np.ndarray:
+    """T×68×2 points (pixels of a size×size image) -> T×size×size×3 uint8 drawings."""
+    out = np.zeros((len(points), size, size, 3), np.uint8)
+    thickness = max(1, size // 112)
+    for image, frame_points in zip(out, points):
+        if not np.isfinite(frame_points).all():
+            continue
+        for part, closed, colour in _PARTS:
+            line = np.round(frame_points[list(part)] * 16).astype(np.int32)
+            cv2.polylines(image, [line], closed, colour, thickness, cv2.LINE_AA, 4)
+    return out
+
+
+def normalise(images: np.ndarray) -> torch.Tensor:
+    """T×H×W×3 uint8 -> T×3×H×W float32, CLIP mean/std."""
+    x = (images.astype(np.float32) / 255.0 - CLIP_MEAN) / CLIP_STD
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+
+
+class ClipTransform:
+    """ClipSample -> training/evaluation example (see the module docstring)."""
+
+    def __init__(self, config: DataConfig, classes: list[str], train: bool):
+        self.config, self.train = config, train
+        self.class_index = {c: i for i, c in enumerate(classes)}
+
+    def __call__(self, clip: ClipSample, rng: random.Random) -> dict:
+        c = self.config
+        indices = tsn_indices(clip.num_frames, c.num_frames, self.train, rng)
+        frames = clip.frames(indices)
+        size = frames.shape[1]
+        landmarks = clip.landmarks[indices].astype(np.float32).copy()
+        masks = clip.masks(indices) if c.use_masks else None
+        x0, y0, w, h = random_resized_crop(size, c.crop_scale, rng) if self.train else (0.0, 0.0, 1.0, 1.0)
+        flip = self.train and c.flip and rng.random() < 0.5
+        box = (int(round(x0 * size)), int(round(y0 * size)), max(1, int(round(w * size))), max(1, int(round(h * size))))
+        frames = self._crop(frames, box, flip, cv2.INTER_AREA if box[2] > c.image_size else cv2.INTER_LINEAR)
+        # landmarks follow the same crop, resize and flip
+        landmarks[..., 0] = (landmarks[..., 0] - box[0]) * c.image_size / box[2]
+        landmarks[..., 1] = (landmarks[..., 1] - box[1]) * c.image_size / box[3]
+        if flip:
+            landmarks = landmarks[:, MIRROR]
+            landmarks[..., 0] = (c.image_size - 1) - landmarks[..., 0]
+        example = {"frames": normalise(frames), "label": self.class_index[clip.label], "key": clip.key,
+                   "description": clip.description or ""}
+        if c.use_masks:
+            if masks is None:
+                masks = np.zeros(frames.shape[:3], np.uint8)   # a shard without masks: an empty map
+            else:
+                masks = self._crop(masks, box, flip, cv2.INTER_NEAREST)
+                if flip:
+                    masks = MASK_MIRROR[masks]
+            example["masks"] = normalise(colour_masks(masks))
+        if c.use_landmarks:
+            example["landmarks"] = normalise(draw_landmarks(landmarks, c.image_size))
+        return example
+
+    def _crop(self, images: np.ndarray, box: tuple[int, int, int, int], flip: bool, interpolation: int) -> np.ndarray:
+        x, y, w, h = box
+        size = self.config.image_size
+        out = np.stack([cv2.resize(im[y:y + h, x:x + w], (size, size), interpolation=interpolation) for im in images])
+        return out[:, :, ::-1] if flip else out
+
+
+class SkipCounter:
+    """Counts skipped samples and logs the first few and then every 100th (rate-limited)."""
+
+    def __init__(self):
+        self.skipped = 0
+
+    def __call__(self, error: Exception) -> bool:
+        self.skipped += 1
+        if self.skipped <= 3 or self.skipped % 100 == 0:
+            log.warning("skipped a bad sample (%d so far): %s", self.skipped, error)
+        return True   # webdataset: continue
+
+
+class ShardClips(torch.utils.data.IterableDataset):
+    """Examples of one split (train / val / test) streamed from the shards with webdataset."""
+
+    def __init__(self, config: DataConfig, split: str, classes: list[str] | None = None):
+        self.config, self.split = config, split
+        self.index = read_index(config.shards)
+        self.classes = classes or self.index["classes"]
+        train_parts, test_part = fold_partitions(self.index, config.fold)
+        self.partitions = [test_part] if split == "test" else train_parts
+        self.shards = [str(p) for p in list_shards(config.shards, self.partitions)]
+        if not self.shards:
+            raise FileNotFoundError(f"no shards for {split} ({', '.join(self.partitions)}) in {config.shards}")
+        self.transform = ClipTransform(config, self.classes, train=split == "train")
+        self.epoch = 0
+        self.skips = SkipCounter()
+
+    def __len__(self) -> int:
+        """Clips in this split, from the dataset index (the validation share is an estimate)."""
+        total = sum(self.index["samples"][p] for p in self.partitions)
+        if self.split == "test":
+            return total
+        val = int(round(total * self.config.val_fraction))
+        return val if self.split == "val" else total - val
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _keep(self, key: str) -> bool:
+        if self.split == "test":
+            return True
+        return is_validation(key, self.config.val_fraction, self.config.seed) == (self.split == "val")
+
+    def __iter__(self) -> Iterator[dict]:
+        urls = list(self.shards)
+        if self.split == "train":   # same permutation in every process: seeded by epoch, before splitting
+            random.Random(self.config.seed * 1000 + self.epoch).shuffle(urls)
+        worker = torch.utils.data.get_worker_info()
+        worker_id = worker.id if worker else 0
+        rng = random.Random(hash((self.config.seed, self.epoch, worker_id)))
+        dataset = wds.WebDataset(urls, shardshuffle=False, handler=self.skips, empty_check=False,
+                                 nodesplitter=wds.split_by_node, workersplitter=wds.split_by_worker)
+        for raw in dataset:
+            try:
+                clip = decode_sample(raw)
+            except ShardFormatError as error:
+                self.skips(error)
+                continue
+            if self._keep(clip.key) and clip.label in self.transform.class_index:
+                try:
+                    example = self.transform(clip, rng)
+                except (ShardFormatError, ValueError, cv2.error) as error:
+                    self.skips(error)
+                    continue
+                yield {**example, "worker": worker_id, "skipped": self.skips.skipped}
+
+
+def collate(examples: list[dict]) -> dict:
+    batch = {"frames": torch.stack([e["frames"] for e in examples]),
+             "labels": torch.tensor([e["label"] for e in examples], dtype=torch.long),
+             "descriptions": [e["description"] for e in examples], "keys": [e["key"] for e in examples],
+             # bad samples skipped so far by the worker that made this batch (one worker per batch)
+             "worker": examples[-1]["worker"], "skipped": examples[-1]["skipped"]}
+    for name in ("masks", "landmarks"):
+        if name in examples[0]:
+            batch[name] = torch.stack([e[name] for e in examples])
+    return batch
+
+
+def make_loader(config: DataConfig, split: str, classes: list[str] | None = None) -> torch.utils.data.DataLoader:
+    dataset = ShardClips(config, split, classes)
+    return torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, num_workers=config.workers,
+                                       collate_fn=collate, persistent_workers=False,
+                                       pin_memory=torch.cuda.is_available())

@@ -1,0 +1,54 @@
+"""The model half of a run's configuration: every switch of FineCLIPER and DFER-CLIP.
+
+One frozen dataclass for both families, so a run folder records the model the same way
+whichever was trained; fields a family does not use are ignored by it (grouped below).
+Presets per model name live in trainer/models.py; the command line overrides fields by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FUSIONS = ("learned", "mean")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    # --- both families ---
+    clip: str = "ViT-B/16"  # a name in trainer/clip_loader.py (CLIP_URLS, or "tiny")
+    num_frames: int = 16  # the longest clip the temporal positional embedding covers
+    temporal_layers: int = 1  # 0: mean of the frame embeddings, no temporal parameters
+    temperature: float = 0.01  # logits = cosine / temperature (CLIP's trained scale is ~100)
+
+    # --- FineCLIPER ---
+    use_parsing: bool = True  # face-parsing masks through the vision tower (own adapters)
+    use_landmarks: bool = True  # landmark images through the vision tower (own adapters)
+    use_description: bool = True  # align the motion description with the video embedding
+    use_negative_prompts: bool = True  # "... of no {label}." prompts and their loss
+    use_text_adapters: bool = True  # off: frozen text tower for prompts and descriptions
+    use_visual_adapters: bool = True  # off: frozen vision tower for every branch
+    fusion: str = "learned"  # "learned": input-dependent branch weights; "mean": equal weights
+    adapter_ratio: float = 0.125  # bottleneck = round(tower width * ratio)
+    adapter_scale: float = 0.5  # scale of the adapter parallel to each block's MLP
+    negative_loss_weight: float = 1.0
+    description_loss_weight: float = 1.0
+    label_templates: str = "prompts/label_templates.yaml"  # relative paths: from the repository root
+
+    # --- DFER-CLIP ---
+    context_tokens: int = 8  # learnable context vectors per class, in front of its description
+    class_descriptions: str = "prompts/dferclip_class_descriptions.yaml"
+    image_encoder_lr_scale: float = 0.01  # image encoder lr = base lr * this (1e-3 → 1e-5)
+
+    def __post_init__(self) -> None:
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
+        if self.temporal_layers < 0 or self.num_frames < 1 or self.context_tokens < 1:
+            raise ValueError("temporal_layers must be >= 0, num_frames and context_tokens >= 1")
+        if not 0 < self.adapter_ratio <= 1 or self.temperature <= 0:
+            raise ValueError("adapter_ratio must be in (0, 1] and temperature > 0")
+
+    def prompt_file(self, path: str) -> Path:
+        """A prompt file named in this config (absolute, or relative to the repository root)."""
+        return REPO_ROOT / path

@@ -1,0 +1,97 @@
+"""Models by name (`MODEL=`): the presets, `build_model`, and the trainable-parameter report.
+
+| name | family | CLIP |
+| --- | --- | --- |
+| fineclip-b16 / -b32 / -l14 | FineCLIPER (trainer/fineclip.py) | OpenAI ViT-B/16, ViT-B/32, ViT-L/14 |
+| dferclip-b16 / -b32 | DFER-CLIP (trainer/dferclip.py) | OpenAI ViT-B/16, ViT-B/32 |
+| tiny / tiny-dferclip | FineCLIPER / DFER-CLIP | a small random CLIP (tests, demo) |
+
+Batch contract (what the data loader yields; tensors on the model's device):
+    frames       float (B, T, 3, H, W), CLIP-normalised, H = W = model.input_resolution
+    masks        float (B, T, 3, H, W), colour-coded parsing masks, CLIP-normalised (FineCLIPER, use_parsing)
+    landmarks    float (B, T, 3, H, W), landmarks drawn as images, CLIP-normalised (FineCLIPER, use_landmarks)
+    descriptions list[str] of length B, possibly empty strings (FineCLIPER, use_description)
+    labels       long (B,), indices into `classes`; optional (no loss without it)
+`model.inputs` is the set of keys a model reads. `model(batch)` → {"logits": (B, C), "loss": scalar (only with labels), "parts": {name: detached scalar}}.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+from torch import nn
+
+from trainer.clip_loader import CLIP_URLS, load_clip, random_clip
+from trainer.dferclip import DFERCLIP
+from trainer.fineclip import FineCLIPER
+from trainer.model_config import ModelConfig
+
+
+@dataclass(frozen=True)
+class ModelPreset:
+    family: type[nn.Module]
+    clip: str
+
+
+MODELS: dict[str, ModelPreset] = {
+    "fineclip-b16": ModelPreset(FineCLIPER, "ViT-B/16"),
+    "fineclip-b32": ModelPreset(FineCLIPER, "ViT-B/32"),
+    "fineclip-l14": ModelPreset(FineCLIPER, "ViT-L/14"),
+    "dferclip-b16": ModelPreset(DFERCLIP, "ViT-B/16"),
+    "dferclip-b32": ModelPreset(DFERCLIP, "ViT-B/32"),
+    "tiny": ModelPreset(FineCLIPER, "tiny"),
+    "tiny-dferclip": ModelPreset(DFERCLIP, "tiny"),
+}
+
+
+def model_preset(name: str) -> ModelPreset:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; models: {', '.join(MODELS)}") from None
+
+
+def model_config(name: str, **overrides) -> ModelConfig:
+    """The preset config of a model name with fields replaced by `overrides`."""
+    fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise TypeError(f"unknown model setting(s) {', '.join(unknown)}; settings: {', '.join(sorted(fields))}")
+    return dataclasses.replace(ModelConfig(clip=model_preset(name).clip), **overrides)
+
+
+def build_model(name: str, classes: Sequence[str], *, config: ModelConfig | None = None,
+                clip_path: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
+                pretrained: bool = True, seed: int = 0, **overrides) -> nn.Module:
+    """A model by name, for `classes` (their order is the label order).
+
+    `config` replaces the preset (then `overrides` apply to it). CLIP weights come from
+    `clip_path` if given, else OpenAI's checkpoint for `config.clip` (see trainer/clip_loader.py);
+    `pretrained=False`, and the "tiny" CLIP always, use random weights (seeded by `seed`).
+    """
+    family = model_preset(name).family
+    config = dataclasses.replace(config, **overrides) if config is not None else model_config(name, **overrides)
+    if clip_path is not None:
+        clip, _ = load_clip(clip_path)
+    elif pretrained and config.clip in CLIP_URLS:
+        clip, _ = load_clip(config.clip, cache_dir=cache_dir)
+    else:
+        clip = random_clip(config.clip, seed=seed)
+    return family(clip, classes, config)
+
+
+def trainable_summary(model: nn.Module) -> str:
+    """Trainable parameters, in total and per part (adapter set, temporal model, ...), for the run log."""
+    counts: dict[str, int] = {}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            parts = name.split(".")
+            key = ".".join(parts[:3] if parts[0] == "towers" else parts[:1])
+            counts[key] = counts.get(key, 0) + param.numel()
+    total = sum(counts.values())
+    lines = [f"trainable parameters: {total:,} ({total / 1e6:.2f}M)"]
+    lines += [f"  {key}: {count:,}" for key, count in counts.items()]
+    return "\n".join(lines)

@@ -1,0 +1,336 @@
+"""`make train`: train a model on one fold of a dataset's shards, select on validation, test on the fold.
+
+    python -m trainer.train --dataset sample --model tiny [--fold 1|all] [--set epochs=5 --set lr=1e-3]
+    torchrun --nproc-per-node 8 -m trainer.train --dataset mafw --model fineclip-b16 --fold 1
+    python -m trainer.train --resume runs/mafw-fineclip-b16-fold1
+
+One readable loop (nanoGPT / DiT style): AdamW with linear warm-up and cosine decay, bf16
+autocast on GPU, gradient clipping, DDP under torchrun (rank 0 alone logs and writes), a
+non-finite loss stops the run with the last good checkpoint kept. Every epoch writes
+`last.pt` atomically (model's trainable weights, optimiser, scheduler, epoch, RNG states)
+and `best.pt` when validation UAR improves; `--resume` continues exactly. The run folder
+holds config.json, log.jsonl, TensorBoard events, metrics.json, confusion.png, curves.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from trainer.config import TrainConfig, from_dict, parse_value, resolve
+from trainer.data import DataConfig, make_loader, read_index
+from trainer.metrics import plot_confusion, plot_curves, recognition_metrics
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+# ------------------------------------------------------------------------------ processes
+def setup_distributed() -> tuple[int, int, torch.device]:
+    """(rank, world size, device); initialises the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    """Every generator's state, as plain lists and tensors so checkpoints load with weights_only."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": [version, list(internal), gauss], "numpy": [kind, torch.from_numpy(keys.astype(np.int64)),
+                                                                    pos, has_gauss, cached],
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ------------------------------------------------------------------------------ checkpoints
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Only what training changes: frozen CLIP weights come back from the CLIP checkpoint."""
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    return {k: v.detach().cpu() for k, v in model.state_dict().items() if k in names}
+
+
+def save_checkpoint(path: Path, payload: dict) -> None:
+    """Write atomically: an interrupted write leaves the previous checkpoint intact."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Checkpoints hold only tensors, numbers, strings, lists and dicts: weights_only loading."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# ------------------------------------------------------------------------------ schedule
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    if step < warmup:
+        return (step + 1) / max(warmup, 1)
+    progress = (step - warmup) / max(total - warmup, 1)
+    return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+# ------------------------------------------------------------------------------ evaluation
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, loader, device: torch.device, classes: list[str], autocast) -> dict:
+    model.eval()
+    labels, predictions, keys = [], [], []
+    for batch in loader:
+        batch = to_device(batch, device)
+        with autocast():
+            logits = model({k: v for k, v in batch.items() if k != "labels"})["logits"]
+        labels.append(batch["labels"].cpu())
+        predictions.append(logits.float().argmax(-1).cpu())
+        keys += batch["keys"]
+    labels_t, predictions_t = torch.cat(labels), torch.cat(predictions)
+    if dist.is_initialized():  # every rank saw a disjoint share of the shards
+        gathered = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, (labels_t.tolist(), predictions_t.tolist()))
+        labels_t = torch.tensor([x for part in gathered for x in part[0]])
+        predictions_t = torch.tensor([x for part in gathered for x in part[1]])
+    model.train()
+    return recognition_metrics(labels_t.numpy(), predictions_t.numpy(), classes)
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+# ------------------------------------------------------------------------------ training
+def train(config: TrainConfig, resume: Path | None = None, run_dir: Path | None = None,
+          stop_after: int | None = None) -> dict | None:
+    """Train (or resume) one fold; returns the test metrics. `stop_after` ends the run after that many
+    epochs of its schedule, leaving last.pt to `--resume` from (time-limited or preemptible jobs)."""
+    from trainer.models import build_model
+
+    rank, world, device = setup_distributed()
+    main_process = rank == 0
+    index = read_index(config.shard_dir)
+    classes = index["classes"]
+    run_dir = run_dir or (resume if resume else Path(config.runs_dir) / config.run_name())
+    seed_everything(config.seed * max(world, 1) + rank)
+
+    model = build_model(config.model, classes, clip_path=config.clip_path or None, **config.model_options)
+    model.to(device)
+    uses = getattr(model, "inputs", {"frames", "masks", "landmarks", "descriptions"})
+    data = DataConfig(shards=str(config.shard_dir), fold=config.fold, num_frames=config.num_frames,
+                      image_size=config.image_size, batch_size=config.batch_size, workers=config.workers,
+                      val_fraction=config.val_fraction, seed=config.seed, use_masks="masks" in uses,
+                      use_landmarks="landmarks" in uses)
+    train_loader, val_loader = make_loader(data, "train", classes), make_loader(data, "val", classes)
+    test_loader = make_loader(data, "test", classes)
+    steps_per_epoch = max(1, math.ceil(len(train_loader.dataset) / (config.batch_size * world)))
+    total_steps = steps_per_epoch * config.epochs
+    warmup = int(config.warmup_epochs * steps_per_epoch)
+
+    groups = model.param_groups(config.lr) if hasattr(model, "param_groups") else \
+        [{"params": [p for p in model.parameters() if p.requires_grad], "lr": config.lr}]
+    for group in groups:
+        group["initial_lr"] = group["lr"]
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+    ddp_model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) \
+        if world > 1 else model
+    use_bf16 = device.type == "cuda"
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else nullcontext
+
+    start_epoch, step, best_uar, history = 0, 0, -1.0, []
+    if resume:
+        state = load_checkpoint(Path(resume) / "last.pt")
+        missing = model.load_state_dict(state["model"], strict=False)
+        assert not missing.unexpected_keys, missing.unexpected_keys
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, step, best_uar, history = state["epoch"] + 1, state["step"], state["best_uar"], state["history"]
+        set_rng_state(state["rng"])
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    writer = None
+    if main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run_dir / "tensorboard"))
+        print(f"{config.model} on {config.dataset} fold {config.fold}: {n_trainable / 1e6:.2f} M trainable "
+              f"parameters, {len(train_loader.dataset)} training clips, {steps_per_epoch} steps/epoch, "
+              f"device {device}{' bf16' if use_bf16 else ''}, world size {world} -> {run_dir}")
+    log = (run_dir / "log.jsonl").open("a") if main_process else None
+
+    def checkpoint(name: str, epoch: int) -> None:
+        save_checkpoint(run_dir / name, {
+            "config": config.to_dict(), "classes": classes, "model": trainable_state(model),
+            "optimizer": optimizer.state_dict(), "epoch": epoch, "step": step, "best_uar": best_uar,
+            "history": history, "rng": rng_state()})
+
+    for epoch in range(start_epoch, config.epochs):
+        if stop_after is not None and epoch >= stop_after:
+            if main_process:
+                print(f"stopped after epoch {epoch}; continue with --resume {run_dir}")
+            return None
+        train_loader.dataset.set_epoch(epoch)
+        losses, seen, data_time, started = [], 0, 0.0, time.perf_counter()
+        bar = None
+        if main_process:
+            from tqdm import tqdm
+
+            bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", dynamic_ncols=True,
+                       leave=False)
+        fetched = time.perf_counter()
+        for batch in train_loader:
+            data_time += time.perf_counter() - fetched
+            for group in optimizer.param_groups:
+                group["lr"] = group["initial_lr"] * lr_factor(step, warmup, total_steps)
+            batch = to_device(batch, device)
+            with autocast():
+                out = ddp_model(batch)
+            loss = out["loss"]
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss(f"loss became {loss.item()} at epoch {epoch + 1}, step {step}; "
+                                    f"the last good state is {run_dir / 'last.pt'} (lower lr=, or check the data)")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
+                                               config.grad_clip)
+            optimizer.step()
+            step += 1
+            losses.append(loss.item())
+            seen += len(batch["keys"])
+            if bar is not None:
+                elapsed = time.perf_counter() - started
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}",
+                                clips_s=f"{seen * world / elapsed:.1f}", data=f"{100 * data_time / elapsed:.0f}%")
+                bar.update(1)
+                if step % config.log_every == 0:
+                    writer.add_scalar("train/loss", loss.item(), step)
+                    writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], step)
+                    for name, value in out.get("parts", {}).items():
+                        writer.add_scalar(f"train/{name}", float(value), step)
+            fetched = time.perf_counter()
+        if bar is not None:
+            bar.close()
+        val = evaluate(model, val_loader, device, classes, autocast)
+        elapsed = time.perf_counter() - started
+        record = {"epoch": epoch + 1, "step": step, "train_loss": float(np.mean(losses)) if losses else None,
+                  "val_uar": val["uar"], "val_war": val["war"], "seconds": round(elapsed, 2),
+                  "clips_per_s": round(seen * world / max(elapsed, 1e-9), 2),
+                  "data_wait": round(data_time / max(elapsed, 1e-9), 3),
+                  "skipped_samples": int(batch.get("skipped", 0)) if losses else 0}
+        history.append(record)
+        if main_process:
+            print(json.dumps(record))
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            writer.add_scalar("val/uar", val["uar"], epoch + 1)
+            writer.add_scalar("val/war", val["war"], epoch + 1)
+            if val["uar"] > best_uar:
+                best_uar = val["uar"]
+                checkpoint("best.pt", epoch)
+            checkpoint("last.pt", epoch)
+    # the best-on-validation model on the held-out fold
+    if (run_dir / "best.pt").exists():
+        model.load_state_dict(load_checkpoint(run_dir / "best.pt")["model"], strict=False)
+    test = evaluate(model, test_loader, device, classes, autocast)
+    result = {"dataset": config.dataset, "model": config.model, "fold": config.fold,
+              "test": test, "best_val_uar": best_uar, "trainable_parameters": n_trainable, "epochs": len(history)}
+    if main_process:
+        (run_dir / "metrics.json").write_text(json.dumps(result, indent=1) + "\n")
+        plot_confusion(np.array(test["confusion_matrix"]), classes, run_dir / "confusion.png",
+                       f"{config.dataset} fold {config.fold}: UAR {test['uar']:.1f} WAR {test['war']:.1f}")
+        if history:
+            plot_curves(history, run_dir / "curves.png")
+        writer.close()
+        log.close()
+        print(f"test fold {config.fold}: UAR {test['uar']:.2f}  WAR {test['war']:.2f}  -> {run_dir}/metrics.json")
+    return result
+
+
+def train_folds(config: TrainConfig, folds: list[int]) -> dict:
+    """Each fold in turn, then mean ± std of UAR and WAR over them (the 5-fold protocol)."""
+    results = [train(TrainConfig(**{**config.to_dict(), "fold": k})) for k in folds]
+    summary = {"dataset": config.dataset, "model": config.model, "folds": folds}
+    for metric in ("uar", "war"):
+        values = np.array([r["test"][metric] for r in results])
+        summary[metric] = {"mean": float(values.mean()), "std": float(values.std()), "per_fold": values.tolist()}
+    out = Path(config.runs_dir) / f"{config.dataset}-{config.model}-all"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"{len(folds)} folds: UAR {summary['uar']['mean']:.2f} ± {summary['uar']['std']:.2f}  "
+          f"WAR {summary['war']['mean']:.2f} ± {summary['war']['std']:.2f}  -> {out}/metrics.json")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainer.train", description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", default="sample")
+    parser.add_argument("--model", default="tiny")
+    parser.add_argument("--fold", default="1", help="1..5, or all (the 5-fold protocol)")
+    parser.add_argument("--shards", default="", help="dataset folder of shards (default shards/<dataset>)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a configuration value (repeatable), e.g. --set epochs=5")
+    parser.add_argument("--resume", type=Path, help="a run folder to continue from its last.pt")
+    parser.add_argument("--stop-after", type=int, help="stop after this many epochs (resume later)")
+    args = parser.parse_args(argv)
+    try:
+        if args.resume:
+            config = from_dict(json.loads((args.resume / "config.json").read_text()))
+            train(config, resume=args.resume, stop_after=args.stop_after)
+            return 0
+        overrides = {}
+        for item in args.set:
+            key, _, value = item.partition("=")
+            overrides[key.strip()] = parse_value(value)
+        if args.shards:
+            overrides["shards"] = args.shards
+        index = read_index(overrides.get("shards") or f"shards/{args.dataset}")
+        if args.fold == "all":
+            folds = sorted(int(p[4:]) for p in index["partitions"] if p.startswith("fold")) or [1]
+            train_folds(resolve(args.model, args.dataset, overrides), folds)
+        else:
+            train(resolve(args.model, args.dataset, {**overrides, "fold": int(args.fold)}), stop_after=args.stop_after)
+    except (FileNotFoundError, ValueError, NonFiniteLoss) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
