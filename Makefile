@@ -68,8 +68,10 @@ demo: $(STAMP) ## the whole system on the generated sample dataset, in minutes o
 	$(PY) -m pipeline.sample_dataset sheet --data data/sample
 	@echo ">> preprocessing (PROFILE=cpu) into shards/sample"
 	$(PY) -m pipeline.preprocess sample --data-root data/sample --out shards/sample
-	@echo ">> training and evaluation: not yet available (issues #6, #7 build them)"
-	@echo ">> shards: shards/sample   contact sheet: data/sample/contact_sheet.png"
+	@echo ">> training MODEL=tiny on folds 2-5, testing on fold 1"
+	$(PY) -m trainer.train --dataset sample --model tiny --fold 1 --shards shards/sample
+	@echo ">> shards: shards/sample  run: runs/sample-tiny-fold1 (metrics.json, confusion.png, curves.png)"
+	@echo "   contact sheet: data/sample/contact_sheet.png"
 
 manifest: $(STAMP) ## validate DATASET's manifest; with DATA_ROOT, count the clips found there
 	$(PY) -m pipeline.manifest $(DATASET) --data-root "$(DATA_ROOT)"

@@ -274,7 +274,7 @@ def _trim_sentence(sentence: str, lexicon: Lexicon) -> tuple[str | None, list[st
         first = next((i for i in range(1, len(clauses)) if not bad[i] and _stands_alone(clauses[i][1])), None)
         if first is None:
             return None, [sentence]
-    removed = [clauses[i][1] for i in range(first) ]
+    removed = [clauses[i][1] for i in range(first)]
     kept = [clauses[first][1]]
     previous_dropped_comma = False
     for i in range(first + 1, len(clauses)):

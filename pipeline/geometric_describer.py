@@ -5,22 +5,29 @@ turned into action-unit-like signals, searched for significant movements (onset,
 offset), and those are rendered as sentences from `prompts/geometric_templates.yaml`, then
 passed through the emotion filter like any other description.
 
-Signals (`au_signals`, one column each, float32, stored in the shard as a feature of their own):
+Signals (`au_signals`, one float32 column each, stored in the shard as a feature of their own):
 
-    inner_brow_raise, outer_brow_raise   brow points rising                       IOD
-    brow_lower                           the brows as a whole coming down           IOD
-    brows_draw_together                  the inner brow ends approaching each other IOD
-    upper_lid_raise, lower_lid_raise     upper lid up from the eye corners; lower lid up   IOD
-    eye_closure                          1 - eye opening / rest eye opening      fraction 0..1
-    cheek_raise                          the cheek contour (points 1-3, 13-15) rising    IOD
-    nose_wrinkle, upper_lip_raise        nose wings rising; upper lip rising             IOD
-    lip_corner_pull, lip_corner_depress  mouth corners rising; falling                   IOD
-    lip_stretch                          corners moving apart beyond what rising explains IOD
-    lip_press                            the lips thinning (outer height minus inner gap), beyond widening  IOD
-    jaw_drop                             lower lip and chin moving down                  IOD
-    head_yaw                             nose tip across the face outline, + = toward the subject's left   ≈ sin(yaw)
-    head_pitch                           nose tip down from the eye line / 0.6 IOD, + = head tips forward  ≈ sin(pitch)
-    head_roll                            rotation of the face in the image, + = toward the left shoulder   degrees
+    name                 what moves                                               unit
+    inner_brow_raise     inner brow ends (21, 22) rising                          IOD
+    outer_brow_raise     outer brow points (17, 18, 25, 26) rising                IOD
+    brow_lower           the brows as a whole coming down                         IOD
+    brows_draw_together  the inner brow ends approaching each other               IOD
+    upper_lid_raise      upper lids rising from the line of the eye corners       IOD
+    lower_lid_raise      lower lids rising toward that line                       IOD
+    eye_closure          1 - eye opening / rest eye opening                       fraction 0..1
+    cheek_raise          the cheek outline (1-3, 13-15) rising                    IOD
+    nose_wrinkle         the nose wings (31, 32, 34, 35) rising                   IOD
+    upper_lip_raise      the top of the upper lip (50-52) rising                  IOD
+    lip_corner_pull      mouth corners rising                                     IOD
+    lip_corner_depress   mouth corners falling, less a quarter of any jaw drop    IOD
+                         (landmark fits drag the corners down with an open jaw)
+    lip_stretch          corners moving apart beyond what their rise explains     IOD
+    lip_press            lips thinning (outer height minus inner gap), beyond     IOD
+                         what widening explains
+    jaw_drop             lower lip and chin (8, 57, 66) moving down               IOD
+    head_yaw             nose tip across the face outline, + toward the subject's left   ≈ sin(yaw)
+    head_pitch           nose tip down from the eye line / 0.6 IOD, + tipping forward    ≈ sin(pitch)
+    head_roll            rotation in the image plane, + toward the left shoulder         degrees
 
 "IOD" is the inter-ocular distance (between the eye centres) of the rest shape. All but the
 three head signals are one-sided: 0 at rest, growing with the action. "Left"/"right" are
@@ -36,7 +43,8 @@ Baseline. Each signal is measured against the clip's own rest: the median over i
 valid frames with open eyes (0.15 s, at least 3 frames; blinking frames are skipped). This matches
 the datasets, whose clips mostly start before the expression; a clip that starts at its
 apex shows little movement, and the description says so — it is about motion, not pose.
-Signals are then median-filtered over 3 frames (except eye_closure: blinks are short).
+Signals are then median-filtered over 3 frames (except eye_closure: blinks are short), and
+averaged over 3 more before thresholding.
 
 Significance. A signal is a movement when it stays above its threshold (`THRESHOLDS`,
 chosen on the sample dataset's true and dlib landmark tracks so that neutral clips show
