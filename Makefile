@@ -27,7 +27,7 @@ export RAY_ADDRESS
 SAMPLE_SEED ?= 0
 CLIPS_PER_CLASS ?= 10
 
-.PHONY: help env test demo manifest sample preprocess describe train bench predict clean
+.PHONY: help env test demo manifest sample preprocess describe train eval bench predict clean
 
 help: ## list targets and variables
 	@echo "DFER toolkit. Usage: make <target> [VAR=value ...]"
@@ -91,6 +91,9 @@ describe: $(STAMP) ## OUT, DESCRIBER (geometric | videollava): describe finished
 
 train: $(STAMP) ## DATASET, FOLD, MODEL, OUT, TRAIN_ARGS: train on the shards, evaluate on the held-out fold
 	$(PY) -m trainer.train --dataset $(DATASET) --model $(MODEL) --fold $(FOLD) --shards "$(OUT)" $(TRAIN_ARGS)
+
+eval: $(STAMP) ## CHECKPOINT, [DATASET, FOLD]: a checkpoint on a test fold, or on another dataset
+	$(PY) -m trainer.evaluate --checkpoint "$(CHECKPOINT)" $(if $(filter-out sample,$(DATASET)),--dataset $(DATASET) --shards "$(OUT)")
 
 predict: $(STAMP) ## VIDEO, CHECKPOINT: class probabilities for one video
 	@echo "prediction is not yet available (issue #7)"; exit 1

@@ -120,3 +120,27 @@ def test_ddp_two_processes_on_cpu(sample_shards, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((tmp_path / "sample-tiny-fold1" / "metrics.json").read_text())
     assert metrics["test"]["samples"] == len(ok_keys_by_partition(out)["fold1"])
+
+
+def test_evaluate_a_checkpoint_and_zero_shot_training(sample_shards, tmp_path):
+    from trainer.evaluate import evaluate_checkpoint
+    from trainer.models import build_model
+
+    out, _ = sample_shards
+    result = train(tiny_config(out, tmp_path, epochs=1))
+    run = tmp_path / "sample-tiny-fold1"
+    again = evaluate_checkpoint(run / "best.pt")
+    assert again["uar"] == pytest.approx(result["test"]["uar"]) and again["samples"] == result["test"]["samples"]
+    assert (run / "eval-sample-fold1-test.json").is_file() and (run / "eval-sample-fold1-test.png").is_file()
+    # zero-shot: trained on descriptions only, scored by similarity to the class prompts
+    model = build_model("tiny", ["happiness", "sadness", "surprise"], supervision="descriptions")
+    model.train()
+    batch = {"frames": torch.randn(3, 4, 3, 64, 64), "masks": torch.randn(3, 4, 3, 64, 64),
+             "landmarks": torch.randn(3, 4, 3, 64, 64), "labels": torch.tensor([0, 1, 2]),
+             "descriptions": ["The jaw drops.", "The brows lift.", "The lip corners turn down."]}
+    output = model(batch)
+    assert set(output["parts"]) == {"description"} and output["logits"].shape == (3, 3)
+    output["loss"].backward()
+    grads = {n: p.grad for n, p in model.named_parameters() if "text_adapters" in n and "description" in n}
+    assert grads and any(g is not None and g.abs().sum() > 0 for g in grads.values())
+    assert all(p.grad is None for n, p in model.named_parameters() if "text_adapters" in n and "positive" in n)

@@ -53,7 +53,7 @@ class FineCLIPER(nn.Module):
     def __init__(self, clip: nn.Module, classes: Sequence[str], config: ModelConfig):
         super().__init__()
         self.config, self.classes = config, tuple(classes)
-        clip.requires_grad_(False)
+        clip.requires_grad_(not config.freeze_clip)
         self.branches = ["video"] + ["parsing"] * config.use_parsing + ["landmarks"] * config.use_landmarks
         text_sets = ["positive"] + ["negative"] * config.use_negative_prompts + ["description"] * config.use_description
         self.towers = AdaptedCLIP(clip,
@@ -124,10 +124,18 @@ class FineCLIPER(nn.Module):
                                f"(or turn the branch off in ModelConfig)")
             embeddings[branch] = self.encode_branch(branch, batch[key])
         clip_embedding = self.fuse(embeddings)
-        positive = self.encode_prompts(self.positive_tokens, "positive")
+        zero_shot = self.config.supervision == "descriptions"
+        # Zero-shot: class prompts go through the text adapters the descriptions trained.
+        positive = self.encode_prompts(self.positive_tokens, "description" if zero_shot else "positive")
         logits = clip_embedding @ positive.T / self.config.temperature
         out: dict = {"logits": logits, "parts": {}}
         labels = batch.get("labels")
+        if zero_shot and batch.get("descriptions") is not None and self.training:
+            # trained on sample-level text only: the labels are never seen
+            description = self.description_loss(clip_embedding, batch["descriptions"])
+            out["loss"] = description if description is not None else 0.0 * clip_embedding.sum()
+            out["parts"] = {"description": out["loss"].detach()}
+            return out
         if labels is None:
             return out
 

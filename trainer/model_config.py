@@ -30,6 +30,8 @@ class ModelConfig:
     use_text_adapters: bool = True  # off: frozen text tower for prompts and descriptions
     use_visual_adapters: bool = True  # off: frozen vision tower for every branch
     fusion: str = "learned"  # "learned": input-dependent branch weights; "mean": equal weights
+    freeze_clip: bool = True  # FineCLIPER's CLIP stays frozen; off only for a random CLIP (tiny, demo)
+    supervision: str = "labels"  # "labels", or "descriptions": zero-shot training on sample-level text
     adapter_ratio: float = 0.125  # bottleneck = round(tower width * ratio)
     adapter_scale: float = 0.5  # scale of the adapter parallel to each block's MLP
     negative_loss_weight: float = 1.0
@@ -42,6 +44,10 @@ class ModelConfig:
     image_encoder_lr_scale: float = 0.01  # image encoder lr = base lr * this (1e-3 → 1e-5)
 
     def __post_init__(self) -> None:
+        if self.supervision not in ("labels", "descriptions"):
+            raise ValueError(f"supervision must be 'labels' or 'descriptions', got {self.supervision!r}")
+        if self.supervision == "descriptions" and not self.use_description:
+            raise ValueError("supervision='descriptions' (zero-shot) needs use_description=True")
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
         if self.temporal_layers < 0 or self.num_frames < 1 or self.context_tokens < 1:

@@ -1,0 +1,102 @@
+"""`make eval`: a trained checkpoint on a fold's test split, or on another dataset (zero-shot transfer).
+
+    python -m trainer.evaluate --checkpoint runs/mafw-fineclip-b16-fold1/best.pt [--fold 1]
+    python -m trainer.evaluate --checkpoint runs/sample-tiny-fold1/best.pt --dataset dfew --split all
+
+The model is rebuilt from the configuration stored in the checkpoint, with the classes of the
+dataset evaluated (FineCLIPER's class prompts are text, so a model trained on one label set
+can be scored on another), and its trained weights are loaded. Writes metrics JSON and a
+confusion-matrix PNG next to the checkpoint, or into `--out`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from contextlib import nullcontext
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from trainer.config import from_dict
+from trainer.data import DataConfig, make_loader, read_index
+from trainer.metrics import plot_confusion
+from trainer.train import evaluate, load_checkpoint
+
+
+def evaluate_checkpoint(checkpoint: Path, dataset: str | None = None, shards: str | None = None,
+                        fold: int | None = None, split: str = "test", out: Path | None = None) -> dict:
+    from trainer.models import build_model
+
+    state = load_checkpoint(checkpoint)
+    config = from_dict(state["config"])
+    if dataset:
+        config = replace(config, dataset=dataset, shards=shards or "")
+    elif shards:
+        config = replace(config, shards=shards)
+    if fold is not None:
+        config = replace(config, fold=fold)
+    classes = read_index(config.shard_dir)["classes"]
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = build_model(config.model, classes, clip_path=config.clip_path or None, **config.model_options)
+    class_specific = {k for k, v in model.state_dict().items() if k in state["model"]
+                      and v.shape != state["model"][k].shape}
+    if class_specific:   # e.g. DFER-CLIP's per-class context: meaningless for another label set
+        raise ValueError(f"{checkpoint} has class-specific weights ({', '.join(sorted(class_specific)[:3])}…) "
+                         f"for {len(state['classes'])} classes; it cannot score {len(classes)} other classes")
+    model.load_state_dict(state["model"], strict=False)
+    model.to(device)
+    uses = model.inputs
+    data = DataConfig(shards=str(config.shard_dir), fold=config.fold, num_frames=config.num_frames,
+                      image_size=config.image_size, batch_size=config.batch_size, workers=config.workers,
+                      val_fraction=config.val_fraction, seed=config.seed, use_masks="masks" in uses,
+                      use_landmarks="landmarks" in uses)
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else nullcontext
+    splits = ["train", "val", "test"] if split == "all" else [split]
+    labels, predictions = [], []
+    metrics = None
+    for name in splits:
+        part = evaluate(model, make_loader(data, name, classes), device, classes, autocast)
+        matrix = np.array(part["confusion_matrix"])
+        labels.append(np.repeat(np.arange(len(classes)), matrix.sum(1)))
+        predictions.append(np.concatenate([np.repeat(np.arange(len(classes)), row) for row in matrix]))
+        metrics = part
+    if len(splits) > 1:
+        from trainer.metrics import recognition_metrics
+
+        metrics = recognition_metrics(np.concatenate(labels), np.concatenate(predictions), classes)
+    result = {"checkpoint": str(checkpoint), "trained_on": state["config"]["dataset"], "dataset": config.dataset,
+              "fold": config.fold, "split": split, **metrics}
+    out = out or checkpoint.parent
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"eval-{config.dataset}-fold{config.fold}-{split}"
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
+    plot_confusion(np.array(metrics["confusion_matrix"]), classes, out / f"{stem}.png",
+                   f"{config.dataset} {split}: UAR {metrics['uar']:.1f} WAR {metrics['war']:.1f}")
+    print(f"{config.dataset} fold {config.fold} {split}: UAR {metrics['uar']:.2f}  WAR {metrics['war']:.2f}"
+          f"  ({metrics['samples']} clips) -> {out / stem}.json")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainer.evaluate", description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--dataset", help="evaluate on another dataset's shards (default: the training dataset)")
+    parser.add_argument("--shards", help="its shard folder (default shards/<dataset>)")
+    parser.add_argument("--fold", type=int)
+    parser.add_argument("--split", choices=["test", "val", "train", "all"], default="test")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        evaluate_checkpoint(args.checkpoint, args.dataset, args.shards, args.fold, args.split, args.out)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
