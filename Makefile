@@ -27,7 +27,7 @@ export RAY_ADDRESS
 SAMPLE_SEED ?= 0
 CLIPS_PER_CLASS ?= 10
 
-.PHONY: help env test demo manifest sample preprocess describe train eval bench predict clean
+.PHONY: help env test demo manifest sample preprocess describe summary inspect train eval bench predict clean
 
 help: ## list targets and variables
 	@echo "DFER toolkit. Usage: make <target> [VAR=value ...]"
@@ -70,8 +70,10 @@ demo: $(STAMP) ## the whole system on the generated sample dataset, in minutes o
 	$(PY) -m pipeline.preprocess sample --data-root data/sample --out shards/sample
 	@echo ">> training MODEL=tiny on folds 2-5, testing on fold 1"
 	$(PY) -m trainer.train --dataset sample --model tiny --fold 1 --shards shards/sample
+	$(PY) -m pipeline.inspect_shards summary shards/sample
+	$(PY) -m pipeline.inspect_shards sheet shards/sample --clip surprise_03 --out runs/sample-surprise_03.png
 	@echo ">> shards: shards/sample  run: runs/sample-tiny-fold1 (metrics.json, confusion.png, curves.png)"
-	@echo "   contact sheet: data/sample/contact_sheet.png"
+	@echo "   sample clip sheet: runs/sample-surprise_03.png  dataset contact sheet: data/sample/contact_sheet.png"
 
 manifest: $(STAMP) ## validate DATASET's manifest; with DATA_ROOT, count the clips found there
 	$(PY) -m pipeline.manifest $(DATASET) --data-root "$(DATA_ROOT)"
@@ -92,11 +94,17 @@ describe: $(STAMP) ## OUT, DESCRIBER (geometric | videollava): describe finished
 train: $(STAMP) ## DATASET, FOLD, MODEL, OUT, TRAIN_ARGS: train on the shards, evaluate on the held-out fold
 	$(PY) -m trainer.train --dataset $(DATASET) --model $(MODEL) --fold $(FOLD) --shards "$(OUT)" $(TRAIN_ARGS)
 
+summary: $(STAMP) ## OUT: a dataset folder's counts, failures, configuration and models
+	$(PY) -m pipeline.inspect_shards summary "$(OUT)"
+
+inspect: $(STAMP) ## OUT, CLIP=<clip id>: contact sheet PNG (+ GIF) of one clip: landmarks, masks, description
+	$(PY) -m pipeline.inspect_shards sheet "$(OUT)" $(if $(CLIP),--clip $(CLIP)) --out "$(or $(CLIP),clip).png" --gif "$(or $(CLIP),clip).gif"
+
 eval: $(STAMP) ## CHECKPOINT, [DATASET, FOLD]: a checkpoint on a test fold, or on another dataset
 	$(PY) -m trainer.evaluate --checkpoint "$(CHECKPOINT)" $(if $(filter-out sample,$(DATASET)),--dataset $(DATASET) --shards "$(OUT)")
 
-predict: $(STAMP) ## VIDEO, CHECKPOINT: class probabilities for one video
-	@echo "prediction is not yet available (issue #7)"; exit 1
+predict: $(STAMP) ## VIDEO, CHECKPOINT: class probabilities for one video (and its description)
+	$(PY) -m trainer.predict --video "$(VIDEO)" --checkpoint "$(CHECKPOINT)"
 
 bench: $(STAMP) ## measure; results as JSON under bench/results/
 	$(PY) bench/frame_encoding.py --out bench/results/frame_encoding.json

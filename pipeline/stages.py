@@ -106,7 +106,7 @@ class FaceStage(Stage):
         self.detector = make_detector(c.detector, **(kwargs if c.detector != "dlib" else {}))
         self.landmarker = make_landmarker(c.landmarker, **(kwargs if c.landmarker != "dlib" else {}))
         self.parser = make_parser(c.parser, **(kwargs if c.parser != "landmarks" else {}))
-        self.manifest = load_manifest(c.manifest, c.data_root)
+        self.manifest = load_manifest(c.manifest, c.data_root) if c.manifest else None
 
     def process(self, job: ShardJob) -> ShardJob:
         start = time.perf_counter()
@@ -133,12 +133,20 @@ class FaceStage(Stage):
         return job
 
     def make_sample(self, row: dict):
+        """The sample of one manifest row (raises ClipPathError, DecodeError, NoFaceError)."""
+        manifest_row = ManifestRow(**row)
+        path = self.manifest.locate(manifest_row, self.config.data_root)
+        meta = {"dataset": self.manifest.name, "clip_id": row["clip_id"], "label": row["label"],
+                "partition": row["partition"]}
+        return self.sample_from_file(path, manifest_row.key, meta,
+                                     str(path.relative_to(Path(self.config.data_root).resolve())))
+
+    def sample_from_file(self, path: Path, key: str, meta: dict, source_path: str):
+        """Decode, track, crop, landmark and parse one video file or frame folder into a ClipSample."""
         from pipeline.decode import decode_clip
         from pipeline.face_track import crop_affines, crop_squares, cut_crops, main_face_track, map_boxes
 
         c = self.config
-        manifest_row = ManifestRow(**row)
-        path = self.manifest.locate(manifest_row, c.data_root)
         clip = decode_clip(path, max_frames=c.max_frames, max_bytes=c.max_frame_bytes, folder_fps=c.folder_fps)
         n = len(clip.frames)
         probe = list(range(0, n, c.detect_every))
@@ -158,15 +166,14 @@ class FaceStage(Stage):
         # Source pixels of the crop square are recorded at the decoded scale; undo any downscale.
         scale = clip.source.get("scale", 1.0)
         meta = {
-            "dataset": self.manifest.name, "clip_id": row["clip_id"], "label": row["label"],
-            "partition": row["partition"],
-            "source": {"path": str(path.relative_to(Path(c.data_root).resolve())), **clip.source},
+            **meta,
+            "source": {"path": source_path, **clip.source},
             "quality": {"face_frames": int(track.detected.sum()), "frames_searched": len(probe),
                         "mean_landmark_confidence": round(float(confidence.mean()), 4),
                         "mean_detector_score": round(float(track.scores[track.detected].mean()), 4)},
         }
         return make_sample(
-            key=manifest_row.key, meta=meta, frames=crops, timestamps=clip.timestamps,
+            key=key, meta=meta, frames=crops, timestamps=clip.timestamps,
             boxes=(squares / scale).astype(np.float32), face_detected=track.detected,
             landmarks=landmarks, landmarks_conf=confidence, masks=masks)
 

@@ -168,3 +168,18 @@ def test_redescribing_finished_shards_keeps_the_face_stage(shards, tmp_path):
         from pipeline.weights import file_sha256
 
         assert stats["sha256"] == file_sha256(out / f"{stats['name']}.tar")
+
+
+def test_summary_and_contact_sheet(shards, tmp_path):
+    from pipeline.inspect_shards import contact_sheet, find_clip, main, summary
+
+    out, _ = shards
+    text = summary(out)
+    assert "14 clips ok, 3 failed" in text and "truncated 1" in text and "format v1" in text
+    clip = find_clip(out, "surprise_01")
+    sheet = contact_sheet(clip)
+    assert sheet.shape[1] == 8 * 160 and sheet.shape[0] > 3 * 160
+    assert main(["sheet", str(out), "--clip", "surprise_01", "--out", str(tmp_path / "s.png"),
+                 "--gif", str(tmp_path / "s.gif")]) == 0
+    assert (tmp_path / "s.png").stat().st_size > 10_000 and (tmp_path / "s.gif").stat().st_size > 10_000
+    assert main(["sheet", str(out), "--clip", "no_such_clip"]) == 1

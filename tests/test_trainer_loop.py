@@ -87,6 +87,11 @@ def test_metrics():
     assert m["per_class_recall"]["c"] == 0.0 and m["confusion_matrix"][1] == [1, 2, 0]
 
 
+def _sample_root(out: Path) -> Path:
+    """The sample dataset folder the shards in `out` were made from."""
+    return Path(json.loads((out / "index.json").read_text())["manifest"]["path"]).parent
+
+
 def tiny_config(out: Path, runs: Path, **extra):
     return resolve("tiny", "sample", {"shards": str(out), "runs_dir": str(runs), "epochs": 2, "workers": 0,
                                       "batch_size": 8, **extra})
@@ -132,6 +137,19 @@ def test_evaluate_a_checkpoint_and_zero_shot_training(sample_shards, tmp_path):
     again = evaluate_checkpoint(run / "best.pt")
     assert again["uar"] == pytest.approx(result["test"]["uar"]) and again["samples"] == result["test"]["samples"]
     assert (run / "eval-sample-fold1-test.json").is_file() and (run / "eval-sample-fold1-test.png").is_file()
+    # prediction on one raw video, through the same face stage and describer as the shards
+    from trainer.predict import Predictor, main as predict_main
+
+    predictor = Predictor(run / "best.pt")
+    truth = json.loads((_sample_root(out) / "ground_truth.json").read_text())["clips"]
+    clip = truth["surprise_00"]
+    prediction = predictor(_sample_root(out) / clip["path"])
+    assert set(prediction["probabilities"]) == set(predictor.classes)
+    assert sum(prediction["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert list(prediction["probabilities"].values()) == sorted(prediction["probabilities"].values(), reverse=True)
+    assert "jaw" in prediction["description"]
+    assert predict_main(["--video", str(_sample_root(out) / truth["hard_no_face"]["path"]),
+                         "--checkpoint", str(run / "best.pt")]) == 1
     # zero-shot: trained on descriptions only, scored by similarity to the class prompts
     model = build_model("tiny", ["happiness", "sadness", "surprise"], supervision="descriptions")
     model.train()

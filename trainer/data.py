@@ -265,7 +265,7 @@ def collate(examples: list[dict]) -> dict:
              "labels": torch.tensor([e["label"] for e in examples], dtype=torch.long),
              "descriptions": [e["description"] for e in examples], "keys": [e["key"] for e in examples],
              # bad samples skipped so far by the worker that made this batch (one worker per batch)
-             "worker": examples[-1]["worker"], "skipped": examples[-1]["skipped"]}
+             "worker": examples[-1].get("worker", 0), "skipped": examples[-1].get("skipped", 0)}
     for name in ("masks", "landmarks"):
         if name in examples[0]:
             batch[name] = torch.stack([e[name] for e in examples])

@@ -1,0 +1,126 @@
+"""`make predict`: class probabilities for one video from a trained checkpoint.
+
+    python -m trainer.predict --video clip.mp4 --checkpoint runs/sample-tiny-fold1/best.pt
+
+    from trainer.predict import predict
+    result = predict("clip.mp4", "runs/sample-tiny-fold1/best.pt")
+    result["probabilities"]   # {class: probability}, highest first
+
+The video goes through the same face stage and describer as the shards the model was trained
+on (their profile and settings are read from that dataset's index.json), then through the
+evaluation transform (16 centre-of-segment frames) and the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from pipeline.backends import PROFILES, make_describer
+from pipeline.decode import DecodeError
+from pipeline.stages import FaceConfig, FaceStage, NoFaceError, attach_description
+from trainer.config import from_dict
+from trainer.data import ClipTransform, DataConfig, collate, read_index
+from trainer.train import load_checkpoint
+
+_FACE_KEYS = ("crop_size", "max_frames", "detect_every", "crop_margin", "crop_shift_up", "smooth_window",
+              "folder_fps", "max_frame_bytes")
+
+
+def pipeline_settings(shards: Path) -> dict:
+    """The face-stage settings and describer of the shards a model was trained on (cpu profile if unknown)."""
+    try:
+        config = read_index(shards)["config"]
+    except FileNotFoundError:
+        profile = PROFILES["cpu"]
+        return {"detector": profile.detector, "landmarker": profile.landmarker, "parser": profile.parser,
+                "describer": profile.describer, "describer_options": {}}
+    return config
+
+
+class Predictor:
+    """Loads the checkpoint and the pipeline models once; `__call__(video)` predicts one video."""
+
+    def __init__(self, checkpoint: str | Path, device: str | None = None):
+        from trainer.models import build_model
+
+        state = load_checkpoint(Path(checkpoint))
+        self.config = from_dict(state["config"])
+        self.classes = list(state["classes"])
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = build_model(self.config.model, self.classes, clip_path=self.config.clip_path or None,
+                                 **self.config.model_options)
+        self.model.load_state_dict(state["model"], strict=False)
+        self.model.to(self.device).eval()
+        settings = pipeline_settings(self.config.shard_dir)
+        self._work = tempfile.TemporaryDirectory()
+        self.face = FaceStage(FaceConfig(
+            dataset="predict", manifest="", data_root="/", work_dir=self._work.name,
+            detector=settings["detector"], landmarker=settings["landmarker"], parser=settings["parser"],
+            **{k: settings[k] for k in _FACE_KEYS if k in settings}))
+        self.face.setup()
+        describer = settings.get("describer")
+        self.describer = make_describer(describer, **(settings.get("describer_options") or {})) if describer else None
+        uses = self.model.inputs
+        self.transform = ClipTransform(DataConfig(shards=str(self.config.shard_dir), num_frames=self.config.num_frames,
+                                                  image_size=self.config.image_size, use_masks="masks" in uses,
+                                                  use_landmarks="landmarks" in uses), self.classes, train=False)
+
+    @torch.no_grad()
+    def __call__(self, video: str | Path) -> dict:
+        video = Path(video)
+        sample = self.face.sample_from_file(video, "predict", {
+            "dataset": "predict", "clip_id": video.stem, "label": self.classes[0], "partition": "predict"},
+            str(video))
+        if self.describer is not None:
+            attach_description(sample, self.describer.describe([sample])[0])
+        batch = collate([self.transform(sample, random.Random(0))])
+        batch = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in batch.items() if k != "labels"}
+        probabilities = torch.softmax(self.model(batch)["logits"].float(), dim=-1)[0].cpu()
+        ranked = sorted(zip(self.classes, probabilities.tolist()), key=lambda item: -item[1])
+        return {"video": str(video), "probabilities": dict(ranked), "description": sample.description,
+                "frames": sample.num_frames, "face_frames": int(sample.face_detected.sum())}
+
+
+def predict(video: str | Path, checkpoint: str | Path) -> dict:
+    return Predictor(checkpoint)(video)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainer.predict", description=__doc__.split("\n")[0])
+    parser.add_argument("--video", type=Path, required=True, nargs="+")
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    try:
+        predictor = Predictor(args.checkpoint)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    status = 0
+    for video in args.video:
+        try:
+            result = predictor(video)
+        except (DecodeError, NoFaceError, FileNotFoundError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            status = 1
+            continue
+        if args.json:
+            print(json.dumps(result))
+            continue
+        print(f"{video}  ({result['frames']} frames, face detected in {result['face_frames']})")
+        for name, p in result["probabilities"].items():
+            print(f"  {name:16s} {p:6.3f}  {'#' * int(round(40 * p))}")
+        if result["description"]:
+            print(f"  description: {result['description']}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
