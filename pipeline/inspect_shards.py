@@ -21,15 +21,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.backends import PARSING_PALETTE
 from pipeline.landmark_layout import INNER_LIPS, JAW, LEFT_BROW, LEFT_EYE, NOSE_BASE, NOSE_BRIDGE, OUTER_LIPS, \
     RIGHT_BROW, RIGHT_EYE
 from pipeline.shard_format import ClipSample
 from pipeline.shard_io import list_shards, read_shard
 
-_PALETTE = np.array([
-    [0, 0, 0], [204, 0, 0], [76, 153, 0], [204, 204, 0], [51, 51, 255], [204, 0, 204], [0, 255, 255],
-    [255, 204, 204], [102, 51, 0], [255, 0, 0], [102, 204, 0], [255, 255, 0], [0, 0, 153], [0, 0, 204],
-    [255, 51, 153], [0, 204, 204], [0, 51, 0], [255, 153, 51], [0, 204, 0]], np.uint8)
 _GROUPS = (JAW, RIGHT_BROW, LEFT_BROW, NOSE_BRIDGE, NOSE_BASE, RIGHT_EYE, LEFT_EYE, OUTER_LIPS, INNER_LIPS)
 
 
@@ -91,7 +88,7 @@ def contact_sheet(clip: ClipSample, columns: int = 8, tile: int = 160) -> np.nda
         crop = frames[i]
         rows[0].append(crop)
         rows[1].append(draw_landmarks(crop, clip.landmarks[t]))
-        blend = crop if masks is None else cv2.addWeighted(crop, 0.45, _PALETTE[masks[i]], 0.55, 0)
+        blend = crop if masks is None else cv2.addWeighted(crop, 0.45, PARSING_PALETTE[masks[i]], 0.55, 0)
         rows[2].append(blend)
     grid = np.concatenate([np.concatenate([cv2.resize(im, (tile, tile)) for im in row], axis=1) for row in rows])
     meta = clip.meta

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import webdataset as wds
 
-from pipeline.backends import PARSING_LABELS
+from pipeline.backends import PARSING_LABELS, PARSING_PALETTE
 from pipeline.landmark_layout import INNER_LIPS, LEFT_BROW, LEFT_EYE, MIRROR, NOSE_BASE, NOSE_BRIDGE, OUTER_LIPS, \
     RIGHT_BROW, RIGHT_EYE, JAW
 from pipeline.shard_format import ClipSample, ShardFormatError, decode_sample
@@ -42,11 +42,6 @@ log = logging.getLogger(__name__)
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
 
-# A fixed colour per parsing label (CelebAMask-HQ order), for the colour-coded mask images.
-PALETTE = np.array([
-    [0, 0, 0], [204, 0, 0], [76, 153, 0], [204, 204, 0], [51, 51, 255], [204, 0, 204], [0, 255, 255],
-    [255, 204, 204], [102, 51, 0], [255, 0, 0], [102, 204, 0], [255, 255, 0], [0, 0, 153], [0, 0, 204],
-    [255, 51, 153], [0, 204, 204], [0, 51, 0], [255, 153, 51], [0, 204, 0]], np.uint8)
 _LABEL = {name: i for i, name in enumerate(PARSING_LABELS)}
 # On a horizontal flip the subject's left and right parts swap sides.
 MASK_MIRROR = np.arange(len(PARSING_LABELS), dtype=np.uint8)
@@ -124,7 +119,7 @@ def random_resized_crop(size: int, scale: tuple[float, float], rng: random.Rando
 
 def colour_masks(masks: np.ndarray) -> np.ndarray:
     """T×H×W labels -> T×H×W×3 uint8 colour images."""
-    return PALETTE[np.minimum(masks, len(PALETTE) - 1)]
+    return PARSING_PALETTE[np.minimum(masks, len(PARSING_PALETTE) - 1)]
 
 
 def draw_landmarks(points: np.ndarray, size: int) -> np.ndarray:
