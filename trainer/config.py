@@ -46,6 +46,15 @@ class TrainConfig:
     def run_name(self) -> str:
         return f"{self.dataset}-{self.model}-fold{self.fold}"
 
+    def data_config(self, model_inputs: set[str]):
+        """The loader settings of this run, for a model that reads `model_inputs`."""
+        from trainer.data import DataConfig
+
+        return DataConfig(shards=str(self.shard_dir), fold=self.fold, num_frames=self.num_frames,
+                          image_size=self.image_size, batch_size=self.batch_size, workers=self.workers,
+                          val_fraction=self.val_fraction, seed=self.seed, use_masks="masks" in model_inputs,
+                          use_landmarks="landmarks" in model_inputs)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from trainer.config import from_dict
-from trainer.data import DataConfig, make_loader, read_index
+from trainer.data import make_loader, read_index
 from trainer.metrics import plot_confusion
 from trainer.train import evaluate, load_checkpoint
 
@@ -49,11 +49,7 @@ def evaluate_checkpoint(checkpoint: Path, dataset: str | None = None, shards: st
                          f"for {len(state['classes'])} classes; it cannot score {len(classes)} other classes")
     model.load_state_dict(state["model"], strict=False)
     model.to(device)
-    uses = model.inputs
-    data = DataConfig(shards=str(config.shard_dir), fold=config.fold, num_frames=config.num_frames,
-                      image_size=config.image_size, batch_size=config.batch_size, workers=config.workers,
-                      val_fraction=config.val_fraction, seed=config.seed, use_masks="masks" in uses,
-                      use_landmarks="landmarks" in uses)
+    data = config.data_config(model.inputs)
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else nullcontext
     splits = ["train", "val", "test"] if split == "all" else [split]
     labels, predictions = [], []

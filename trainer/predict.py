@@ -26,7 +26,7 @@ from pipeline.backends import PROFILES, make_describer
 from pipeline.decode import DecodeError
 from pipeline.stages import FaceConfig, FaceStage, NoFaceError, attach_description
 from trainer.config import from_dict
-from trainer.data import ClipTransform, DataConfig, collate, read_index
+from trainer.data import ClipTransform, collate, read_index
 from trainer.train import load_checkpoint
 
 _FACE_KEYS = ("crop_size", "max_frames", "detect_every", "crop_margin", "crop_shift_up", "smooth_window",
@@ -67,10 +67,7 @@ class Predictor:
         self.face.setup()
         describer = settings.get("describer")
         self.describer = make_describer(describer, **(settings.get("describer_options") or {})) if describer else None
-        uses = self.model.inputs
-        self.transform = ClipTransform(DataConfig(shards=str(self.config.shard_dir), num_frames=self.config.num_frames,
-                                                  image_size=self.config.image_size, use_masks="masks" in uses,
-                                                  use_landmarks="landmarks" in uses), self.classes, train=False)
+        self.transform = ClipTransform(self.config.data_config(self.model.inputs), self.classes, train=False)
 
     @torch.no_grad()
     def __call__(self, video: str | Path) -> dict:

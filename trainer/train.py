@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 
 from trainer.config import TrainConfig, from_dict, parse_value, resolve
-from trainer.data import DataConfig, make_loader, read_index
+from trainer.data import make_loader, read_index
 from trainer.metrics import plot_confusion, plot_curves, recognition_metrics
 
 
@@ -150,10 +150,7 @@ def train(config: TrainConfig, resume: Path | None = None, run_dir: Path | None 
     model = build_model(config.model, classes, clip_path=config.clip_path or None, **config.model_options)
     model.to(device)
     uses = getattr(model, "inputs", {"frames", "masks", "landmarks", "descriptions"})
-    data = DataConfig(shards=str(config.shard_dir), fold=config.fold, num_frames=config.num_frames,
-                      image_size=config.image_size, batch_size=config.batch_size, workers=config.workers,
-                      val_fraction=config.val_fraction, seed=config.seed, use_masks="masks" in uses,
-                      use_landmarks="landmarks" in uses)
+    data = config.data_config(uses)
     train_loader, val_loader = make_loader(data, "train", classes), make_loader(data, "val", classes)
     test_loader = make_loader(data, "test", classes)
     steps_per_epoch = max(1, math.ceil(len(train_loader.dataset) / (config.batch_size * world)))
