@@ -27,7 +27,7 @@ export RAY_ADDRESS
 SAMPLE_SEED ?= 0
 CLIPS_PER_CLASS ?= 10
 
-.PHONY: help env test demo manifest sample preprocess describe summary inspect train eval bench predict clean
+.PHONY: help env test demo manifest sample preprocess describe summary verify inspect train eval bench predict clean
 
 help: ## list targets and variables
 	@echo "DFER toolkit. Usage: make <target> [VAR=value ...]"
@@ -96,6 +96,9 @@ train: $(STAMP) ## DATASET, FOLD, MODEL, OUT, TRAIN_ARGS: train on the shards, e
 
 summary: $(STAMP) ## OUT: a dataset folder's counts, failures, configuration and models
 	$(PY) -m pipeline.inspect_shards summary "$(OUT)"
+
+verify: $(STAMP) ## OUT: check a dataset folder against its manifest, index and stats
+	$(PY) -m pipeline.verify "$(OUT)"
 
 inspect: $(STAMP) ## OUT, CLIP=<clip id>: contact sheet PNG (+ GIF) of one clip: landmarks, masks, description
 	$(PY) -m pipeline.inspect_shards sheet "$(OUT)" $(if $(CLIP),--clip $(CLIP)) --out "$(or $(CLIP),clip).png" --gif "$(or $(CLIP),clip).gif"

@@ -162,3 +162,64 @@ def test_evaluate_a_checkpoint_and_zero_shot_training(sample_shards, tmp_path):
     grads = {n: p.grad for n, p in model.named_parameters() if "text_adapters" in n and "description" in n}
     assert grads and any(g is not None and g.abs().sum() > 0 for g in grads.values())
     assert all(p.grad is None for n, p in model.named_parameters() if "text_adapters" in n and "positive" in n)
+
+
+def test_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_state(sample_shards, tmp_path, capsys):
+    from trainer.train import NonFiniteLoss, main as train_main
+
+    out, _ = sample_shards
+    # An absurd learning rate overflows the weights within two steps: a real divergence.
+    diverging = {"epochs": 3, "lr": 1e30, "warmup_epochs": 0, "grad_clip": 0}
+    with pytest.raises(NonFiniteLoss, match="The last good state is .*last.pt") as error:
+        train(tiny_config(out, tmp_path, **diverging))
+    assert "lower lr" in str(error.value) and "clips " in str(error.value)
+    good = load_checkpoint(tmp_path / "sample-tiny-fold1" / "last.pt")
+    assert good["model"] and all(torch.isfinite(t).all() for t in good["model"].values())
+    assert good["history"] and all(np.isfinite(h["train_loss"]) for h in good["history"])
+    args = ["--shards", str(out), "--set", "workers=0", "--set", f"runs_dir={tmp_path / 'cli'}"]
+    args += [f"--set={key}={value}" for key, value in diverging.items()]
+    assert train_main(args) == 1
+    assert "error: the loss became nan" in capsys.readouterr().err
+
+
+class _FailsToPickle:
+    def __reduce__(self):
+        raise OSError("disk full (simulated by an object that cannot be written)")
+
+
+def test_an_interrupted_checkpoint_write_keeps_the_previous_checkpoint(sample_shards, tmp_path):
+    from trainer.train import save_checkpoint
+
+    out, _ = sample_shards
+    train(tiny_config(out, tmp_path, epochs=2), stop_after=1)
+    last = tmp_path / "sample-tiny-fold1" / "last.pt"
+    before = last.read_bytes()
+    payload = load_checkpoint(last)
+    with pytest.raises(OSError, match="disk full"):  # fails after the tensors were partly written
+        save_checkpoint(last, {**payload, "zz_unwritable": _FailsToPickle()})
+    assert last.read_bytes() == before and not last.with_name("last.pt.tmp").exists()
+    assert load_checkpoint(last)["epoch"] == 0
+
+
+def test_every_model_file_is_loaded_without_unpickling_objects():
+    """torch.load only with weights_only=True (or TorchScript / numpy without pickles), everywhere."""
+    import re
+
+    offenders = []
+    for path in [*ROOT.glob("pipeline/*.py"), *ROOT.glob("trainer/*.py"), *ROOT.glob("bench/*.py")]:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"\btorch\.load\(", line) and "weights_only=True" not in line:
+                offenders.append(f"{path.name}:{number}")
+            if re.search(r"allow_pickle\s*=\s*True|\bpickle\.loads?\(", line):
+                offenders.append(f"{path.name}:{number}")
+    assert not offenders, offenders
+
+
+def test_command_line_values_are_typed():
+    from trainer.config import parse_value
+
+    assert parse_value("1e-3") == 0.001 and parse_value("20") == 20 and parse_value("true") is True
+    assert parse_value("{use_parsing: false}") == {"use_parsing": False} and parse_value("runs/x") == "runs/x"
+    assert resolve("tiny", "sample", {"lr": 1, "epochs": 3}).lr == 1.0
+    with pytest.raises(ValueError, match="lr must be float"):
+        resolve("tiny", "sample", {"lr": "fast"})

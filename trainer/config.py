@@ -60,8 +60,26 @@ class TrainConfig:
 
 
 def parse_value(text: str) -> Any:
-    """A command-line value as YAML: 3, 0.1, true, [1, 2], {use_parsing: false}, or a string."""
+    """A command-line value: a number (1e-3 included, which YAML 1.1 reads as a string), else YAML:
+    true, [1, 2], {use_parsing: false}, or a string."""
+    for number in (int, float):
+        try:
+            return number(text)
+        except ValueError:
+            pass
     return yaml.safe_load(text)
+
+
+def _checked(name: str, kind: str, value: Any) -> Any:
+    """`value` for a field annotated `kind`; ints are accepted for floats, anything else must match."""
+    expected = {"int": int, "float": (int, float), "str": str, "bool": bool}.get(kind)
+    if kind.startswith("dict"):
+        expected = dict
+    if expected is None:
+        return value
+    if not isinstance(value, expected) or (kind in ("int", "float") and isinstance(value, bool)):
+        raise ValueError(f"configuration key {name} must be {kind}, got {value!r}")
+    return float(value) if kind == "float" else value
 
 
 def resolve(model: str, dataset: str, overrides: dict[str, Any] | None = None,
@@ -71,11 +89,11 @@ def resolve(model: str, dataset: str, overrides: dict[str, Any] | None = None,
     values.update((table.get("models") or {}).get(model, {}))
     values.update((table.get("datasets") or {}).get(dataset, {}))
     values.update(overrides or {})
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - known)
+    kinds = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - set(kinds))
     if unknown:
-        raise ValueError(f"unknown configuration key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return TrainConfig(**values)
+        raise ValueError(f"unknown configuration key(s) {', '.join(unknown)}; known: {', '.join(sorted(kinds))}")
+    return TrainConfig(**{name: _checked(name, kinds[name], value) for name, value in values.items()})
 
 
 def from_dict(values: dict[str, Any]) -> TrainConfig:

@@ -53,7 +53,8 @@ class FineCLIPER(nn.Module):
     def __init__(self, clip: nn.Module, classes: Sequence[str], config: ModelConfig):
         super().__init__()
         self.config, self.classes = config, tuple(classes)
-        clip.requires_grad_(not config.freeze_clip)
+        clip.requires_grad_(config.train_clip == "all")
+        clip.visual.requires_grad_(config.train_clip in ("vision", "all"))
         self.branches = ["video"] + ["parsing"] * config.use_parsing + ["landmarks"] * config.use_landmarks
         text_sets = ["positive"] + ["negative"] * config.use_negative_prompts + ["description"] * config.use_description
         self.towers = AdaptedCLIP(clip,

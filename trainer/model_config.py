@@ -12,6 +12,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FUSIONS = ("learned", "mean")
+TRAIN_CLIP = ("none", "vision", "all")
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,10 @@ class ModelConfig:
     use_text_adapters: bool = True  # off: frozen text tower for prompts and descriptions
     use_visual_adapters: bool = True  # off: frozen vision tower for every branch
     fusion: str = "learned"  # "learned": input-dependent branch weights; "mean": equal weights
-    freeze_clip: bool = True  # FineCLIPER's CLIP stays frozen; off only for a random CLIP (tiny, demo)
+    # Which CLIP weights train besides the adapters. "none" is FineCLIPER (CLIP stays frozen);
+    # "vision" is for a random CLIP (tiny, demo): its vision tower learns from scratch while its
+    # text tower stays a fixed random encoder, so the class prompts cannot collapse onto one point.
+    train_clip: str = "none"
     supervision: str = "labels"  # "labels", or "descriptions": zero-shot training on sample-level text
     adapter_ratio: float = 0.125  # bottleneck = round(tower width * ratio)
     adapter_scale: float = 0.5  # scale of the adapter parallel to each block's MLP
@@ -48,6 +52,8 @@ class ModelConfig:
             raise ValueError(f"supervision must be 'labels' or 'descriptions', got {self.supervision!r}")
         if self.supervision == "descriptions" and not self.use_description:
             raise ValueError("supervision='descriptions' (zero-shot) needs use_description=True")
+        if self.train_clip not in TRAIN_CLIP:
+            raise ValueError(f"train_clip must be one of {TRAIN_CLIP}, got {self.train_clip!r}")
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
         if self.temporal_layers < 0 or self.num_frames < 1 or self.context_tokens < 1:

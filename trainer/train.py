@@ -6,7 +6,8 @@
 
 One readable loop (nanoGPT / DiT style): AdamW with linear warm-up and cosine decay, bf16
 autocast on GPU, gradient clipping, DDP under torchrun (rank 0 alone logs and writes), a
-non-finite loss stops the run with the last good checkpoint kept. Every epoch writes
+non-finite loss stops every rank with a clear message, leaving `last.pt` (written before the
+first epoch and after every epoch) as the last good state. Every epoch writes
 `last.pt` atomically (model's trainable weights, optimiser, scheduler, epoch, RNG states)
 and `best.pt` when validation UAR improves; `--resume` continues exactly. The run folder
 holds config.json, log.jsonl, TensorBoard events, metrics.json, confusion.png, curves.png.
@@ -90,8 +91,14 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def save_checkpoint(path: Path, payload: dict) -> None:
     """Write atomically: an interrupted write leaves the previous checkpoint intact."""
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -127,6 +134,14 @@ def evaluate(model: torch.nn.Module, loader, device: torch.device, classes: list
         predictions_t = torch.tensor([x for part in gathered for x in part[1]])
     model.train()
     return recognition_metrics(labels_t.numpy(), predictions_t.numpy(), classes)
+
+
+def all_finite(loss: torch.Tensor, world: int) -> bool:
+    """Whether the loss is finite on every rank (all ranks must stop together, or DDP hangs)."""
+    finite = torch.isfinite(loss.detach()).float()
+    if world > 1:
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+    return bool(finite.item())
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
@@ -194,6 +209,8 @@ def train(config: TrainConfig, resume: Path | None = None, run_dir: Path | None 
             "optimizer": optimizer.state_dict(), "epoch": epoch, "step": step, "best_uar": best_uar,
             "history": history, "rng": rng_state()})
 
+    if main_process and not resume:
+        checkpoint("last.pt", -1)  # the state before training: a good state to return to exists from the start
     for epoch in range(start_epoch, config.epochs):
         if stop_after is not None and epoch >= stop_after:
             if main_process:
@@ -216,9 +233,12 @@ def train(config: TrainConfig, resume: Path | None = None, run_dir: Path | None 
             with autocast():
                 out = ddp_model(batch)
             loss = out["loss"]
-            if not torch.isfinite(loss):
-                raise NonFiniteLoss(f"loss became {loss.item()} at epoch {epoch + 1}, step {step}; "
-                                    f"the last good state is {run_dir / 'last.pt'} (lower lr=, or check the data)")
+            if not all_finite(loss, world):  # every rank stops here; last.pt is never overwritten
+                raise NonFiniteLoss(
+                    f"the loss became {loss.item()} at epoch {epoch + 1}, step {step} (clips "
+                    f"{', '.join(batch['keys'][:8])}). The last good state is {run_dir / 'last.pt'} "
+                    f"({'before training' if epoch == 0 else f'end of epoch {epoch}'}): lower lr in "
+                    f"{run_dir / 'config.json'} and continue with --resume {run_dir}, or check those clips")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip:

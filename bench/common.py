@@ -1,0 +1,161 @@
+"""Shared helpers of the benchmark scripts: machine facts, JSON results, terminal tables, CPU load.
+
+Imported by the scripts in bench/ (each puts its own folder on sys.path), never by the toolkit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+DEFAULT_WORK = Path(os.environ.get("BENCH_WORK_DIR", "/tmp/dfer-bench"))
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict[str, Any]:
+    """What a reader needs to compare figures between machines."""
+    info: dict[str, Any] = {
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+    try:
+        import psutil
+
+        info["memory_gib"] = round(psutil.virtual_memory().total / 2**30, 1)
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        info["torch"], info["gpu"] = None, None
+    for module in ("cv2", "av", "ray", "webdataset", "dlib"):
+        try:
+            info[module] = __import__(module).__version__
+        except (ImportError, AttributeError):
+            pass
+    return info
+
+
+def write_json(path: Path, report: dict[str, Any]) -> Path:
+    """Write `report` (with machine info added when missing) atomically as indented JSON."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    report.setdefault("machine", machine_info())
+    report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(report, indent=1, default=_jsonable) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        import numpy as np
+
+        if isinstance(value, np.generic):
+            return value.item()
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+    except ImportError:
+        pass
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if value != 0 and abs(value) < 10 ** -digits:
+            return f"{value:.{digits}g}"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], digits: int = 2) -> str:
+    """A plain-text table, right-aligned numbers, for the terminal."""
+    cells = [[fmt(v, digits) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths)))]
+    lines.append("  ".join("-" * w for w in widths))
+    for row in cells:
+        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    return "\n".join(lines)
+
+
+def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], digits: int = 2) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
+    lines += ["| " + " | ".join(fmt(v, digits) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+class Stopwatch:
+    """`with Stopwatch() as s: ...` then `s.seconds`."""
+
+    def __enter__(self) -> "Stopwatch":
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.seconds = time.perf_counter() - self.start
+
+
+class LoadMonitor:
+    """Share of the whole machine's CPU time that was busy over an interval (all processes, ours
+    included): next to what the benchmark itself should use, a hint of how much another workload
+    competed with it."""
+
+    def __init__(self):
+        try:
+            import psutil
+
+            self.psutil = psutil
+        except ImportError:
+            self.psutil = None
+
+    def __enter__(self) -> "LoadMonitor":
+        if self.psutil:
+            self.t0 = time.perf_counter()
+            self.sys0 = self.psutil.cpu_times()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.busy_share = None
+        if self.psutil:
+            elapsed = time.perf_counter() - self.t0
+            now = self.psutil.cpu_times()
+            busy = (now.user + now.system + getattr(now, "nice", 0)) - \
+                (self.sys0.user + self.sys0.system + getattr(self.sys0, "nice", 0))
+            self.busy_share = round(busy / max(elapsed * (os.cpu_count() or 1), 1e-9), 3)

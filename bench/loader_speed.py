@@ -1,0 +1,335 @@
+"""Measure the training loader: clips/s per worker from our shards, next to folders of JPEG files.
+
+    python bench/loader_speed.py [--shards DIR] [--workers 1 2] [--epochs 3] [--quick]
+        [--work-dir /tmp/dfer-bench] [--out bench/results/loader_speed.json]
+
+The clips are the training split of fold 1 of a dataset folder of shards (default: the one
+bench/pipeline_speed.py made from the sample in the work folder, else shards/sample, else
+one made now). In one run, with the same clips, the same worker counts and batch size 8:
+
+* `shards (frames)`: trainer.data.ShardClips with 16-frame TSN sampling (one random frame per
+  segment), random resized crop + flip to 224², CLIP normalisation; frames only, as DFER-CLIP
+  trains;
+* `shards (FineCLIPER)`: the same plus parsing masks and drawn landmarks (what FineCLIPER reads);
+* `JPEG folders (cv2)`: the baseline. Every frame of every clip is exported as its own file,
+  `<clip>/frame_00001.jpg ...` (the layout DFER-CLIP trains from; the bytes are the shard's own
+  JPEGs, so both sides decode identical images) with an annotation list `path frames label`;
+  a map-style Dataset picks the same 16 TSN indices, reads them with cv2.imread (the decoder our
+  loader uses) and crops, resizes and normalises exactly as ours does;
+* `JPEG folders (PIL)`: the same, read with PIL (`Image.open(...).convert("RGB")`, DFER-CLIP's reader).
+
+Loaders keep their workers between epochs; the first epoch of each is a warm-up, then the
+loaders take turns epoch by epoch, so a competing workload hits them alike. Also reported:
+bytes per clip on disk, and the per-clip cost inside the loader split into reading the sample,
+decoding the 16 JPEGs, masks, crop/resize, normalisation and landmark drawing (one process,
+no DataLoader). Results: bench/results/loader_speed.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from common import DEFAULT_WORK, RESULTS, ROOT, LoadMonitor, log, machine_info, table, write_json
+
+NUM_FRAMES, IMAGE_SIZE, BATCH = 16, 224, 8
+
+
+def find_shards(work: Path) -> Path:
+    """A complete dataset folder of the sample's shards: the pipeline benchmark's, ours, or a new one."""
+    candidates = [work / "out" / "sample-w2", work / "out" / f"sample-w{os.cpu_count()}", ROOT / "shards" / "sample"]
+    for path in candidates:
+        if (path / "index.json").is_file():
+            import json
+
+            if json.loads((path / "index.json").read_text()).get("complete"):
+                return path
+    out = work / "out" / "sample-loader"
+    if not (out / "index.json").is_file():
+        from pipeline.preprocess import preprocess
+
+        log(f"no finished shards of the sample found; preprocessing data/sample into {out}")
+        preprocess("sample", ROOT / "data" / "sample", out, profile="cpu", progress=False)
+    return out
+
+
+def data_config(shards: Path, workers: int, fineclip: bool):
+    from trainer.data import DataConfig
+
+    return DataConfig(shards=str(shards), fold=1, num_frames=NUM_FRAMES, image_size=IMAGE_SIZE, batch_size=BATCH,
+                      workers=workers, val_fraction=0.0, use_masks=fineclip, use_landmarks=fineclip)
+
+
+# ------------------------------------------------------------------------------ the baseline
+def export_jpeg_folders(shard_paths: list[str], out: Path, classes: list[str]) -> tuple[Path, dict]:
+    """Every frame of every clip as its own JPEG file, and a DFER-CLIP style annotation list."""
+    from pipeline.shard_io import read_shard
+
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    lines, frames_bytes, clips = [], 0, 0
+    for shard in shard_paths:
+        for clip in read_shard(shard):
+            folder = out / clip.key
+            folder.mkdir()
+            for i in range(clip.num_frames):
+                (folder / f"frame_{i + 1:05d}.jpg").write_bytes(clip.frame_jpeg(i))
+            frames_bytes += len(clip.frames_mjpeg)
+            lines.append(f"{folder} {clip.num_frames} {classes.index(clip.label)}")
+            clips += 1
+    annotation = out / "train_list.txt"
+    annotation.write_text("\n".join(lines) + "\n")
+    files = [p for p in out.rglob("*.jpg")]
+    return annotation, {"clips": clips, "files": len(files), "bytes": sum(p.stat().st_size for p in files),
+                        "allocated_bytes": sum(p.stat().st_blocks * 512 for p in files)}
+
+
+class JpegFolderClips(torch.utils.data.Dataset):
+    """DFER-CLIP's layout: an annotation list `folder frames label`; 16 TSN frames read as files."""
+
+    def __init__(self, annotation: Path, decoder: str, crop_scale=(0.8, 1.0), flip: bool = True):
+        self.rows = [line.split() for line in annotation.read_text().splitlines() if line.strip()]
+        self.decoder, self.crop_scale, self.flip = decoder, crop_scale, flip
+        self.rng = random.Random(0)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def read(self, path: str) -> np.ndarray:
+        if self.decoder == "cv2":
+            return cv2.cvtColor(cv2.imread(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+
+    def __getitem__(self, index: int) -> dict:
+        from trainer.data import normalise, random_resized_crop, tsn_indices
+
+        folder, num, label = self.rows[index]
+        indices = tsn_indices(int(num), NUM_FRAMES, True, self.rng)
+        frames = np.stack([self.read(f"{folder}/frame_{i + 1:05d}.jpg") for i in indices])
+        # the same augmentation as trainer.data.ClipTransform: one random resized crop and flip per clip
+        size = frames.shape[1]
+        x0, y0, w, h = random_resized_crop(size, self.crop_scale, self.rng)
+        x, y = int(round(x0 * size)), int(round(y0 * size))
+        w, h = max(1, int(round(w * size))), max(1, int(round(h * size)))
+        interpolation = cv2.INTER_AREA if w > IMAGE_SIZE else cv2.INTER_LINEAR
+        frames = np.stack([cv2.resize(f[y:y + h, x:x + w], (IMAGE_SIZE, IMAGE_SIZE), interpolation=interpolation)
+                           for f in frames])
+        if self.flip and self.rng.random() < 0.5:
+            frames = frames[:, :, ::-1]
+        return {"frames": normalise(frames), "label": int(label), "key": Path(folder).name, "description": ""}
+
+
+def _seed_worker(worker_id: int) -> None:
+    info = torch.utils.data.get_worker_info()
+    if isinstance(info.dataset, JpegFolderClips):
+        info.dataset.rng = random.Random(1000 + worker_id)
+
+
+# ------------------------------------------------------------------------------ throughput
+def make_loaders(shards: Path, annotation: Path, workers: int, quick: bool) -> dict:
+    from trainer.data import ShardClips, collate
+
+    datasets = {"shards (frames)": ShardClips(data_config(shards, workers, False), "train"),
+                "JPEG folders (cv2)": JpegFolderClips(annotation, "cv2"),
+                "shards (FineCLIPER)": ShardClips(data_config(shards, workers, True), "train")}
+    if not quick:
+        datasets["JPEG folders (PIL)"] = JpegFolderClips(annotation, "pil")
+    loaders = {}
+    for name, dataset in datasets.items():
+        extra = {"shuffle": True} if isinstance(dataset, JpegFolderClips) else {}
+        loaders[name] = torch.utils.data.DataLoader(
+            dataset, batch_size=BATCH, num_workers=workers, collate_fn=collate, persistent_workers=workers > 0,
+            worker_init_fn=_seed_worker if workers else None, **extra)
+    return loaders
+
+
+def epoch(loader) -> tuple[float, int]:
+    start, clips = time.perf_counter(), 0
+    for batch in loader:
+        clips += len(batch["keys"])
+    return time.perf_counter() - start, clips
+
+
+def throughput(loaders: dict, epochs: int) -> dict:
+    """Warm-up epoch each, then `epochs` timed epochs taken in turns; clips/s over the timed ones."""
+    for loader in loaders.values():
+        epoch(loader)
+    totals = {name: [0.0, 0] for name in loaders}
+    with LoadMonitor() as load:
+        for _ in range(epochs):
+            for name, loader in loaders.items():
+                seconds, clips = epoch(loader)
+                totals[name][0] += seconds
+                totals[name][1] += clips
+    return {name: {"seconds": round(s, 3), "clips": n, "clips_per_s": round(n / s, 2), "machine_busy": load.busy_share}
+            for name, (s, n) in totals.items()}
+
+
+# ------------------------------------------------------------------------------ inside the loader
+def per_clip_costs(shard_paths: list[str], classes: list[str], repeats: int) -> dict:
+    """Milliseconds per clip of each step of ShardClips' work, one process, no DataLoader."""
+    import webdataset as wds
+
+    from pipeline.shard_format import decode_sample
+    from trainer.data import ClipTransform, colour_masks, draw_landmarks, normalise, random_resized_crop, tsn_indices
+
+    config = data_config(Path("."), 0, True)
+    transform = ClipTransform(config, classes, train=True)
+    rng = random.Random(0)
+    steps = {k: 0.0 for k in ("read_tar", "decode_sample", "frames_decode16", "masks_decode", "crop_resize_frames",
+                              "normalise_frames", "crop_resize_masks", "colour_normalise_masks", "draw_landmarks",
+                              "normalise_landmarks", "transform_total_fineclip", "transform_total_frames")}
+    clips = 0
+    for _ in range(repeats):
+        t = time.perf_counter()
+        raw = list(wds.WebDataset(shard_paths, shardshuffle=False, empty_check=False))  # as ShardClips reads
+        steps["read_tar"] += time.perf_counter() - t
+        for members in raw:
+            t = time.perf_counter()
+            clip = decode_sample(members)
+            steps["decode_sample"] += time.perf_counter() - t
+            indices = tsn_indices(clip.num_frames, NUM_FRAMES, True, rng)
+            t = time.perf_counter()
+            frames = clip.frames(indices)
+            steps["frames_decode16"] += time.perf_counter() - t
+            t = time.perf_counter()
+            masks = clip.masks(indices)
+            steps["masks_decode"] += time.perf_counter() - t
+            size = frames.shape[1]
+            x0, y0, w, h = random_resized_crop(size, config.crop_scale, rng)
+            box = (int(round(x0 * size)), int(round(y0 * size)), max(1, int(round(w * size))),
+                   max(1, int(round(h * size))))
+            t = time.perf_counter()
+            cropped = transform._crop(frames, box, False, cv2.INTER_LINEAR)
+            steps["crop_resize_frames"] += time.perf_counter() - t
+            t = time.perf_counter()
+            normalise(cropped)
+            steps["normalise_frames"] += time.perf_counter() - t
+            t = time.perf_counter()
+            cropped_masks = transform._crop(masks, box, False, cv2.INTER_NEAREST)
+            steps["crop_resize_masks"] += time.perf_counter() - t
+            t = time.perf_counter()
+            normalise(colour_masks(cropped_masks))
+            steps["colour_normalise_masks"] += time.perf_counter() - t
+            points = clip.landmarks[indices].astype(np.float32) * IMAGE_SIZE / size
+            t = time.perf_counter()
+            drawn = draw_landmarks(points, IMAGE_SIZE)
+            steps["draw_landmarks"] += time.perf_counter() - t
+            t = time.perf_counter()
+            normalise(drawn)
+            steps["normalise_landmarks"] += time.perf_counter() - t
+            t = time.perf_counter()
+            transform(clip, rng)
+            steps["transform_total_fineclip"] += time.perf_counter() - t
+            clips += 1
+    frames_only = ClipTransform(data_config(Path("."), 0, False), classes, train=True)
+    for _ in range(repeats):
+        for members in raw:
+            clip = decode_sample(members)
+            t = time.perf_counter()
+            frames_only(clip, rng)
+            steps["transform_total_frames"] += time.perf_counter() - t
+    return {k: round(1e3 * v / clips, 3) for k, v in steps.items()}
+
+
+def baseline_read_cost(annotation: Path, repeats: int) -> dict:
+    """Milliseconds per clip to read 16 TSN frames from files, cv2 and PIL (page cache warm)."""
+    out = {}
+    for decoder in ("cv2", "pil"):
+        dataset = JpegFolderClips(annotation, decoder)
+        rng = random.Random(0)
+        from trainer.data import tsn_indices
+
+        t, n = time.perf_counter(), 0
+        for _ in range(repeats):
+            for folder, num, _ in dataset.rows:
+                for i in tsn_indices(int(num), NUM_FRAMES, True, rng):
+                    dataset.read(f"{folder}/frame_{i + 1:05d}.jpg")
+                n += 1
+        out[f"files_read_decode16_{decoder}"] = round(1e3 * (time.perf_counter() - t) / n, 3)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shards", type=Path, default=None, help="a dataset folder of shards (default: see above)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--epochs", type=int, default=None, help="timed epochs per loader (default 3; --quick 2)")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK)
+    parser.add_argument("--out", type=Path, default=RESULTS / "loader_speed.json")
+    args = parser.parse_args()
+    os.chdir(ROOT)
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    epochs = args.epochs or (2 if args.quick else 3)
+    shards = args.shards or find_shards(args.work_dir)
+    from trainer.data import ShardClips, read_index
+
+    index = read_index(shards)
+    split = ShardClips(data_config(shards, 0, False), "train")
+    log(f"shards: {shards} ({len(split.shards)} shards in the fold-1 training split)")
+    annotation, jpeg_bytes = export_jpeg_folders(split.shards, args.work_dir / "jpeg-folders", index["classes"])
+    clips = jpeg_bytes["clips"]
+    shard_bytes = sum(Path(p).stat().st_size for p in split.shards)
+    frames_bytes = jpeg_bytes["bytes"]
+    results = {"shards": str(shards), "clips": clips, "num_frames": NUM_FRAMES, "image_size": IMAGE_SIZE,
+               "batch_size": BATCH, "epochs_timed": epochs, "decoder": "OpenCV cv2.imdecode / cv2.imread (libjpeg-turbo)",
+               "bytes_per_clip": {
+                   "shards_all_fields": round(shard_bytes / clips), "shards_frames_only": round(frames_bytes / clips),
+                   "jpeg_folders": round(jpeg_bytes["bytes"] / clips),
+                   "jpeg_folders_allocated": round(jpeg_bytes["allocated_bytes"] / clips),
+                   "files_per_clip_jpeg": round(jpeg_bytes["files"] / clips, 1)},
+               "throughput": {}}
+    for workers in args.workers:
+        log(f"throughput with {workers} loader worker(s), {epochs} timed epochs of {clips} clips per loader")
+        loaders = make_loaders(shards, annotation, workers, args.quick)
+        measured = throughput(loaders, epochs)
+        for row in measured.values():
+            row["clips_per_s_per_worker"] = round(row["clips_per_s"] / max(workers, 1), 2)
+        base = measured["JPEG folders (cv2)"]["clips_per_s"]
+        for row in measured.values():
+            row["ratio_to_jpeg_cv2"] = round(row["clips_per_s"] / base, 2)
+        results["throughput"][str(workers)] = measured
+        del loaders
+    log("per-clip cost inside the loader (one process)")
+    results["inside_loader_ms_per_clip"] = per_clip_costs(split.shards, index["classes"], 1 if args.quick else 3)
+    results["baseline_ms_per_clip"] = baseline_read_cost(annotation, 1 if args.quick else 3)
+    ratios = [results["throughput"][str(w)]["shards (frames)"]["ratio_to_jpeg_cv2"] for w in args.workers]
+    report = {"benchmark": "loader_speed", "quick": args.quick, "machine": machine_info(),
+              "command": " ".join([Path(sys.executable).name, *sys.argv]), **results,
+              "target": {"what": "shards >= 3x the clips/s of JPEG folders per worker (same decoder, same clips)",
+                         "ratio": min(ratios), "met": min(ratios) >= 3.0}}
+    write_json(args.out, report)
+
+    rows = []
+    for workers, measured in results["throughput"].items():
+        for name, row in measured.items():
+            rows.append((name, workers, row["clips_per_s"], row["clips_per_s_per_worker"], row["ratio_to_jpeg_cv2"]))
+    print(table(("loader", "workers", "clips/s", "clips/s/worker", "vs JPEG cv2"), rows))
+    print()
+    b = results["bytes_per_clip"]
+    print(f"bytes per clip: shards {b['shards_all_fields'] / 1024:.0f} KiB (frames {b['shards_frames_only'] / 1024:.0f} KiB)"
+          f", JPEG folders {b['jpeg_folders'] / 1024:.0f} KiB ({b['jpeg_folders_allocated'] / 1024:.0f} KiB allocated, "
+          f"{b['files_per_clip_jpeg']} files)")
+    inside = results["inside_loader_ms_per_clip"]
+    print("inside the loader, ms per clip: " + ", ".join(f"{k} {v:.2f}" for k, v in inside.items()))
+    print(f"target (>= 3x JPEG folders per worker): ratio {report['target']['ratio']} -> "
+          f"{'met' if report['target']['met'] else 'NOT met'}")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

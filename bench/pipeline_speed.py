@@ -1,0 +1,444 @@
+"""Measure the preprocessing pipeline (PROFILE=cpu) against merely decoding the same videos.
+
+    python bench/pipeline_speed.py [--quick] [--sets sample hd hd-long] [--workers 1 2]
+        [--work-dir /tmp/dfer-bench] [--out bench/results/pipeline_speed.json]
+
+For each set of clips, in one run:
+
+1. decode-only wall time: every clip decoded by `pipeline.decode.decode_clip` (what the face
+   stage calls: every frame decoded, converted to RGB, at most 256 kept), with as many
+   processes as the pipeline gets workers; raw PyAV decoding (frames decoded, never converted)
+   is timed the same way for reference;
+2. the pipeline itself, `pipeline.preprocess.preprocess(..., profile="cpu")` into a fresh
+   folder, once per worker count. Ray's start-up and shutdown are timed apart from the run
+   (this script starts Ray before calling `preprocess`, which then reuses it);
+3. the ratio pipeline wall / decode-only wall, clips/s, and the face stage's time split into
+   decode, detect, landmarks, masks, encode (JPEG + npz), write (tar) and the rest (tracking,
+   cropping). The split comes from the real run: this script hands `preprocess` a subclass of
+   FaceStage that times each call inside the Ray actors and adds the sums to each shard's
+   `seconds` record (stats.json), next to the stage totals `face` and `describe`.
+
+Sets: `sample` is data/sample (generated if missing; --quick: 3 clips per class). `hd` and
+`hd-long` are made from the sample's videos: upscaled (letter-boxed) to 1280×720, looped
+back and forth to 3 s (hd) or 10 s (hd-long), H.264 as the sample generator writes it;
+they are cached in the work folder. Results: bench/results/pipeline_speed.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from common import DEFAULT_WORK, RESULTS, ROOT, LoadMonitor, log, machine_info, table, write_json
+
+STAGE_KEYS = ("decode", "detect", "landmarks", "masks", "encode", "write")
+
+
+# ------------------------------------------------------------------------------ clip sets
+def source_clips(sample: Path) -> list[dict]:
+    """The sample's decodable video clips (ground truth), best resolution first within each class."""
+    truth = json.loads((sample / "ground_truth.json").read_text())["clips"]
+    clips = [c for c in truth.values() if c["expected_failure"] is None and c["storage"] == "video"]
+    return sorted(clips, key=lambda c: (c["label"], -c["width"] * c["height"], c["clip_id"]))
+
+
+def letterbox(frame: np.ndarray, width: int, height: int) -> np.ndarray:
+    import cv2
+
+    h, w = frame.shape[:2]
+    scale = min(width / w, height / h)
+    nw, nh = int(round(w * scale)), int(round(h * scale))
+    out = np.zeros((height, width, 3), np.uint8)
+    x0, y0 = (width - nw) // 2, (height - nh) // 2
+    out[y0:y0 + nh, x0:x0 + nw] = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_CUBIC)
+    return out
+
+
+def make_hd_clip(src: str, dst: str, fps: int, frames: int, width: int, height: int) -> int:
+    """Upscale one sample video to width×height, looped back and forth to `frames` frames; H.264."""
+    import cv2
+
+    from pipeline.sample_dataset import encode_video, read_clip_frames
+
+    cv2.setNumThreads(1)
+    clip = read_clip_frames(Path(src))
+    order = np.concatenate([np.arange(len(clip)), np.arange(len(clip) - 2, 0, -1)]) if len(clip) > 2 \
+        else np.arange(len(clip))
+    picks = order[np.arange(frames) % len(order)]
+    out = np.stack([letterbox(clip[i], width, height) for i in picks])
+    encode_video(out, Path(dst), "h264", fps)
+    return len(out)
+
+
+def make_hd_set(sample: Path, out: Path, count: int, seconds: float, size=(1280, 720),
+                workers: int = 2) -> dict:
+    """`count` clips (classes in turn) at `size`, `seconds` long, cached by these parameters."""
+    from pipeline.manifest import write_manifest
+
+    params = {"clips": count, "seconds": seconds, "size": list(size), "version": 1,
+              "source": str(sample.resolve())}
+    if (out / "manifest.csv").is_file() and (out / "params.json").is_file() \
+            and json.loads((out / "params.json").read_text()) == params:
+        return {**json.loads((out / "made.json").read_text()), "cached": True}
+    shutil.rmtree(out, ignore_errors=True)
+    (out / "videos").mkdir(parents=True)
+    by_class: dict[str, list[dict]] = {}
+    for clip in source_clips(sample):
+        by_class.setdefault(clip["label"], []).append(clip)
+    chosen = [clips[i] for i in range(max(map(len, by_class.values()))) for clips in by_class.values()
+              if i < len(clips)][:count]
+    start = time.perf_counter()
+    jobs = [(str(sample / c["path"]), str(out / "videos" / f"{c['clip_id']}.mp4"), c["fps"],
+             int(round(seconds * c["fps"])), *size) for c in chosen]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        frames = list(pool.map(make_hd_clip, *zip(*jobs)))
+    rows = [dict(clip_id=f"{c['clip_id']}-hd", path=f"videos/{c['clip_id']}.mp4", label=c["label"],
+                 partition=c["partition"], frames=n) for c, n in zip(chosen, frames)]
+    write_manifest(out / "manifest.csv", rows, dataset="sample",
+                   comment=f"bench/pipeline_speed.py: sample videos upscaled to {size[0]}x{size[1]}, {seconds} s")
+    made = {"clips": len(rows), "frames": int(sum(frames)), "generation_s": round(time.perf_counter() - start, 1),
+            "sources": [c["clip_id"] for c in chosen]}
+    (out / "made.json").write_text(json.dumps(made) + "\n")
+    (out / "params.json").write_text(json.dumps(params) + "\n")
+    return {**made, "cached": False}
+
+
+def sample_subset(sample: Path, out: Path, per_class: int) -> Path:
+    """A manifest of the first `per_class` decodable clips per class of the sample (for --quick)."""
+    from pipeline.manifest import load_manifest, write_manifest
+
+    manifest = load_manifest("sample", sample)
+    count, rows = {}, []
+    for row in manifest.rows:
+        if row.clip_id.startswith("hard_") or count.get(row.label, 0) >= per_class:
+            continue
+        count[row.label] = count.get(row.label, 0) + 1
+        rows.append(row)
+    out.mkdir(parents=True, exist_ok=True)
+    write_manifest(out / "manifest.csv", rows, dataset="sample", comment="bench/pipeline_speed.py --quick subset")
+    return out / "manifest.csv"
+
+
+# ------------------------------------------------------------------------------ decode only
+def _warm(_: int = 0) -> int:
+    """Import the decoders; sleeps a little so that every process of the pool gets one."""
+    import av  # noqa: F401
+    import cv2  # noqa: F401
+
+    import pipeline.decode  # noqa: F401
+
+    time.sleep(0.3)
+    return os.getpid()
+
+
+def decode_one(path: str, mode: str) -> tuple[float, int, int]:
+    """(seconds, frames decoded, frames kept) for one clip; errors count as the time they took."""
+    import av
+    import cv2
+
+    from pipeline.decode import DecodeError, _list_images, decode_clip
+
+    start = time.perf_counter()
+    decoded = kept = 0
+    try:
+        if mode == "decode_clip":
+            clip = decode_clip(path, max_frames=256)
+            decoded, kept = int(clip.source["frames"]), len(clip.frames)
+        elif Path(path).is_dir():   # frame folders: every image read, as the pipeline reads them
+            for image in _list_images(Path(path)):
+                decoded += cv2.imread(str(image), cv2.IMREAD_COLOR) is not None
+        else:                        # raw PyAV: every frame decoded, none converted
+            with av.open(path) as container:
+                stream = container.streams.video[0]
+                stream.thread_type = "AUTO"
+                for _ in container.decode(stream):
+                    decoded += 1
+    except (DecodeError, av.error.FFmpegError):
+        pass
+    return time.perf_counter() - start, decoded, kept
+
+
+def decode_only(paths: list[str], workers: int) -> dict:
+    """Wall time to decode every clip with `workers` processes (started and warmed before timing)."""
+    results = {}
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        list(pool.map(_warm, range(workers * 2)))
+        for mode in ("pyav", "decode_clip"):
+            with LoadMonitor() as load:
+                start = time.perf_counter()
+                done = list(pool.map(decode_one, paths, [mode] * len(paths), chunksize=1))
+                wall = time.perf_counter() - start
+            results[mode] = {"wall_s": round(wall, 3), "clip_seconds_sum": round(sum(d[0] for d in done), 3),
+                             "frames_decoded": int(sum(d[1] for d in done)), "machine_busy": load.busy_share}
+            if mode == "decode_clip":
+                results[mode]["frames_kept"] = int(sum(d[2] for d in done))
+    results["workers"] = workers
+    return results
+
+
+# ------------------------------------------------------------------------------ pipeline
+def timed_face_stage_class():
+    """A FaceStage that times its parts inside the actor; defined here so that cloudpickle ships it
+    to the Ray workers by value (the toolkit itself is unchanged)."""
+    from pipeline.stages import FaceStage
+
+    class TimedFaceStage(FaceStage):
+        def setup(self) -> None:
+            start, self.setup_start = time.perf_counter(), time.time()
+            super().setup()
+            import pipeline.decode
+            import pipeline.stages
+
+            self.timings: dict[str, float] = {}
+            self.counts: dict[str, int] = {}
+            self.setup_s = time.perf_counter() - start
+
+            def timed(name, fn):
+                def wrapper(*args, **kwargs):
+                    t = time.perf_counter()
+                    try:
+                        return fn(*args, **kwargs)
+                    finally:
+                        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t
+                return wrapper
+
+            def decode(*args, **kwargs):
+                t = time.perf_counter()
+                try:
+                    clip = original_decode(*args, **kwargs)
+                finally:
+                    self.timings["decode"] = self.timings.get("decode", 0.0) + time.perf_counter() - t
+                self.counts["frames_decoded"] = self.counts.get("frames_decoded", 0) + int(clip.source["frames"])
+                self.counts["frames_kept"] = self.counts.get("frames_kept", 0) + len(clip.frames)
+                self.counts["pixels_kept"] = self.counts.get("pixels_kept", 0) + int(np.prod(clip.frames.shape[:3]))
+                return clip
+
+            def detect(frames):
+                self.counts["frames_searched"] = self.counts.get("frames_searched", 0) + len(frames)
+                return original_detect(frames)
+
+            original_decode, original_detect = pipeline.decode.decode_clip, self.detector.detect
+            pipeline.decode.decode_clip = decode   # sample_from_file imports it at call time
+            self.detector.detect = timed("detect", detect)
+            self.landmarker.predict = timed("landmarks", self.landmarker.predict)
+            self.parser.parse = timed("masks", self.parser.parse)
+            pipeline.stages.make_sample = timed("encode", pipeline.stages.make_sample)
+            pipeline.stages.ShardWriter.write = timed("write", pipeline.stages.ShardWriter.write)
+            self.first = True
+
+        def process(self, job):
+            self.timings.clear()
+            self.counts.clear()
+            began = time.time()
+            job = super().process(job)
+            # wall-clock marks (epoch seconds) for the driver's timeline of the run
+            job.seconds.update({"t.process_start": began, "t.process_end": time.time(), "t.pid": os.getpid(),
+                                "t.setup_start": self.setup_start})
+            for key, value in self.timings.items():
+                job.seconds[f"face.{key}"] = round(value, 4)
+            for key, value in self.counts.items():
+                job.seconds[f"count.{key}"] = value
+            job.seconds["face.setup"] = round(self.setup_s, 3) if self.first else 0.0
+            self.first = False
+            return job
+
+    return TimedFaceStage
+
+
+def run_pipeline(manifest: Path, data_root: Path, out: Path, workers: int, describer: str | None = None) -> dict:
+    """One `preprocess` run into a fresh `out`, Ray start and stop timed apart; the stage split."""
+    import pipeline.output_folder
+    import pipeline.preprocess
+    import pipeline.ray_runner
+
+    shutil.rmtree(out, ignore_errors=True)
+    real_shutdown = pipeline.ray_runner.shutdown_ray
+    real_commit = pipeline.output_folder.OutputFolder.commit
+    commit_s = [0.0]
+
+    def commit(self, *args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return real_commit(self, *args, **kwargs)
+        finally:
+            commit_s[0] += time.perf_counter() - t
+
+    pipeline.preprocess.FaceStage = timed_face_stage_class()
+    pipeline.output_folder.OutputFolder.commit = commit
+    pipeline.ray_runner.shutdown_ray = lambda: None   # stopped below, timed on its own
+    try:
+        start = time.perf_counter()
+        pipeline.ray_runner.init_ray(None)
+        ray_start = time.perf_counter() - start
+        with LoadMonitor() as load:
+            start, began = time.perf_counter(), time.time()
+            index = pipeline.preprocess.preprocess(str(manifest), data_root, out, profile="cpu", workers=workers,
+                                                   overwrite=True, progress=False,
+                                                   backends={"describer": describer})
+            wall = time.perf_counter() - start
+        start = time.perf_counter()
+        real_shutdown()
+        ray_stop = time.perf_counter() - start
+    finally:
+        pipeline.ray_runner.shutdown_ray = real_shutdown
+        pipeline.output_folder.OutputFolder.commit = real_commit
+        real_shutdown()
+    seconds: dict[str, float] = {}
+    marks = []
+    for path in sorted(out.glob("*.stats.json")):
+        for key, value in json.loads(path.read_text())["seconds"].items():
+            if key.startswith("t."):
+                continue
+            seconds[key] = seconds.get(key, 0.0) + value
+        marks.append({k: v for k, v in json.loads(path.read_text())["seconds"].items() if k.startswith("t.")})
+    timeline = {
+        "face_actors": len({m["t.pid"] for m in marks}),
+        "first_actor_setup_s": round(min(m["t.setup_start"] for m in marks) - began, 2),
+        "first_shard_start_s": round(min(m["t.process_start"] for m in marks) - began, 2),
+        "last_shard_end_s": round(max(m["t.process_end"] for m in marks) - began, 2),
+        "shards": sorted([round(m["t.process_start"] - began, 2), round(m["t.process_end"] - began, 2), m["t.pid"]]
+                         for m in marks),
+    }
+    face = seconds.get("face", 0.0)
+    parts = {k: round(seconds.get(f"face.{k}", 0.0), 3) for k in STAGE_KEYS}
+    parts["track_crop_other"] = round(face - sum(parts.values()), 3)
+    parts["describe"] = round(seconds.get("describe", 0.0), 3)
+    counts = {k[len("count."):]: int(v) for k, v in seconds.items() if k.startswith("count.")}
+    clips = index["ok"] + index["failed"]
+    stage_total = face + seconds.get("describe", 0.0)
+    return {
+        "workers": workers, "describer": describer or "geometric (profile)", "ray_start_s": round(ray_start, 2), "ray_stop_s": round(ray_stop, 2),
+        "wall_s": round(wall, 2), "wall_with_ray_s": round(wall + ray_start + ray_stop, 2),
+        "clips": clips, "ok": index["ok"], "failed": index["failed"], "failures": index["failures"],
+        "clips_per_s": round(clips / wall, 3), "shards": len(index["shards"]), "bytes": index["bytes"],
+        "stage_seconds": parts, "face_stage_s": round(face, 3), "actor_setup_s": round(seconds.get("face.setup", 0), 3),
+        "driver_commit_s": round(commit_s[0], 3), "counts": counts,
+        # how much of workers × wall the actors spent inside a stage: the rest is start-up and waiting
+        "busy_share_of_workers": round(stage_total / max(wall * workers, 1e-9), 3),
+        "machine_busy": load.busy_share, "timeline": timeline, "out": str(out),
+    }
+
+
+def measure_set(name: str, manifest: Path, data_root: Path, variants: list[tuple[int, str | None]], work: Path,
+                made: dict | None) -> dict:
+    """Decode only, then one pipeline run per (workers, describer override) variant."""
+    from pipeline.manifest import load_manifest
+
+    loaded = load_manifest(str(manifest), data_root)
+    paths = []
+    for row in loaded.rows:
+        try:
+            paths.append(str(loaded.locate(row, data_root)))
+        except Exception:   # noqa: BLE001 — a missing file is the pipeline's to report
+            paths.append(str(Path(data_root) / row.path))
+    cores = max(w for w, _ in variants)
+    log(f"{name}: {len(paths)} clips; decode only with {cores} processes")
+    result = {"manifest": str(manifest), "data_root": str(data_root), "clips": len(paths), "made": made,
+              "decode_only": decode_only(paths, cores), "runs": []}
+    for workers, describer in variants:
+        log(f"{name}: pipeline, PROFILE=cpu, {workers} worker(s)" + (f", describer {describer}" if describer else ""))
+        suffix = f"-w{workers}" + (f"-{describer}" if describer else "")
+        run = run_pipeline(manifest, data_root, work / "out" / f"{name}{suffix}", workers, describer)
+        dec = result["decode_only"]
+        run["ratio_to_decode_clip"] = round(run["wall_s"] / dec["decode_clip"]["wall_s"], 2)
+        run["ratio_to_pyav"] = round(run["wall_s"] / dec["pyav"]["wall_s"], 2)
+        run["ratio_with_ray_start"] = round(run["wall_with_ray_s"] / dec["decode_clip"]["wall_s"], 2)
+        frames = max(run["counts"].get("frames_kept", 0), 1)
+        run["ms_per_frame"] = {k: round(1e3 * v / frames, 2) for k, v in run["stage_seconds"].items()}
+        result["runs"].append(run)
+        log(f"{name}: {workers} worker(s): {run['wall_s']:.1f} s ({run['clips_per_s']:.2f} clips/s), "
+            f"decode only {dec['decode_clip']['wall_s']:.1f} s: ratio {run['ratio_to_decode_clip']:.2f}")
+    # the same clips' decode cost inside the pipeline vs in the decode-only pass
+    result["frames"] = result["runs"][0]["counts"].get("frames_decoded", 0)
+    return result
+
+
+def print_tables(sets: dict) -> None:
+    rows = []
+    for name, s in sets.items():
+        for r in s["runs"]:
+            rows.append((name if r["describer"].endswith("(profile)") else f"{name} ({r['describer']})",
+                         s["clips"], r["workers"], s["decode_only"]["pyav"]["wall_s"],
+                         s["decode_only"]["decode_clip"]["wall_s"], r["wall_s"], r["ratio_to_decode_clip"],
+                         r["clips_per_s"], r["ray_start_s"], r["busy_share_of_workers"]))
+    print(table(("set", "clips", "workers", "pyav s", "decode_clip s", "pipeline s", "ratio", "clips/s",
+                 "ray start s", "actors busy"), rows))
+    print()
+    keys = (*STAGE_KEYS, "track_crop_other", "describe")
+    rows = []
+    for name, s in sets.items():
+        r = [r for r in s["runs"] if r["describer"].endswith("(profile)")][-1]
+        total = sum(r["stage_seconds"].values())
+        rows.append((f"{name} (w{r['workers']})", *[f"{100 * r['stage_seconds'][k] / total:.0f}%" for k in keys],
+                     round(total, 1)))
+    print(table(("stage share", *keys, "total s"), rows))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sets, one worker count (a few minutes)")
+    parser.add_argument("--sets", nargs="+", default=None, choices=("sample", "hd", "hd-long"))
+    parser.add_argument("--workers", type=int, nargs="+", default=None,
+                        help="worker counts for the hd set (default: 1 and all cores, and all cores without the "
+                             "describe stage; --quick: all cores)")
+    parser.add_argument("--sample", type=Path, default=ROOT / "data" / "sample")
+    parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK)
+    parser.add_argument("--out", type=Path, default=RESULTS / "pipeline_speed.json")
+    args = parser.parse_args()
+    os.chdir(ROOT)
+    import torch  # noqa: F401 — preprocess imports it to count GPUs; keep that out of the first run's time
+
+    cores = os.cpu_count() or 1
+    sets = args.sets or (["sample", "hd"] if args.quick else ["sample", "hd", "hd-long"])
+    if args.workers:
+        hd_variants = [(w, None) for w in args.workers]
+    else:
+        hd_variants = [(cores, None)] if args.quick else [(w, None) for w in sorted({1, cores})] + [(cores, "none")]
+    work = args.work_dir
+    work.mkdir(parents=True, exist_ok=True)
+    if not (args.sample / "manifest.csv").is_file():
+        from pipeline.sample_dataset import generate
+
+        log(f"generating the sample dataset into {args.sample}")
+        generate(args.sample, quiet=True)
+    results = {}
+    for name in sets:
+        if name == "sample":
+            manifest = sample_subset(args.sample, work / "sets" / "sample-quick", 3) if args.quick \
+                else args.sample / "manifest.csv"
+            results[name] = measure_set(name, manifest, args.sample, [(cores, None)], work, None)
+        else:
+            count, seconds = {"hd": (7 if args.quick else 14, 3.0), "hd-long": (4, 10.0)}[name]
+            folder = work / "sets" / name
+            log(f"{name}: making {count} clips, 1280x720, {seconds} s (cached in {folder})")
+            made = make_hd_set(args.sample, folder, count, seconds, workers=cores)
+            results[name] = measure_set(name, folder / "manifest.csv", folder,
+                                        hd_variants if name == "hd" else [(cores, None)], work, made)
+    hd = results.get("hd", {}).get("runs", [])
+    full = [r for r in hd if r["workers"] == cores and r["describer"].endswith("(profile)")]
+    report = {
+        "benchmark": "pipeline_speed", "quick": args.quick, "machine": machine_info(),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "sets": results,
+        "target": {"what": "cpu profile wall <= 2x decode-only wall on 720p sources (all cores)",
+                   "ratio": full[0]["ratio_to_decode_clip"] if full else None,
+                   "met": bool(full and full[0]["ratio_to_decode_clip"] <= 2.0)},
+    }
+    write_json(args.out, report)
+    print_tables(results)
+    print(f"target (720p, {cores} workers: pipeline <= 2x decode only): ratio {report['target']['ratio']} -> "
+          f"{'met' if report['target']['met'] else 'NOT met'}")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
