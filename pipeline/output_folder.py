@@ -150,7 +150,7 @@ class OutputFolder:
 
     # --- index -----------------------------------------------------------------------------
     def write_index(self, dataset: str, classes: list[str], partitions: list[str], manifest: dict,
-                    config: dict, models: dict, planned: list[str]) -> dict[str, Any]:
+                    config: dict, models: dict, planned: list[str], crashed: list[str] = ()) -> dict[str, Any]:
         """Summarise every complete shard into index.json (the trainer's epoch sizes come from here)."""
         counts: dict[str, Counter] = defaultdict(Counter)
         failures: Counter = Counter()
@@ -168,6 +168,7 @@ class OutputFolder:
             "failures": dict(failures.most_common()),
             "shards": shards, "complete": len(shards) == len(planned),
             "missing_shards": sorted(set(planned) - {s["name"] for s in shards}),
+            "crashed_shards": sorted(crashed),  # this run's shards whose worker died on every attempt
             "bytes": sum(s["bytes"] for s in shards), "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         write_atomic(self.path / INDEX, json.dumps(index, indent=1) + "\n")

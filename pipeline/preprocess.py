@@ -26,6 +26,7 @@ from pipeline.backends import (DESCRIBERS, DETECTORS, LANDMARKERS, PARSERS, PROF
                                make_detector, make_landmarker, make_parser)
 from pipeline.manifest import Manifest, ManifestError, load_manifest
 from pipeline.output_folder import FolderBusyError, OutputFolder
+from pipeline.ray_runner import SHARD_ATTEMPTS
 from pipeline.stages import DescribeConfig, DescribeStage, FaceConfig, FaceStage, ShardJob
 
 
@@ -146,15 +147,19 @@ def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = N
         stages = [(FaceStage(config), workers)]
         if describe is not None:
             stages.append((DescribeStage(describe), max(1, int(gpus)) if describe.gpus_per_worker else workers))
+        returned = set()
         for job in run_stages(todo, stages):
             stats = folder.commit(job.name, job.partition, job.rows, job.status, Path(job.work_tar), job.seconds)
+            returned.add(job.name)
             bar.update(stats["ok"], stats["failed"])
         bar.close()
+        crashed = [job.name for job in todo if job.name not in returned]
         folder.finish_work()
         index = folder.write_index(
             dataset=manifest.name, classes=list(manifest.classes), partitions=list(manifest.partitions),
             manifest={"path": str(manifest.source), "sha256": manifest_digest, "rows": len(manifest)},
-            config=run_config, models=model_identities(config, describe), planned=[j.name for j in jobs])
+            config=run_config, models=model_identities(config, describe), planned=[j.name for j in jobs],
+            crashed=crashed)
     finally:
         folder.unlock()
         shutdown_ray()
@@ -193,6 +198,10 @@ def _summary(index: dict, out: Path, seconds: float, processed: int) -> None:
     print(f"  clips ok {index['ok']}, failed {index['failed']} ({failures})")
     print(f"  shards {len(index['shards'])} in {out}, {index['bytes'] / 2**20:.1f} MiB"
           + ("" if index["complete"] else f"; NOT complete, missing {len(index['missing_shards'])}: rerun to finish"))
+    if index["crashed_shards"]:
+        print(f"  shards {', '.join(index['crashed_shards'])}: their worker died {SHARD_ATTEMPTS} times on each "
+              "(a clip that crashes the decoder, or memory); their clips are not in the output yet: rerun to "
+              "retry them, or remove the offending rows from the manifest")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     data_root = args.data_root or Path("data") / name
     out = args.out or Path("shards") / name
     try:
-        preprocess(args.dataset, data_root, out, args.profile, args.workers, args.shard_size, args.overwrite,
+        index = preprocess(args.dataset, data_root, out, args.profile, args.workers, args.shard_size, args.overwrite,
                    args.weights_dir, args.ray_address, progress=not args.no_progress,
                    backends={"detector": args.detector, "landmarker": args.landmarker, "parser": args.parser,
                              "describer": args.describer},
@@ -232,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ManifestError, FolderBusyError, FileNotFoundError, RuntimeError, KeyError) as err:
         print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
         return 1
-    return 0
+    return 0 if index["complete"] else 1
 
 
 if __name__ == "__main__":

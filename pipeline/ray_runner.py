@@ -20,6 +20,9 @@ import numpy as np
 from pipeline.stages import ShardJob, Stage
 
 
+SHARD_ATTEMPTS = 3  # tries per shard when its worker dies (killed, out of memory, segfault)
+
+
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> dict[str, float]:
     """Join `address` (a running cluster) or start a quiet local instance; return its resources."""
     import ray
@@ -38,6 +41,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> dict[st
     ctx.enable_operator_progress_bars = False
     ctx.print_on_execution_start = False
     ctx.enable_auto_log_stats = False
+    # A shard that kills its worker SHARD_ATTEMPTS times (a clip that crashes the decoder, or
+    # runs it out of memory) is dropped, not the whole run: run_stages' caller sees it missing.
+    ctx.max_errored_blocks = -1
     logging.getLogger("ray").setLevel(logging.ERROR)
     logging.getLogger("ray.data").setLevel(logging.ERROR)
     return ray.cluster_resources()
@@ -78,7 +84,8 @@ class _StageActor:
 
 def run_stages(jobs: Sequence[ShardJob], stages: Sequence[tuple[Stage, int]]) -> Iterator[ShardJob]:
     """Push `jobs` through `stages`, each (stage, workers): an actor pool of up to `workers`
-    actors; yield jobs as they finish the last stage."""
+    actors; yield jobs as they finish the last stage. A job whose worker died SHARD_ATTEMPTS
+    times is not yielded: the caller reports the jobs that did not come back."""
     import ray
 
     if not jobs:
@@ -88,8 +95,10 @@ def run_stages(jobs: Sequence[ShardJob], stages: Sequence[tuple[Stage, int]]) ->
         ds = ds.map_batches(
             _StageActor, fn_constructor_kwargs={"stage": stage}, batch_size=1, batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(workers, len(jobs)))),
-            num_cpus=stage.num_cpus, num_gpus=stage.num_gpus or None)
-        # Ray Data restarts a dead actor and retries its shard from the start (its default for
-        # actor pools); the working tar is rewritten whole, so nothing is duplicated.
+            num_cpus=stage.num_cpus, num_gpus=stage.num_gpus or None,
+            # A dead actor is restarted and its shard retried from the start, SHARD_ATTEMPTS
+            # times in all (Ray's default, forever, would loop on a clip that kills every
+            # worker); the working tar is rewritten whole, so nothing is duplicated.
+            max_restarts=-1, max_task_retries=SHARD_ATTEMPTS - 1)
     for row in ds.iter_rows():
         yield ShardJob.from_json(str(row["job"]))
