@@ -61,7 +61,7 @@ env: $(STAMP) ## create or update .venv (done automatically by every other targe
 test: $(STAMP) ## run the whole test suite, offline
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q tests
 
-demo: $(STAMP) ## the whole system on the generated sample dataset, in minutes on a CPU
+demo: $(STAMP) ## the whole system on the generated sample dataset, in minutes on a CPU; a rerun reuses what is done
 	@echo ">> environment: ready in $(VENV)"
 	@echo ">> sample dataset (data/sample)"
 	$(PY) -m pipeline.sample_dataset generate --out data/sample --if-missing
@@ -69,11 +69,14 @@ demo: $(STAMP) ## the whole system on the generated sample dataset, in minutes o
 	@echo ">> preprocessing (PROFILE=cpu) into shards/sample"
 	$(PY) -m pipeline.preprocess sample --data-root data/sample --out shards/sample
 	@echo ">> training MODEL=tiny on folds 2-5, testing on fold 1"
-	$(PY) -m trainer.train --dataset sample --model tiny --fold 1 --shards shards/sample
+	$(PY) -m trainer.train --dataset sample --model tiny --fold 1 --shards shards/sample --reuse
+	@echo ">> shards: counts, failures, models"
 	$(PY) -m pipeline.inspect_shards summary shards/sample
 	$(PY) -m pipeline.inspect_shards sheet shards/sample --clip surprise_03 --out runs/sample-surprise_03.png
-	@echo ">> shards: shards/sample  run: runs/sample-tiny-fold1 (metrics.json, confusion.png, curves.png)"
-	@echo "   sample clip sheet: runs/sample-surprise_03.png  dataset contact sheet: data/sample/contact_sheet.png"
+	@echo ">> predicting a held-out clip from its raw video"
+	$(PY) -m trainer.predict --video data/sample/videos/surprise_00.avi --checkpoint runs/sample-tiny-fold1/best.pt
+	$(PY) -m trainer.run_summary --shards shards/sample --run runs/sample-tiny-fold1 \
+		--sheet data/sample/contact_sheet.png --sheet runs/sample-surprise_03.png
 
 manifest: $(STAMP) ## validate DATASET's manifest; with DATA_ROOT, count the clips found there
 	$(PY) -m pipeline.manifest $(DATASET) --data-root "$(DATA_ROOT)"

@@ -312,6 +312,17 @@ def train_folds(config: TrainConfig, folds: list[int]) -> dict:
     return summary
 
 
+def finished_run(config: TrainConfig) -> bool:
+    """Whether the run folder of `config` holds a finished run of exactly this configuration,
+    made after the shards it read were last written."""
+    run_dir = Path(config.runs_dir) / config.run_name()
+    metrics, saved = run_dir / "metrics.json", run_dir / "config.json"
+    index = config.shard_dir / "index.json"
+    if not (metrics.is_file() and saved.is_file() and index.is_file()):
+        return False
+    return json.loads(saved.read_text()) == config.to_dict() and metrics.stat().st_mtime > index.stat().st_mtime
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer.train", description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", default="sample")
@@ -322,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="override a configuration value (repeatable), e.g. --set epochs=5")
     parser.add_argument("--resume", type=Path, help="a run folder to continue from its last.pt")
     parser.add_argument("--stop-after", type=int, help="stop after this many epochs (resume later)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="skip training when the run folder already holds metrics.json for the same "
+                             "configuration, newer than the shards (make demo's second run)")
     args = parser.parse_args(argv)
     try:
         if args.resume:
@@ -339,7 +353,12 @@ def main(argv: list[str] | None = None) -> int:
             folds = sorted(int(p[4:]) for p in index["partitions"] if p.startswith("fold")) or [1]
             train_folds(resolve(args.model, args.dataset, overrides), folds)
         else:
-            train(resolve(args.model, args.dataset, {**overrides, "fold": int(args.fold)}), stop_after=args.stop_after)
+            config = resolve(args.model, args.dataset, {**overrides, "fold": int(args.fold)})
+            if args.reuse and finished_run(config):
+                print(f"reusing {Path(config.runs_dir) / config.run_name()}: trained already on these shards "
+                      "with this configuration")
+                return 0
+            train(config, stop_after=args.stop_after)
     except (FileNotFoundError, ValueError, NonFiniteLoss) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
