@@ -105,6 +105,13 @@ def test_train_writes_a_run_and_resume_reproduces_it(sample_shards, tmp_path):
         assert (run / name).is_file(), name
     assert result["test"]["samples"] == len(ok_keys_by_partition(out)["fold1"])
     assert len((run / "log.jsonl").read_text().splitlines()) == 2
+    # make demo's second run reuses this one; its closing summary reads the index and the metrics
+    from trainer.run_summary import summary_lines
+    from trainer.train import finished_run
+
+    assert finished_run(tiny_config(out, tmp_path / "a")) and not finished_run(tiny_config(out, tmp_path / "a", lr=0.1))
+    lines = "\n".join(summary_lines(out, run, []))
+    assert f"({result['test']['samples']} clips): UAR {result['test']['uar']:.1f} %" in lines and "no_face 1" in lines
     # interrupted after one epoch, then resumed: the same final state as the uninterrupted run
     assert train(tiny_config(out, tmp_path / "b"), stop_after=1) is None
     resumed = train(tiny_config(out, tmp_path / "b"), resume=tmp_path / "b" / "sample-tiny-fold1")
