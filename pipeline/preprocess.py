@@ -199,9 +199,10 @@ def _summary(index: dict, out: Path, seconds: float, processed: int) -> None:
     print(f"  shards {len(index['shards'])} in {out}, {index['bytes'] / 2**20:.1f} MiB"
           + ("" if index["complete"] else f"; NOT complete, missing {len(index['missing_shards'])}: rerun to finish"))
     if index["crashed_shards"]:
-        print(f"  shards {', '.join(index['crashed_shards'])}: their worker died {SHARD_ATTEMPTS} times on each "
-              "(a clip that crashes the decoder, or memory); their clips are not in the output yet: rerun to "
-              "retry them, or remove the offending rows from the manifest")
+        print(f"  shards {', '.join(index['crashed_shards'])}: failed on all {SHARD_ATTEMPTS} attempts (a worker "
+              "killed or out of memory, a clip that crashes the decoder, or a write error such as a full disk: "
+              "see the errors above); their clips are not in the output yet: rerun to retry them, or remove "
+              "the offending rows from the manifest")
 
 
 def main(argv: list[str] | None = None) -> int:

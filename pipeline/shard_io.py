@@ -13,6 +13,7 @@ it to `<name>.tar` only when the shard is complete, so a partial shard is never 
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import io
 import os
@@ -34,6 +35,15 @@ def shard_name(partition: str, index: int) -> str:
     return f"{partition}-{index:06d}{SHARD_SUFFIX}"
 
 
+class ShardWriteError(OSError):
+    """A shard could not be written (disk full, quota, I/O error); no partial file is left."""
+
+    @classmethod
+    def of(cls, path: Path, error: OSError) -> "ShardWriteError":
+        return cls(error.errno, f"{path}: the shard could not be written ({error.strerror or error}); no partial "
+                                "shard was left. Free disk space and rerun: complete shards are kept")
+
+
 class ShardWriter:
     """Write ClipSamples into one tar shard, atomically: `with ShardWriter(path) as w: w.write(s)`."""
 
@@ -50,26 +60,35 @@ class ShardWriter:
         key = members.pop("__key__")
         if key in self.keys:
             raise ShardFormatError(f"{self.path}: sample key {key!r} written twice")
-        for field, data in members.items():
-            info = tarfile.TarInfo(f"{key}.{field}")
-            info.size = len(data)
-            info.mode = 0o444
-            info.mtime = 0  # reproducible shards: same input, same bytes
-            self._tar.addfile(info, io.BytesIO(data))
+        try:
+            for field, data in members.items():
+                info = tarfile.TarInfo(f"{key}.{field}")
+                info.size = len(data)
+                info.mode = 0o444
+                info.mtime = 0  # reproducible shards: same input, same bytes
+                self._tar.addfile(info, io.BytesIO(data))
+        except OSError as error:
+            self.abort()
+            raise ShardWriteError.of(self.path, error) from error
         self.keys.append(key)
 
     def close(self) -> None:
         """Finish the tar and make it visible under its final name."""
-        self._tar.close()
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.replace(self.tmp_path, self.path)
+        try:
+            self._tar.close()
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.replace(self.tmp_path, self.path)
+        except OSError as error:
+            self.abort()
+            raise ShardWriteError.of(self.path, error) from error
 
     def abort(self) -> None:
-        """Drop the partial shard."""
-        self._tar.close()
-        self._file.close()
+        """Drop the partial shard (also when the disk is full and closing the tar fails again)."""
+        for close in (self._tar.close, self._file.close):
+            with contextlib.suppress(OSError):
+                close()
         self.tmp_path.unlink(missing_ok=True)
 
     def __enter__(self) -> "ShardWriter":

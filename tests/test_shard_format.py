@@ -3,7 +3,10 @@ plain webdataset and plain tarfile, field for field; the writer is atomic."""
 
 import io
 import json
+import subprocess
+import sys
 import tarfile
+from pathlib import Path
 
 import av
 import cv2
@@ -17,6 +20,8 @@ from pipeline.shard_format import FORMAT_VERSION, ShardFormatError, decode_sampl
 from pipeline.shard_io import ShardReader, ShardWriter, list_shards, read_shard, shard_name
 
 SIZE = 64
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def video_frames(tmp_path, n, seed):
@@ -201,3 +206,31 @@ def test_reader_splits_shards_across_dataloader_workers(tmp_path):
     assert sorted(s.key for s in reader) == sorted(keys)
     with pytest.raises(FileNotFoundError, match="no shards"):
         ShardReader(tmp_path / "ds", partitions=["fold5"])
+
+
+def test_a_full_disk_leaves_no_partial_shard_and_a_clear_error(tmp_path):
+    """Writes past a file-size limit fail like a full disk (EFBIG instead of ENOSPC)."""
+    work, out = tmp_path / "work", tmp_path / "out"
+    work.mkdir()
+    out.mkdir()
+    script = f"""
+import resource, signal, sys
+from pathlib import Path
+sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
+from test_shard_format import clip
+from pipeline.shard_io import ShardWriteError, ShardWriter
+samples = [clip(Path({str(work)!r}), f"clip{{i}}", 16, seed=i) for i in range(6)]
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+try:
+    with ShardWriter({str(out / 'full.tar')!r}) as writer:
+        for sample in samples:
+            writer.write(sample)
+except ShardWriteError as error:
+    print("ERROR", error)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert "ERROR" in done.stdout, done.stdout + done.stderr
+    assert "full.tar: the shard could not be written (File too large)" in done.stdout
+    assert "no partial shard was left" in done.stdout
+    assert sorted(p.name for p in out.iterdir()) == []
