@@ -21,10 +21,18 @@ angles that are not quarter turns are rounded to the nearest one. Timestamps com
 frame's pts, so variable-frame-rate clips keep their true times.
 
 Frame folders (DFEW and FERV39k ship face crops as image folders) are read with OpenCV in
-natural sort order, at an assumed `folder_fps`; unreadable images are skipped and counted.
+natural sort order, at an assumed `folder_fps`. When every image is named `<prefix><number>`
+with one common prefix (`000001.jpg`, `frame_12.png`), the numbers place the frames in time:
+a gap in the numbering (1, 2, 4) is a missing frame, counted in `missing_frames`, and the
+frames after it keep their true times; a folder numbered in steps (1, 5, 9) is a clip
+sampled every k-th frame, not a clip with gaps. Other names are timed by position. An
+image that does not decode is skipped and counted in `skipped_frames`; the clip is kept
+while at least half of the images read decode (`corrupt_frames` otherwise,
+`no_readable_frames` when none does). With `root` given, an image that is a symbolic link
+leading outside `root` fails the clip (`path_outside_root`), as the clip's own path would.
 
 Failure reasons: missing_file, unreadable, empty_file, not_a_video, no_video_stream,
-truncated, decode_error, empty_folder, no_readable_frames.
+truncated, decode_error, empty_folder, no_readable_frames, corrupt_frames, path_outside_root.
 """
 
 from __future__ import annotations
@@ -79,8 +87,12 @@ def decode_clip(
     max_frames: int = 256,
     max_bytes: int = 512 * 2**20,
     folder_fps: float = 25.0,
+    root: str | Path | None = None,
 ) -> DecodedClip:
-    """Decode a video file or a folder of frame images; see the module docstring."""
+    """Decode a video file or a folder of frame images; see the module docstring.
+
+    `root`: the folder a frame folder's images must stay in (DATA_ROOT); None checks nothing.
+    """
     if max_frames < 1:
         raise ValueError(f"max_frames must be at least 1, got {max_frames}")
     if max_bytes < 3:
@@ -89,7 +101,7 @@ def decode_clip(
         raise ValueError(f"folder_fps must be positive, got {folder_fps}")
     path = Path(path)
     if _is_directory(path):
-        return _decode_folder(path, max_frames, max_bytes, folder_fps)
+        return _decode_folder(path, max_frames, max_bytes, folder_fps, root)
     _check_readable_file(path)
     return _decode_video(path, max_frames, max_bytes, folder_fps)
 
@@ -326,6 +338,7 @@ class _FrameCollector:
             "subsampled": bool(subsampled),
             "scale": float(self.scale),
             "skipped_frames": 0,
+            "missing_frames": 0,
             "timestamps_repaired": int(self.repaired),
         }
         # Fewer frames than packets (a decoder that drops some) leaves the tail unfilled.
@@ -340,13 +353,43 @@ def natural_key(name: str) -> tuple:
     return tuple(int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name))
 
 
-def _list_images(folder: Path) -> list[Path]:
+def _list_images(folder: Path, root: str | Path | None = None) -> list[Path]:
     try:
         entries = list(folder.iterdir())
     except OSError as err:
         raise DecodeError("unreadable", f"{folder}: cannot list folder: {err.strerror or err}") from err
     images = [p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+    if root is not None:
+        real_root = Path(root).resolve()
+        for image in images:
+            if image.is_symlink() and not (real := image.resolve()).is_relative_to(real_root):
+                raise DecodeError("path_outside_root",
+                                  f"{folder}: image {image.name} resolves to {real}, outside DATA_ROOT {real_root}")
     return sorted(images, key=lambda p: natural_key(p.name))
+
+
+_NUMBERED = re.compile(r"^(.*?)(\d+)$")
+
+
+def frame_numbers(images: list[Path]) -> tuple[np.ndarray, int] | None:
+    """(positions, missing): each image's place in time in frames, and how many numbers are absent.
+
+    Only for folders whose images are all `<one common prefix><number>.<ext>` with distinct
+    numbers (in the order given); the step between numbers is their greatest common divisor,
+    so a folder of every 4th frame has no gaps. None when the names do not say.
+    """
+    if len(images) < 2:
+        return None
+    matches = [_NUMBERED.match(p.stem) for p in images]
+    if not all(matches) or len({m.group(1).lower() for m in matches}) != 1:
+        return None
+    numbers = np.array([int(m.group(2)) for m in matches], np.int64)
+    steps = np.diff(numbers)
+    if (steps <= 0).any():  # repeated numbers (f1.png and f1.jpg) or an order the sort did not give
+        return None
+    step = int(np.gcd.reduce(steps))
+    positions = (numbers - numbers[0]) // step
+    return positions, int(positions[-1] + 1 - len(images))
 
 
 def _read_rgb(path: Path) -> np.ndarray | None:
@@ -355,21 +398,25 @@ def _read_rgb(path: Path) -> np.ndarray | None:
     return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def _decode_folder(folder: Path, max_frames: int, max_bytes: int, fps: float) -> DecodedClip:
-    images = _list_images(folder)
+def _decode_folder(folder: Path, max_frames: int, max_bytes: int, fps: float,
+                   root: str | Path | None = None) -> DecodedClip:
+    images = _list_images(folder, root)
     if not images:
         raise DecodeError("empty_folder", f"{folder}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    numbered = frame_numbers(images)
+    positions, missing = numbered if numbered else (np.arange(len(images), dtype=np.int64), 0)
     keep = uniform_indices(len(images), max_frames)
 
     frames: np.ndarray | None = None
     times = np.empty(len(keep), np.float64)
-    kept = skipped = 0
+    kept = 0
+    skipped: list[str] = []
     first_hw = (0, 0)
     scale = 1.0
     for index in keep:
         rgb = _read_rgb(images[index])
         if rgb is None:
-            skipped += 1
+            skipped.append(images[index].name)
             continue
         if frames is None:
             first_hw = rgb.shape[:2]
@@ -377,26 +424,45 @@ def _decode_folder(folder: Path, max_frames: int, max_bytes: int, fps: float) ->
             frames = np.empty((len(keep), *_scaled(*first_hw, scale), 3), np.uint8)
         # Mixed sizes are resized to the first image's (scaled) size in the same step.
         frames[kept] = _resize(rgb, *frames.shape[1:3])
-        times[kept] = index / fps
+        times[kept] = positions[index] / fps
         kept += 1
     if frames is None:
         raise DecodeError("no_readable_frames",
                           f"{folder}: none of the {len(keep)} images read could be decoded")
+    if 2 * len(skipped) > len(keep):
+        raise DecodeError("corrupt_frames",
+                          f"{folder}: {len(skipped)} of the {len(keep)} images read do not decode "
+                          f"(more than half), e.g. {', '.join(skipped[:5])}")
 
+    span = int(positions[-1]) + 1
     source = {
         "kind": "frames",
         "fps": float(fps),
         "frames": len(images),
         "width": int(first_hw[1]),
         "height": int(first_hw[0]),
-        "duration_s": len(images) / fps,
+        "duration_s": span / fps,
         "rotation": 0,
         "pix_fmt": "rgb24",
         "codec": "+".join(sorted({_CODEC_OF_SUFFIX[p.suffix.lower()] for p in images})),
         "fps_assumed": True,
         "subsampled": len(keep) < len(images),
         "scale": float(scale),
-        "skipped_frames": skipped,
+        "skipped_frames": len(skipped),
+        "skipped_images": skipped[:20],
+        "missing_frames": missing,
         "timestamps_repaired": 0,
     }
     return DecodedClip(frames[:kept], times[:kept].copy(), source)
+
+
+def source_warnings(source: dict[str, Any]) -> list[str]:
+    """Problems a kept clip was decoded despite, as short sentences (empty for a clean clip)."""
+    warnings = []
+    if source.get("skipped_frames"):
+        names = ", ".join(source.get("skipped_images", [])[:5])
+        warnings.append(f"{source['skipped_frames']} frame image(s) do not decode and were skipped"
+                        + (f" ({names})" if names else ""))
+    if source.get("missing_frames"):
+        warnings.append(f"{source['missing_frames']} frame(s) missing from the numbering")
+    return warnings

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import re
 import sys
 from collections import Counter
@@ -109,6 +110,11 @@ class Manifest:
         tried = self.candidate_paths(row)
         for rel in tried:
             candidate = root / rel
+            # '..' or an absolute path (refused by load_manifest, but rows can be made by hand):
+            # outside whether or not anything is there.
+            if not Path(os.path.normpath(candidate)).is_relative_to(root):
+                raise ClipPathError(
+                    "path_outside_root", f"{rel!r} leads to {os.path.normpath(candidate)}, outside DATA_ROOT {root}")
             if not (candidate.exists() or candidate.is_symlink()):
                 continue
             real = candidate.resolve()
@@ -225,8 +231,9 @@ def load_manifest(dataset: str | Path, data_root: Path | str | None = None) -> M
         value = {c: fields[i].strip() for c, i in col.items()}
         clip_id, path, label, partition = (value[c] for c in COLUMNS[:4])
         row_problems = [f"{where}: empty {c}" for c in COLUMNS[:4] if not value[c]]
-        if clip_id and (why := _check_clip_id(clip_id)):
-            row_problems.append(f"{where}: clip id {clip_id!r} {why}")
+        bad_id = bool(clip_id) and _check_clip_id(clip_id)
+        if bad_id:
+            row_problems.append(f"{where}: clip id {clip_id!r} {bad_id}")
         if path and (why := _check_path(path)):
             row_problems.append(f"{where}: path {path!r} {why}")
         if label and label not in classes:
@@ -246,7 +253,7 @@ def load_manifest(dataset: str | Path, data_root: Path | str | None = None) -> M
                 row_problems.append(f"{where}: frames {value['frames']!r} is not a positive integer")
         if clip_id in first_line_of_id:
             row_problems.append(f"{where}: duplicate clip id {clip_id!r} (first on line {first_line_of_id[clip_id]})")
-        elif clip_id:
+        elif clip_id and not bad_id:  # an id already refused is not compared with later ones
             first_line_of_id[clip_id] = line
             key = sample_key(clip_id)
             if key in first_line_of_key:

@@ -109,13 +109,18 @@ class FaceStage(Stage):
         self.manifest = load_manifest(c.manifest, c.data_root) if c.manifest else None
 
     def process(self, job: ShardJob) -> ShardJob:
+        from pipeline.decode import source_warnings
+
         start = time.perf_counter()
         out = Path(self.config.work_dir) / f"{job.name}.face.tar"
         with ShardWriter(out) as writer:
             for row in job.pending():
                 try:
-                    writer.write(self.make_sample(row))
-                    job.status[row["clip_id"]] = {"status": "ok", "reason": "", "message": ""}
+                    sample = self.make_sample(row)
+                    writer.write(sample)
+                    # A clip kept despite skipped or missing frame images says so in its message.
+                    job.status[row["clip_id"]] = {"status": "ok", "reason": "",
+                                                  "message": "; ".join(source_warnings(sample.meta["source"]))}
                 except ClipPathError as err:
                     job.fail(row["clip_id"], err.reason, str(err))
                 except NoFaceError as err:
@@ -138,16 +143,19 @@ class FaceStage(Stage):
         path = self.manifest.locate(manifest_row, self.config.data_root)
         meta = {"dataset": self.manifest.name, "clip_id": row["clip_id"], "label": row["label"],
                 "partition": row["partition"]}
-        return self.sample_from_file(path, manifest_row.key, meta,
-                                     str(path.relative_to(Path(self.config.data_root).resolve())))
+        root = Path(self.config.data_root).resolve()
+        return self.sample_from_file(path, manifest_row.key, meta, str(path.relative_to(root)), root=root)
 
-    def sample_from_file(self, path: Path, key: str, meta: dict, source_path: str):
-        """Decode, track, crop, landmark and parse one video file or frame folder into a ClipSample."""
+    def sample_from_file(self, path: Path, key: str, meta: dict, source_path: str, root: Path | None = None):
+        """Decode, track, crop, landmark and parse one video file or frame folder into a ClipSample.
+
+        `root`: images of a frame folder must not be links leading outside it (None: not checked)."""
         from pipeline.decode import decode_clip
         from pipeline.face_track import crop_affines, crop_squares, cut_crops, main_face_track, map_boxes
 
         c = self.config
-        clip = decode_clip(path, max_frames=c.max_frames, max_bytes=c.max_frame_bytes, folder_fps=c.folder_fps)
+        clip = decode_clip(path, max_frames=c.max_frames, max_bytes=c.max_frame_bytes, folder_fps=c.folder_fps,
+                           root=root)
         n = len(clip.frames)
         probe = list(range(0, n, c.detect_every))
         if probe[-1] != n - 1:

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.decode import DecodeError, decode_clip, natural_key, uniform_indices
+from pipeline.decode import DecodeError, decode_clip, natural_key, source_warnings, uniform_indices
 
 W, H = 64, 48
 
@@ -343,3 +343,87 @@ def test_folder_of_corrupt_images(tmp_path):
 def test_decode_error_survives_pickling():
     err = pickle.loads(pickle.dumps(DecodeError("truncated", "clip.mp4: cut short")))
     assert (err.reason, err.message, str(err)) == ("truncated", "clip.mp4: cut short", "clip.mp4: cut short")
+
+
+# ---------------------------------------------------------------------------- frame folder damage
+
+
+def numbered_folder(folder, numbers, n=None, name="{:05d}.jpg"):
+    folder.mkdir(exist_ok=True)
+    n = n or max(numbers) + 1
+    for i in numbers:
+        cv2.imwrite(str(folder / name.format(i)), flat(level(i, n)))
+    return folder
+
+
+def test_gap_in_frame_numbering_is_counted_and_keeps_true_times(tmp_path):
+    folder = numbered_folder(tmp_path / "gap", [1, 2, 4, 5, 6, 9])
+    clip = decode_clip(folder)
+    np.testing.assert_allclose(clip.timestamps, np.array([0, 1, 3, 4, 5, 8]) / 25)
+    assert clip.source["missing_frames"] == 3 and clip.source["skipped_frames"] == 0  # 3, 7, 8
+    assert clip.source["frames"] == 6 and clip.source["duration_s"] == pytest.approx(9 / 25)
+    assert source_warnings(clip.source) == ["3 frame(s) missing from the numbering"]
+
+
+def test_folder_numbered_in_steps_is_a_sampled_clip_without_gaps(tmp_path):
+    clip = decode_clip(numbered_folder(tmp_path / "every4th", [3, 7, 11, 15], name="frame_{}.png"))
+    np.testing.assert_allclose(clip.timestamps, np.arange(4) / 25)
+    assert clip.source["missing_frames"] == 0 and source_warnings(clip.source) == []
+
+
+def test_unnumbered_names_are_timed_by_position(tmp_path):
+    folder = tmp_path / "named"
+    folder.mkdir()
+    for i, name in enumerate(["a.jpg", "b.jpg", "c7.jpg"]):
+        cv2.imwrite(str(folder / name), flat(level(i, 3)))
+    clip = decode_clip(folder)
+    np.testing.assert_allclose(clip.timestamps, np.arange(3) / 25)
+    assert clip.source["missing_frames"] == 0
+
+
+def test_one_corrupt_image_is_skipped_and_named(tmp_path):
+    folder = numbered_folder(tmp_path / "one_bad", range(8))
+    (folder / "00003.jpg").write_bytes(np.random.default_rng(0).bytes(800))
+    clip = decode_clip(folder)
+    assert len(clip.frames) == 7 and 3 / 25 not in clip.timestamps.tolist()
+    assert clip.source["skipped_frames"] == 1 and clip.source["skipped_images"] == ["00003.jpg"]
+    assert source_warnings(clip.source) == ["1 frame image(s) do not decode and were skipped (00003.jpg)"]
+
+
+def test_mostly_corrupt_folder_fails(tmp_path):
+    folder = numbered_folder(tmp_path / "mostly_bad", range(5))
+    for i in (0, 2, 4):
+        (folder / f"{i:05d}.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    err = expect_failure(folder, "corrupt_frames")
+    assert "3 of the 5 images" in err.message and "00000.jpg" in err.message
+
+
+def test_image_linked_from_outside_root_fails_the_folder(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    folder = numbered_folder(root / "clip", range(3))
+    outside = numbered_folder(tmp_path / "elsewhere", [9])
+    os.symlink(outside / "00009.jpg", folder / "00003.jpg")
+    os.symlink(folder / "00000.jpg", folder / "00004.jpg")  # a link that stays inside is fine
+    err = expect_failure(folder, "path_outside_root", root=root)
+    assert "00003.jpg" in err.message and str(outside / "00009.jpg") in err.message
+    assert len(decode_clip(folder).frames) == 5  # without a root nothing is checked
+
+
+def test_4k_clip_is_downscaled_into_the_default_budget(tmp_path):
+    """24 frames of 3840×2160 RGB are 597 MB: over the 512 MiB budget, so every frame shrinks."""
+    n, w, h = 24, 3840, 2160
+    path = tmp_path / "uhd.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for i in range(n):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(flat(level(i, n), h, w), format="rgb24")))
+        out.mux(stream.encode())
+    clip = decode_clip(path)
+    assert clip.frames.nbytes <= 512 * 2**20 < n * h * w * 3
+    scale = clip.source["scale"]
+    assert scale == pytest.approx(np.sqrt(512 * 2**20 / (n * h * w * 3)), rel=1e-9) and scale < 1
+    assert clip.frames.shape == (n, int(h * scale), int(w * scale), 3)
+    assert (clip.source["width"], clip.source["height"]) == (w, h)  # the source's own size
+    np.testing.assert_allclose(frame_levels(clip.frames), [level(i, n) for i in range(n)], atol=3)

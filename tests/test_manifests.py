@@ -82,6 +82,58 @@ def test_all_problems_reported_at_once(tmp_path):
     assert len(err.value.problems) == 2
 
 
+# One manifest holding every kind of bad row (after a good one): a single ManifestError names
+# each, by line. (A missing column or an unusable header stops before the rows: tested below.)
+EVERY_BAD_ROW = [
+    ("00002,data/clips/00002.mp4,angry,fold1,30", "line 4: unknown class 'angry'"),
+    ("00001,data/clips/x.mp4,anger,fold2,30", "line 5: duplicate clip id '00001' (first on line 3)"),
+    ("00003,data/clips/00003.mp4,anger,fold6,30", "line 6: unknown partition 'fold6'"),
+    ("00004,/etc/passwd,anger,fold1,30", "line 7: path '/etc/passwd' is absolute"),
+    ("00005,data/../../secret.mp4,anger,fold1,30", "line 8: path 'data/../../secret.mp4' contains '..'"),
+    ("00006,C:\\clips\\6.mp4,anger,fold1,30", "line 9: path 'C:\\\\clips\\\\6.mp4' use forward slashes"),
+    ("00007,,anger,fold1,30", "line 10: empty path"),
+    (",data/clips/00008.mp4,anger,fold1,30", "line 11: empty clip_id"),
+    ("00009,data/clips/00009.mp4,,fold1,30", "line 12: empty label"),
+    ("00010,data/clips/00010.mp4,anger,,30", "line 13: empty partition"),
+    ("00011,data/clips/00011.mp4,anger,fold1", "line 14: 4 fields, expected 5"),
+    ("00012,data/clips/00012.mp4,anger,fold1,30,extra", "line 15: 6 fields, expected 5"),
+    ("00013,data/clips/00013.mp4,anger,fold1,-3", "line 16: frames '-3' is not a positive integer"),
+    ("00014,data/clips/00014.mp4,anger,fold1,0", "line 17: frames '0' is not a positive integer"),
+    ("00015,data/clips/00015.mp4,anger,fold1,many", "line 18: frames 'many' is not a positive integer"),
+    ("../x,data/clips/00016.mp4,anger,fold1,30", "line 19: clip id '../x' may hold only"),
+    ("a b,data/clips/00017.mp4,anger,fold1,30", "line 20: clip id 'a b' may hold only"),
+    ("a.b,a.mp4,anger,fold1,3", None),  # fine on its own; its key collides with the next row's
+    ("a_b,b.mp4,anger,fold1,3", "line 22: clip id 'a_b' gives the same sample key 'a_b' as 'a.b' on line 21"),
+]
+
+
+def test_one_manifest_with_every_kind_of_bad_row_lists_each(tmp_path):
+    path = write(tmp_path, GOOD + "".join(row + "\n" for row, _ in EVERY_BAD_ROW))
+    with pytest.raises(ManifestError) as err:
+        load_manifest(path)
+    expected = [message for _, message in EVERY_BAD_ROW if message]
+    assert len(err.value.problems) == len(expected), "\n".join(err.value.problems)
+    for problem, message in zip(err.value.problems, expected):
+        assert problem.startswith(message), (problem, message)
+    assert str(err.value).startswith(f"{path}: {len(expected)} problem(s):")
+
+
+def test_locate_refuses_a_dotdot_path_even_when_nothing_is_there(tmp_path):
+    """load_manifest refuses '..'; a row made by hand is refused again when it is located."""
+    import dataclasses
+
+    m = load_manifest("mafw")
+    root = tmp_path / "root"
+    root.mkdir()
+    (tmp_path / "outside.mp4").write_bytes(b"\0")
+    for rel in ("../outside.mp4", "../nothing_here.mp4", "data/../../outside.mp4"):
+        row = dataclasses.replace(m.rows[0], path=rel)
+        with pytest.raises(ClipPathError) as err:
+            m.locate(row, root)
+        assert err.value.reason == "path_outside_root", rel
+        assert rel in str(err.value) and str(root.resolve()) in str(err.value)
+
+
 def test_bad_header_and_missing_columns(tmp_path):
     path = tmp_path / "cols.csv"
     path.write_text("# dataset: mafw\nclip,file,label\n1,a.mp4,anger\n")
