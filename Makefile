@@ -47,6 +47,7 @@ help: ## list targets and variables
 	@echo "  TRAIN_ARGS   extra trainer options, e.g. TRAIN_ARGS='--set epochs=5 --set lr=1e-3'"
 	@echo "  RAY_ADDRESS  an existing Ray cluster to run the pipeline on (empty: local)"
 	@echo "  SAMPLE_SEED, CLIPS_PER_CLASS   for make sample                    ($(SAMPLE_SEED), $(CLIPS_PER_CLASS))"
+	@echo "  QUICK        1: make bench on smaller sets, into bench/results/quick/"
 
 $(STAMP): requirements.txt pyproject.toml
 	@echo ">> creating $(VENV) from requirements.txt (first run only: a few minutes)"
@@ -112,8 +113,8 @@ eval: $(STAMP) ## CHECKPOINT, [DATASET, FOLD]: a checkpoint on a test fold, or o
 predict: $(STAMP) ## VIDEO, CHECKPOINT: class probabilities for one video (and its description)
 	$(PY) -m trainer.predict --video "$(VIDEO)" --checkpoint "$(CHECKPOINT)"
 
-bench: $(STAMP) ## measure; results as JSON under bench/results/
-	$(PY) bench/frame_encoding.py --out bench/results/frame_encoding.json
+bench: $(STAMP) ## measure pipeline, loader, trainer against baselines (QUICK=1: smaller sets); JSON in bench/results/
+	$(PY) bench/run_all.py $(if $(filter 1 yes true,$(QUICK)),--quick)
 
 clean: ## remove .venv and caches (keeps data/ and shards/)
 	rm -rf $(VENV) .pytest_cache
