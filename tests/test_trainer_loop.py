@@ -230,3 +230,10 @@ def test_command_line_values_are_typed():
     assert resolve("tiny", "sample", {"lr": 1, "epochs": 3}).lr == 1.0
     with pytest.raises(ValueError, match="lr must be float"):
         resolve("tiny", "sample", {"lr": "fast"})
+
+
+def test_runs_saved_with_the_old_freeze_clip_switch_still_load():
+    from trainer.models import model_config
+
+    assert model_config("tiny", freeze_clip=False).train_clip == "all"
+    assert model_config("fineclip-b16", freeze_clip=True).train_clip == "none"

@@ -56,6 +56,8 @@ def model_preset(name: str) -> ModelPreset:
 
 def model_config(name: str, **overrides) -> ModelConfig:
     """The preset config of a model name with fields replaced by `overrides`."""
+    if "freeze_clip" in overrides:  # the switch's name in runs made before train_clip existed
+        overrides["train_clip"] = "none" if overrides.pop("freeze_clip") else "all"
     fields = {f.name for f in dataclasses.fields(ModelConfig)}
     unknown = sorted(set(overrides) - fields)
     if unknown:
