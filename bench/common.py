@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -40,10 +39,10 @@ def machine_info() -> dict[str, Any]:
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }
     try:
-        import psutil
-
-        info["memory_gib"] = round(psutil.virtual_memory().total / 2**30, 1)
-    except ImportError:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                info["memory_gib"] = round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
         pass
     try:
         import torch
@@ -111,51 +110,43 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], digits: int = 2
     return "\n".join(lines)
 
 
-def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], digits: int = 2) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
-    lines += ["| " + " | ".join(fmt(v, digits) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-class Stopwatch:
-    """`with Stopwatch() as s: ...` then `s.seconds`."""
-
-    def __enter__(self) -> "Stopwatch":
-        self.start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.seconds = time.perf_counter() - self.start
+def _cpu_ticks() -> tuple[int, int] | None:
+    """(busy, total) jiffies of the whole machine, from /proc/stat (None where there is none)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)   # idle + iowait
+    return sum(fields[:8]) - idle, sum(fields[:8])
 
 
 class LoadMonitor:
     """Share of the whole machine's CPU time that was busy over an interval (all processes, ours
     included): next to what the benchmark itself should use, a hint of how much another workload
-    competed with it."""
+    competed with it. None where /proc/stat is missing."""
 
-    def __init__(self):
-        try:
-            import psutil
-
-            self.psutil = psutil
-        except ImportError:
-            self.psutil = None
+    busy_share: float | None = None
 
     def __enter__(self) -> "LoadMonitor":
-        if self.psutil:
-            self.t0 = time.perf_counter()
-            self.sys0 = self.psutil.cpu_times()
+        self.start = _cpu_ticks()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.busy_share = None
-        if self.psutil:
-            elapsed = time.perf_counter() - self.t0
-            now = self.psutil.cpu_times()
-            busy = (now.user + now.system + getattr(now, "nice", 0)) - \
-                (self.sys0.user + self.sys0.system + getattr(self.sys0, "nice", 0))
-            self.busy_share = round(busy / max(elapsed * (os.cpu_count() or 1), 1e-9), 3)
+        end = _cpu_ticks()
+        if self.start and end and end[1] > self.start[1]:
+            self.busy_share = round((end[0] - self.start[0]) / (end[1] - self.start[1]), 3)
+
+
+def rss_mib() -> float | None:
+    """Resident memory of this process now, MiB (Linux)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None

@@ -18,10 +18,13 @@ For each set of clips, in one run:
    FaceStage that times each call inside the Ray actors and adds the sums to each shard's
    `seconds` record (stats.json), next to the stage totals `face` and `describe`.
 
-Sets: `sample` is data/sample (generated if missing; --quick: 3 clips per class). `hd` and
-`hd-long` are made from the sample's videos: upscaled (letter-boxed) to 1280×720, looped
-back and forth to 3 s (hd) or 10 s (hd-long), H.264 as the sample generator writes it;
-they are cached in the work folder. Results: bench/results/pipeline_speed.json.
+Sets: `sample` is data/sample (73 clips, 240p-480p, 1-3 s; generated if missing; --quick:
+3 clips per class). `hd` (14 clips, 3 s; --quick 7) and `hd-long` (4 clips, 10 s; not with
+--quick) are made from the sample's videos, two classes in turn: upscaled (letter-boxed) to
+1280×720, looped back and forth to length, H.264 as the sample generator writes it (CRF 20,
+veryfast); they are cached in the work folder. The hd set runs with 1 worker, with all cores,
+and with all cores but no describe stage (`--describer none`), to show how the run scales.
+Results: bench/results/pipeline_speed.json.
 """
 
 from __future__ import annotations
@@ -316,7 +319,8 @@ def run_pipeline(manifest: Path, data_root: Path, out: Path, workers: int, descr
     clips = index["ok"] + index["failed"]
     stage_total = face + seconds.get("describe", 0.0)
     return {
-        "workers": workers, "describer": describer or "geometric (profile)", "ray_start_s": round(ray_start, 2), "ray_stop_s": round(ray_stop, 2),
+        "workers": workers, "describer": describer or "geometric (profile)",
+        "ray_start_s": round(ray_start, 2), "ray_stop_s": round(ray_stop, 2),
         "wall_s": round(wall, 2), "wall_with_ray_s": round(wall + ray_start + ray_stop, 2),
         "clips": clips, "ok": index["ok"], "failed": index["failed"], "failures": index["failures"],
         "clips_per_s": round(clips / wall, 3), "shards": len(index["shards"]), "bytes": index["bytes"],
@@ -329,7 +333,7 @@ def run_pipeline(manifest: Path, data_root: Path, out: Path, workers: int, descr
 
 
 def measure_set(name: str, manifest: Path, data_root: Path, variants: list[tuple[int, str | None]], work: Path,
-                made: dict | None) -> dict:
+                made: dict | None, folder_name: str | None = None) -> dict:
     """Decode only, then one pipeline run per (workers, describer override) variant."""
     from pipeline.manifest import load_manifest
 
@@ -347,7 +351,7 @@ def measure_set(name: str, manifest: Path, data_root: Path, variants: list[tuple
     for workers, describer in variants:
         log(f"{name}: pipeline, PROFILE=cpu, {workers} worker(s)" + (f", describer {describer}" if describer else ""))
         suffix = f"-w{workers}" + (f"-{describer}" if describer else "")
-        run = run_pipeline(manifest, data_root, work / "out" / f"{name}{suffix}", workers, describer)
+        run = run_pipeline(manifest, data_root, work / "out" / f"{folder_name or name}{suffix}", workers, describer)
         dec = result["decode_only"]
         run["ratio_to_decode_clip"] = round(run["wall_s"] / dec["decode_clip"]["wall_s"], 2)
         run["ratio_to_pyav"] = round(run["wall_s"] / dec["pyav"]["wall_s"], 2)
@@ -394,6 +398,7 @@ def main() -> None:
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK)
     parser.add_argument("--out", type=Path, default=RESULTS / "pipeline_speed.json")
     args = parser.parse_args()
+    machine = machine_info()   # the load average before this benchmark adds its own
     os.chdir(ROOT)
     import torch  # noqa: F401 — preprocess imports it to count GPUs; keep that out of the first run's time
 
@@ -415,7 +420,8 @@ def main() -> None:
         if name == "sample":
             manifest = sample_subset(args.sample, work / "sets" / "sample-quick", 3) if args.quick \
                 else args.sample / "manifest.csv"
-            results[name] = measure_set(name, manifest, args.sample, [(cores, None)], work, None)
+            results[name] = measure_set(name, manifest, args.sample, [(cores, None)], work, None,
+                                        "sample-quick" if args.quick else "sample")
         else:
             count, seconds = {"hd": (7 if args.quick else 14, 3.0), "hd-long": (4, 10.0)}[name]
             folder = work / "sets" / name
@@ -423,19 +429,22 @@ def main() -> None:
             made = make_hd_set(args.sample, folder, count, seconds, workers=cores)
             results[name] = measure_set(name, folder / "manifest.csv", folder,
                                         hd_variants if name == "hd" else [(cores, None)], work, made)
-    hd = results.get("hd", {}).get("runs", [])
-    full = [r for r in hd if r["workers"] == cores and r["describer"].endswith("(profile)")]
+    ratios = {name: r["ratio_to_decode_clip"] for name in ("hd", "hd-long") if name in results
+              for r in results[name]["runs"] if r["workers"] == cores and r["describer"].endswith("(profile)")}
+    raw = {name: r["ratio_to_pyav"] for name in ("hd", "hd-long") if name in results
+           for r in results[name]["runs"] if r["workers"] == cores and r["describer"].endswith("(profile)")}
     report = {
-        "benchmark": "pipeline_speed", "quick": args.quick, "machine": machine_info(),
+        "benchmark": "pipeline_speed", "quick": args.quick, "machine": machine,
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "sets": results,
-        "target": {"what": "cpu profile wall <= 2x decode-only wall on 720p sources (all cores)",
-                   "ratio": full[0]["ratio_to_decode_clip"] if full else None,
-                   "met": bool(full and full[0]["ratio_to_decode_clip"] <= 2.0)},
+        "target": {"what": "cpu profile wall <= 2x decode-only wall (decode_clip, same processes) on 720p sources, "
+                           "all cores; the larger ratio over the 720p sets",
+                   "ratio": max(ratios.values()) if ratios else None, "per_set": ratios, "per_set_vs_raw_pyav": raw,
+                   "met": bool(ratios) and max(ratios.values()) <= 2.0},
     }
     write_json(args.out, report)
     print_tables(results)
-    print(f"target (720p, {cores} workers: pipeline <= 2x decode only): ratio {report['target']['ratio']} -> "
+    print(f"target (720p, {cores} workers: pipeline <= 2x decode only): ratios {ratios} -> "
           f"{'met' if report['target']['met'] else 'NOT met'}")
     print(f"wrote {args.out}")
 

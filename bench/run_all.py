@@ -1,0 +1,151 @@
+"""`make bench`: run every benchmark, write each one's JSON under bench/results/, print a summary.
+
+    python bench/run_all.py [--quick] [--only pipeline loader trainer frame_encoding]
+        [--work-dir /tmp/dfer-bench] [--results bench/results]
+
+Runs, each in its own process and in this order: bench/frame_encoding.py,
+bench/pipeline_speed.py, bench/loader_speed.py and bench/trainer_speed.py (the last two read
+the shards the pipeline benchmark made from the sample). Every result file holds the machine
+(CPU count and model, platform, Python, torch, GPU or none, date, load average). A summary of
+the key figures and targets is printed and written to summary.json next to them. Exits non-zero
+when a benchmark fails. `--quick` (make bench QUICK=1) runs smaller sets in a few minutes and
+writes into bench/results/quick/, leaving the full figures alone. docs/benchmarks.md explains
+every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import DEFAULT_WORK, RESULTS, ROOT, fmt, log, machine_info, table, write_json
+
+BENCH = Path(__file__).resolve().parent
+ORDER = ("frame_encoding", "pipeline", "loader", "trainer")
+
+
+def commands(args: argparse.Namespace, results: Path) -> dict[str, list[str]]:
+    py = sys.executable
+    quick = ["--quick"] if args.quick else []
+    work = ["--work-dir", str(args.work_dir)]
+    shards = args.work_dir / "out" / f"sample{'-quick' if args.quick else ''}-w{os.cpu_count() or 1}"
+    shard_arg = ["--shards", str(shards)] if "pipeline" in args.only else []
+    return {
+        "frame_encoding": [py, str(BENCH / "frame_encoding.py"), "--out", str(results / "frame_encoding.json"),
+                           *(["--repeats", "10"] if args.quick else [])],
+        "pipeline": [py, str(BENCH / "pipeline_speed.py"), *quick, *work,
+                     "--out", str(results / "pipeline_speed.json")],
+        "loader": [py, str(BENCH / "loader_speed.py"), *quick, *work, *shard_arg,
+                   "--out", str(results / "loader_speed.json")],
+        "trainer": [py, str(BENCH / "trainer_speed.py"), *quick, *work, *shard_arg,
+                    "--out", str(results / "trainer_speed.json")],
+    }
+
+
+def summarise(results: Path, names: list[str]) -> tuple[list[tuple], list[tuple]]:
+    """(key figures, targets) rows from the JSON files of this run."""
+    figures, targets = [], []
+
+    def load(name: str) -> dict | None:
+        path = results / f"{name}.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    if "pipeline" in names and (p := load("pipeline_speed")):
+        for set_name, s in p["sets"].items():
+            for r in s["runs"]:
+                label = f"pipeline {set_name}, {r['workers']} worker(s)" + \
+                    ("" if r["describer"].endswith("(profile)") else f", describer {r['describer']}")
+                decode = s["decode_only"]["decode_clip"]["wall_s"]
+                figures.append((label, f"{r['wall_s']:.1f} s vs decode {decode:.1f} s",
+                                f"ratio {r['ratio_to_decode_clip']:.1f}x, {r['clips_per_s']:.2f} clips/s"))
+        t = p["target"]
+        per_set = ", ".join(f"{k} {v:.1f}x" for k, v in t.get("per_set", {}).items())
+        targets.append(("pipeline cpu profile <= 2x decode-only (720p)", per_set or fmt(t["ratio"]), t["met"]))
+    if "loader" in names and (lo := load("loader_speed")):
+        for workers, m in lo["throughput"].items():
+            ours, base = m["shards (frames)"], m["JPEG folders (cv2)"]
+            whatif = next((v for k, v in m.items() if k.startswith("what-if")), None)
+            figures.append((f"loader, {workers} worker(s)", f"{ours['clips_per_s_per_worker_best']:.1f} vs "
+                            f"{base['clips_per_s_per_worker_best']:.1f} clips/s/worker (JPEG folders)",
+                            f"ratio {ours['ratio_to_jpeg_cv2_best']:.2f}x; FineCLIPER inputs "
+                            f"{m['shards (FineCLIPER)']['clips_per_s_per_worker_best']:.1f}"
+                            + (f"; uint8 what-if {whatif['ratio_to_jpeg_cv2_best']:.2f}x" if whatif else "")))
+        b = lo["bytes_per_clip"]
+        figures.append(("shard bytes per clip", f"{b['shards_all_fields'] / 1024:.0f} KiB",
+                        f"JPEG folders {b['jpeg_folders'] / 1024:.0f} KiB"))
+        t = lo["target"]
+        targets.append(("loader >= 3x JPEG folders per worker", fmt(t["ratio"]), t["met"]))
+    if "trainer" in names and (tr := load("trainer_speed")):
+        for model, r in tr["models"].items():
+            if "error" in r or "skipped" in r:
+                figures.append((f"trainer {model}", "error" if "error" in r else "skipped",
+                                (r.get("error") or r.get("skipped")).splitlines()[0][:70]))
+                continue
+            figures.append((f"trainer {model} ({r['device']}, batch {r['batch_size']})",
+                            f"{r['median_compute_s']:.3g} s/step, {r['samples_per_s_compute']:.3g} clips/s",
+                            f"data wait {100 * r['epochs_after_first']['data_wait_share']:.1f}%, peak RSS "
+                            f"{r['peak_rss_mib'] / 1024:.1f} GiB"
+                            + (f"; persistent-workers what-if {100 * w['epochs_after_first']['data_wait_share']:.1f}%"
+                               if (w := r.get("what_if_persistent_workers")) else "")))
+        t = tr["target"]
+        targets.append((f"trainer data wait < 10% ({t['loader_workers']} workers)",
+                        fmt(t["data_wait_share"], 3), t["met"]))
+    if "frame_encoding" in names and (fe := load("frame_encoding")):
+        r = fe["results"]["mjpeg_q90_with_offsets"]
+        figures.append(("frame encoding (MJPEG q90)", f"{r['bytes_per_clip'] / 1024:.0f} KiB/clip",
+                        f"decode 16 frames {r['decode16_ms']:.2f} ms"))
+    return figures, targets
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sets; results into bench/results/quick/")
+    parser.add_argument("--only", nargs="+", choices=ORDER, default=list(ORDER))
+    parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK,
+                        help="generated clips, shards and JPEG folders (reused between runs)")
+    parser.add_argument("--results", type=Path, default=None, help="default bench/results (quick: bench/results/quick)")
+    args = parser.parse_args()
+    results = args.results or (RESULTS / "quick" if args.quick else RESULTS)
+    results.mkdir(parents=True, exist_ok=True)
+    machine = machine_info()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    started = time.perf_counter()
+    runs, failed = {}, []
+    for name, command in commands(args, results).items():
+        if name not in args.only:
+            continue
+        log(f"== {name}: {' '.join(Path(c).name if c.startswith('/') else c for c in command)}")
+        start = time.perf_counter()
+        code = subprocess.call(command, cwd=ROOT, env=env)
+        runs[name] = {"exit_code": code, "seconds": round(time.perf_counter() - start, 1)}
+        if code:
+            failed.append(name)
+            log(f"== {name} FAILED (exit code {code})")
+    total = time.perf_counter() - started
+    figures, targets = summarise(results, [n for n in runs if n not in failed])
+    summary = {"benchmark": "run_all", "quick": args.quick, "machine": machine, "total_seconds": round(total, 1),
+               "runs": runs, "failed": failed, "work_dir": str(args.work_dir),
+               "targets": [{"target": t, "value": v, "met": m} for t, v, m in targets]}
+    write_json(results / "summary.json", summary)
+    print()
+    print(table(("benchmark", "seconds", "exit"), [(n, r["seconds"], r["exit_code"]) for n, r in runs.items()]))
+    print()
+    print(table(("figure", "value", "detail"), figures))
+    print()
+    print(table(("target", "measured", "met"), targets))
+    print(f"\nall benchmarks: {total / 60:.1f} min; results in {results}/ (machine: {machine['cpu_count']} CPUs, "
+          f"torch {machine.get('torch')}, GPU {machine.get('gpu') or 'none'})")
+    if failed:
+        print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
