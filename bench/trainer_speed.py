@@ -61,6 +61,7 @@ def real_loop(model_name: str, shards: str, overrides: dict, max_steps: int | No
     from trainer.config import resolve
     from trainer.data import collate, make_loader, read_index
     from trainer.models import build_model
+    from trainer.train import make_optimizer, optimizer_step, to_device
 
     torch.manual_seed(0)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -75,9 +76,7 @@ def real_loop(model_name: str, shards: str, overrides: dict, max_steps: int | No
         loaders[PERSISTENT] = torch.utils.data.DataLoader(
             real.dataset, batch_size=real.batch_size, num_workers=real.num_workers, collate_fn=collate,
             persistent_workers=real.num_workers > 0, pin_memory=torch.cuda.is_available())
-    groups = model.param_groups(config.lr) if hasattr(model, "param_groups") else \
-        [{"params": [p for p in model.parameters() if p.requires_grad], "lr": config.lr}]
-    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(model, config)
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else nullcontext
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -88,15 +87,10 @@ def real_loop(model_name: str, shards: str, overrides: dict, max_steps: int | No
             fetched = time.perf_counter()
             for index, batch in enumerate(loader):
                 arrived = time.perf_counter()
-                batch = {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+                batch = to_device(batch, device)
                 with autocast():
                     loss = model(batch)["loss"]
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if config.grad_clip:
-                    torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
-                                                   config.grad_clip)
-                optimizer.step()
+                optimizer_step(loss, optimizer, config.grad_clip)
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 finished = time.perf_counter()

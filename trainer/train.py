@@ -136,6 +136,25 @@ def evaluate(model: torch.nn.Module, loader, device: torch.device, classes: list
     return recognition_metrics(labels_t.numpy(), predictions_t.numpy(), classes)
 
 
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW over the model's parameter groups (or all trainable parameters at the base lr);
+    each group remembers its `initial_lr` for the schedule."""
+    groups = model.param_groups(config.lr) if hasattr(model, "param_groups") else \
+        [{"params": [p for p in model.parameters() if p.requires_grad], "lr": config.lr}]
+    for group in groups:
+        group["initial_lr"] = group["lr"]
+    return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, grad_clip: float) -> None:
+    """Backward, clip the gradient norm (when `grad_clip`), step."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], grad_clip)
+    optimizer.step()
+
+
 def all_finite(loss: torch.Tensor, world: int) -> bool:
     """Whether the loss is finite on every rank (all ranks must stop together, or DDP hangs)."""
     finite = torch.isfinite(loss.detach()).float()
@@ -172,11 +191,7 @@ def train(config: TrainConfig, resume: Path | None = None, run_dir: Path | None 
     total_steps = steps_per_epoch * config.epochs
     warmup = int(config.warmup_epochs * steps_per_epoch)
 
-    groups = model.param_groups(config.lr) if hasattr(model, "param_groups") else \
-        [{"params": [p for p in model.parameters() if p.requires_grad], "lr": config.lr}]
-    for group in groups:
-        group["initial_lr"] = group["lr"]
-    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(model, config)
     ddp_model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) \
         if world > 1 else model
     use_bf16 = device.type == "cuda"
@@ -239,12 +254,7 @@ def train(config: TrainConfig, resume: Path | None = None, run_dir: Path | None 
                     f"{', '.join(batch['keys'][:8])}). The last good state is {run_dir / 'last.pt'} "
                     f"({'before training' if epoch == 0 else f'end of epoch {epoch}'}): lower lr in "
                     f"{run_dir / 'config.json'} and continue with --resume {run_dir}, or check those clips")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip:
-                torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
-                                               config.grad_clip)
-            optimizer.step()
+            optimizer_step(loss, optimizer, config.grad_clip)
             step += 1
             losses.append(loss.item())
             seen += len(batch["keys"])
