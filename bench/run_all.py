@@ -69,12 +69,12 @@ def summarise(results: Path, names: list[str]) -> tuple[list[tuple], list[tuple]
     if "loader" in names and (lo := load("loader_speed")):
         for workers, m in lo["throughput"].items():
             ours, base = m["shards (frames)"], m["JPEG folders (cv2)"]
-            whatif = next((v for k, v in m.items() if k.startswith("what-if")), None)
             figures.append((f"loader, {workers} worker(s)", f"{ours['clips_per_s_per_worker_best']:.1f} vs "
                             f"{base['clips_per_s_per_worker_best']:.1f} clips/s/worker (JPEG folders)",
                             f"ratio {ours['ratio_to_jpeg_cv2_best']:.2f}x; FineCLIPER inputs "
                             f"{m['shards (FineCLIPER)']['clips_per_s_per_worker_best']:.1f}"
-                            + (f"; uint8 what-if {whatif['ratio_to_jpeg_cv2_best']:.2f}x" if whatif else "")))
+                            + (f"; vs DFER-CLIP's /255-only conversion {r255:.2f}x"
+                               if (r255 := ours.get("ratio_to_jpeg_cv2_div255_best")) else "")))
         b = lo["bytes_per_clip"]
         figures.append(("shard bytes per clip", f"{b['shards_all_fields'] / 1024:.0f} KiB",
                         f"JPEG folders {b['jpeg_folders'] / 1024:.0f} KiB"))

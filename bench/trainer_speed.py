@@ -9,7 +9,8 @@ finds them): the configuration `trainer.config.resolve(MODEL, "sample")` gives (
 size, batch size and the documented loader worker count, `workers`), `trainer.data.make_loader`,
 `trainer.models.build_model` with random CLIP weights, AdamW, gradient clipping, bf16 autocast
 on a GPU. Every step is split into the wait for the next batch (`next(loader)`) and the
-compute (to device, forward, backward, clip, optimiser step); the data-wait share is
+compute (`trainer.data.to_model_inputs`: to the device and the uint8 images converted and
+CLIP-normalised there, then forward, backward, clip, optimiser step); the data-wait share is
 wait / (wait + compute), over the epochs after the first (the first also warms up the model;
 all steps are recorded too) and over the steps after each epoch's first batch (the trainer
 starts its loader workers afresh every epoch, so the first batch of an epoch includes their
@@ -59,9 +60,9 @@ def real_loop(model_name: str, shards: str, overrides: dict, max_steps: int | No
     import torch
 
     from trainer.config import resolve
-    from trainer.data import collate, make_loader, read_index
+    from trainer.data import collate, make_loader, read_index, to_model_inputs
     from trainer.models import build_model
-    from trainer.train import make_optimizer, optimizer_step, to_device
+    from trainer.train import make_optimizer, optimizer_step
 
     torch.manual_seed(0)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -87,7 +88,7 @@ def real_loop(model_name: str, shards: str, overrides: dict, max_steps: int | No
             fetched = time.perf_counter()
             for index, batch in enumerate(loader):
                 arrived = time.perf_counter()
-                batch = to_device(batch, device)
+                batch = to_model_inputs(batch, device)   # normalised on the device: part of the step
                 with autocast():
                     loss = model(batch)["loss"]
                 optimizer_step(loss, optimizer, config.grad_clip)

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from trainer.config import resolve
-from trainer.data import DataConfig, ShardClips, collate, tsn_indices
+from trainer.data import DataConfig, ShardClips, collate, to_model_inputs, tsn_indices
 from trainer.metrics import recognition_metrics
 from trainer.train import load_checkpoint, train
 
@@ -42,10 +42,14 @@ def test_loader_shapes_and_fold_membership(sample_shards):
     assert not keys["train"] & keys["val"] and not keys["test"] & (keys["train"] | keys["val"])
     example = split["train"][0]
     assert example["frames"].shape == example["masks"].shape == example["landmarks"].shape == (8, 3, 64, 64)
-    assert example["frames"].dtype == torch.float32 and abs(float(example["frames"].mean())) < 3
+    assert all(example[k].dtype == torch.uint8 for k in ("frames", "masks", "landmarks"))   # normalised later
     assert isinstance(example["description"], str) and example["description"]
     batch = collate(split["test"][:2])
     assert batch["frames"].shape == (2, 8, 3, 64, 64) and batch["labels"].dtype == torch.long
+    assert batch["frames"].dtype == torch.uint8
+    inputs = to_model_inputs(batch, "cpu")
+    assert inputs["frames"].dtype == torch.float32 and inputs["frames"].shape == (2, 8, 3, 64, 64)
+    assert abs(float(inputs["frames"].mean())) < 3 and inputs["keys"] == batch["keys"]
 
 
 def test_tsn_sampling():

@@ -12,7 +12,14 @@ of each segment in evaluation; clips shorter than 16 frames repeat their last fr
 training the same random resized crop and horizontal flip are applied to the frames, the
 parsing masks (nearest-neighbour; left/right labels swapped on a flip) and the landmarks
 (mirrored and re-indexed on a flip). Masks become colour images and landmarks are drawn as
-images for the middle-level branches; everything is normalised with CLIP's mean and std.
+images for the middle-level branches.
+
+The loader yields uint8 images, channels first: frames, masks and landmarks are (T, 3, H, W)
+per clip and (B, T, 3, H, W) per batch, 4x smaller than float32 in shared memory, pinned memory
+and on the way to the GPU. The float conversion and CLIP's mean/std normalisation, which cost
+two thirds of a clip's time in a loader worker, happen where the batch enters the model:
+`to_model_inputs(batch, device)` moves it to the device and normalises there (nearly free on a
+GPU), with exactly the same values as normalising in the worker.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import logging
 import math
 import random
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
@@ -41,12 +49,21 @@ log = logging.getLogger(__name__)
 
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
+IMAGE_KEYS = ("frames", "masks", "landmarks")   # uint8 (B, T, 3, H, W) in a batch from the loader
 
 _LABEL = {name: i for i, name in enumerate(PARSING_LABELS)}
 # On a horizontal flip the subject's left and right parts swap sides.
 MASK_MIRROR = np.arange(len(PARSING_LABELS), dtype=np.uint8)
 for left, right in (("l_brow", "r_brow"), ("l_eye", "r_eye"), ("l_ear", "r_ear")):
     MASK_MIRROR[_LABEL[left]], MASK_MIRROR[_LABEL[right]] = _LABEL[right], _LABEL[left]
+# Mask colouring, one 256-entry lookup table per channel (cv2.LUT); labels past the palette get
+# its last colour. With a horizontal flip the left/right label swap is folded into the table.
+_LABEL_IDS = np.arange(256)
+_MIRROR_ALL = np.where(_LABEL_IDS < len(MASK_MIRROR), MASK_MIRROR[np.minimum(_LABEL_IDS, len(MASK_MIRROR) - 1)],
+                       _LABEL_IDS)
+_MASK_LUTS = {flip: [np.ascontiguousarray(PARSING_PALETTE[np.minimum(ids, len(PARSING_PALETTE) - 1), c])
+                     for c in range(3)]
+              for flip, ids in ((False, _LABEL_IDS), (True, _MIRROR_ALL))}
 # Landmark drawing: each facial part a polyline in its own colour.
 _PARTS = ((JAW, False, (255, 255, 255)), (RIGHT_BROW, False, (255, 128, 0)), (LEFT_BROW, False, (255, 128, 0)),
           (NOSE_BRIDGE, False, (0, 255, 0)), (NOSE_BASE, False, (0, 255, 0)), (RIGHT_EYE, True, (0, 128, 255)),
@@ -135,10 +152,59 @@ def draw_landmarks(points: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def normalise(images: np.ndarray) -> torch.Tensor:
-    """T×H×W×3 uint8 -> T×3×H×W float32, CLIP mean/std."""
-    x = (images.astype(np.float32) / 255.0 - CLIP_MEAN) / CLIP_STD
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+def to_chw(images: np.ndarray) -> torch.Tensor:
+    """T×H×W×3 uint8 (any strides) -> T×3×H×W uint8 tensor, one copy (cv2.split per frame)."""
+    out = np.empty((images.shape[0], 3, *images.shape[1:3]), np.uint8)
+    for image, planes in zip(images, out):
+        cv2.split(np.ascontiguousarray(image), list(planes))   # writes into the three planes in place
+    return torch.from_numpy(out)
+
+
+@lru_cache(maxsize=None)
+def _clip_constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """255, CLIP's mean and std as float32 (3, 1, 1) tensors on `device`, made once per device (no copy,
+    and no host sync, per batch). 255 is a tensor too: a CPU-scalar divisor becomes a multiplication by
+    its reciprocal on CUDA, one bit off the division the worker-side formula did."""
+    def const(values) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(values, np.float32)).view(3, 1, 1).to(device)
+
+    return const([255.0] * 3), const(CLIP_MEAN), const(CLIP_STD)
+
+
+def clip_normalise(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (..., 3, H, W) -> float32 (..., 3, H, W): (x / 255 - mean) / std with CLIP's mean and std,
+    computed on `images`' device. Exactly the float32 values of the same formula applied in numpy."""
+    scale, mean, std = _clip_constants(images.device)
+    return images.to(torch.float32).div_(scale).sub_(mean).div_(std)
+
+
+def to_model_inputs(batch: dict, device: torch.device | str, non_blocking: bool = True) -> dict:
+    """A batch from the loader -> what the model reads: every tensor on `device` (asynchronously from
+    pinned memory) and the uint8 images (`IMAGE_KEYS`) converted to CLIP-normalised float32 there.
+    Image tensors that are floating point already are taken as normalised and only moved."""
+    device = torch.device(device)
+    out = {}
+    for key, value in batch.items():
+        if torch.is_tensor(value):
+            value = value.to(device, non_blocking=non_blocking)
+            if key in IMAGE_KEYS and value.dtype == torch.uint8:
+                value = clip_normalise(value)
+        out[key] = value
+    return out
+
+
+def decode_bgr(clip: ClipSample, indices: np.ndarray) -> list[np.ndarray]:
+    """The JPEG frames at `indices` decoded as H×W×3 BGR arrays, each distinct frame once. What
+    `ClipSample.frames` decodes, without its conversion to RGB and its stacking into one array: the
+    loader resizes frame by frame and swaps the channels when it splits them into planes."""
+    decoded: dict[int, np.ndarray] = {}
+    for i in map(int, indices):
+        if i not in decoded:
+            bgr = cv2.imdecode(np.frombuffer(clip.frame_jpeg(i), np.uint8), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise ShardFormatError(f"sample {clip.key}: frame {i} is not a decodable JPEG")
+            decoded[i] = bgr
+    return [decoded[int(i)] for i in indices]
 
 
 class ClipTransform:
@@ -151,39 +217,58 @@ class ClipTransform:
     def __call__(self, clip: ClipSample, rng: random.Random) -> dict:
         c = self.config
         indices = tsn_indices(clip.num_frames, c.num_frames, self.train, rng)
-        frames = clip.frames(indices)
-        size = frames.shape[1]
+        frames = decode_bgr(clip, indices)
+        size = frames[0].shape[1]
         landmarks = clip.landmarks[indices].astype(np.float32).copy()
         masks = clip.masks(indices) if c.use_masks else None
         x0, y0, w, h = random_resized_crop(size, c.crop_scale, rng) if self.train else (0.0, 0.0, 1.0, 1.0)
         flip = self.train and c.flip and rng.random() < 0.5
         box = (int(round(x0 * size)), int(round(y0 * size)), max(1, int(round(w * size))), max(1, int(round(h * size))))
-        frames = self._crop(frames, box, flip, cv2.INTER_AREA if box[2] > c.image_size else cv2.INTER_LINEAR)
+        interpolation = cv2.INTER_AREA if box[2] > c.image_size else cv2.INTER_LINEAR
         # landmarks follow the same crop, resize and flip
         landmarks[..., 0] = (landmarks[..., 0] - box[0]) * c.image_size / box[2]
         landmarks[..., 1] = (landmarks[..., 1] - box[1]) * c.image_size / box[3]
         if flip:
             landmarks = landmarks[:, MIRROR]
             landmarks[..., 0] = (c.image_size - 1) - landmarks[..., 0]
-        example = {"frames": normalise(frames), "label": self.class_index[clip.label], "key": clip.key,
-                   "description": clip.description or ""}
+        example = {"frames": torch.from_numpy(self._crop_frames(frames, box, flip, interpolation)),
+                   "label": self.class_index[clip.label], "key": clip.key, "description": clip.description or ""}
         if c.use_masks:
-            if masks is None:
-                masks = np.zeros(frames.shape[:3], np.uint8)   # a shard without masks: an empty map
+            if masks is None:   # a shard without masks: an empty map
+                empty = np.zeros((len(indices), c.image_size, c.image_size), np.uint8)
+                example["masks"] = torch.from_numpy(self._crop_masks(empty, (0, 0, c.image_size, c.image_size), False))
             else:
-                masks = self._crop(masks, box, flip, cv2.INTER_NEAREST)
-                if flip:
-                    masks = MASK_MIRROR[masks]
-            example["masks"] = normalise(colour_masks(masks))
+                example["masks"] = torch.from_numpy(self._crop_masks(masks, box, flip))
         if c.use_landmarks:
-            example["landmarks"] = normalise(draw_landmarks(landmarks, c.image_size))
+            example["landmarks"] = to_chw(draw_landmarks(landmarks, c.image_size))
         return example
 
-    def _crop(self, images: np.ndarray, box: tuple[int, int, int, int], flip: bool, interpolation: int) -> np.ndarray:
+    def _resize(self, image: np.ndarray, box: tuple[int, int, int, int], flip: bool, interpolation: int) -> np.ndarray:
         x, y, w, h = box
         size = self.config.image_size
-        out = np.stack([cv2.resize(im[y:y + h, x:x + w], (size, size), interpolation=interpolation) for im in images])
-        return out[:, :, ::-1] if flip else out
+        out = cv2.resize(image[y:y + h, x:x + w], (size, size), interpolation=interpolation)
+        return cv2.flip(out, 1) if flip else out
+
+    def _crop_frames(self, frames: list[np.ndarray], box: tuple[int, int, int, int], flip: bool,
+                     interpolation: int) -> np.ndarray:
+        """T H×W×3 BGR uint8 frames -> T×3×S×S RGB uint8: crop, resize, flip, and split into the planes
+        in reverse order (BGR -> RGB), frame by frame, with no other copy of the clip."""
+        size = self.config.image_size
+        out = np.empty((len(frames), 3, size, size), np.uint8)
+        for frame, (red, green, blue) in zip(frames, out):
+            cv2.split(self._resize(frame, box, flip, interpolation), [blue, green, red])
+        return out
+
+    def _crop_masks(self, masks: np.ndarray, box: tuple[int, int, int, int], flip: bool) -> np.ndarray:
+        """T×H×W labels -> T×3×S×S uint8 colour images (nearest-neighbour; left/right swapped on a flip)."""
+        size = self.config.image_size
+        luts = _MASK_LUTS[flip]
+        out = np.empty((len(masks), 3, size, size), np.uint8)
+        for mask, planes in zip(masks, out):
+            labels = self._resize(mask, box, flip, cv2.INTER_NEAREST)
+            for lut, plane in zip(luts, planes):
+                cv2.LUT(labels, lut, dst=plane)
+        return out
 
 
 class SkipCounter:
@@ -256,14 +341,18 @@ class ShardClips(torch.utils.data.IterableDataset):
 
 
 def collate(examples: list[dict]) -> dict:
-    batch = {"frames": torch.stack([e["frames"] for e in examples]),
-             "labels": torch.tensor([e["label"] for e in examples], dtype=torch.long),
+    """Examples -> a batch: uint8 (B, T, 3, H, W) images, labels, descriptions, keys.
+
+    The images are stacked with `default_collate`, which in a loader worker writes the stack
+    straight into shared memory: the batch then reaches the main process without another copy
+    (a plain torch.stack would be copied into shared memory when sent)."""
+    batch = {"labels": torch.tensor([e["label"] for e in examples], dtype=torch.long),
              "descriptions": [e["description"] for e in examples], "keys": [e["key"] for e in examples],
              # bad samples skipped so far by the worker that made this batch (one worker per batch)
              "worker": examples[-1].get("worker", 0), "skipped": examples[-1].get("skipped", 0)}
-    for name in ("masks", "landmarks"):
+    for name in IMAGE_KEYS:
         if name in examples[0]:
-            batch[name] = torch.stack([e[name] for e in examples])
+            batch[name] = torch.utils.data.default_collate([e[name] for e in examples])
     return batch
 
 

@@ -6,12 +6,21 @@
 | dferclip-b16 / -b32 | DFER-CLIP (trainer/dferclip.py) | OpenAI ViT-B/16, ViT-B/32 |
 | tiny / tiny-dferclip | FineCLIPER / DFER-CLIP | a small random CLIP (tests, demo) |
 
-Batch contract (what the data loader yields; tensors on the model's device):
-    frames       float (B, T, 3, H, W), CLIP-normalised, H = W = model.input_resolution
-    masks        float (B, T, 3, H, W), colour-coded parsing masks, CLIP-normalised (FineCLIPER, use_parsing)
-    landmarks    float (B, T, 3, H, W), landmarks drawn as images, CLIP-normalised (FineCLIPER, use_landmarks)
+Batch contract. The data loader (trainer/data.py) yields images as uint8, on the CPU (pinned when
+a GPU is present); `trainer.data.to_model_inputs(batch, device)` moves the batch to the model's
+device and converts the images there, and is how every batch reaches a model (training,
+validation, evaluation, prediction, benchmarks). What the model receives (tensors on its device):
+    frames       float32 (B, T, 3, H, W), CLIP-normalised, H = W = model.input_resolution
+                 (from the loader: uint8 (B, T, 3, H, W) RGB, channels first)
+    masks        float32 (B, T, 3, H, W), colour-coded parsing masks, CLIP-normalised (FineCLIPER, use_parsing)
+                 (from the loader: uint8 (B, T, 3, H, W) colour images)
+    landmarks    float32 (B, T, 3, H, W), landmarks drawn as images, CLIP-normalised (FineCLIPER, use_landmarks)
+                 (from the loader: uint8 (B, T, 3, H, W) drawings)
     descriptions list[str] of length B, possibly empty strings (FineCLIPER, use_description)
     labels       long (B,), indices into `classes`; optional (no loss without it)
+CLIP-normalised: (x / 255 - mean) / std per channel with CLIP's mean and std (trainer.data.clip_normalise).
+Models never see uint8; a batch built by hand must hold normalised float images (or go through
+to_model_inputs, which leaves floating-point images as they are).
 `model.inputs` is the set of keys a model reads. `model(batch)` → {"logits": (B, C), "loss": scalar (only with labels), "parts": {name: detached scalar}}.
 """
 

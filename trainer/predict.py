@@ -26,7 +26,7 @@ from pipeline.backends import PROFILES, make_describer
 from pipeline.decode import DecodeError
 from pipeline.stages import FaceConfig, FaceStage, NoFaceError, attach_description
 from trainer.config import from_dict
-from trainer.data import ClipTransform, collate, read_index
+from trainer.data import ClipTransform, collate, read_index, to_model_inputs
 from trainer.train import load_checkpoint
 
 _FACE_KEYS = ("crop_size", "max_frames", "detect_every", "crop_margin", "crop_shift_up", "smooth_window",
@@ -78,7 +78,7 @@ class Predictor:
         if self.describer is not None:
             attach_description(sample, self.describer.describe([sample])[0])
         batch = collate([self.transform(sample, random.Random(0))])
-        batch = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in batch.items() if k != "labels"}
+        batch = to_model_inputs({k: v for k, v in batch.items() if k != "labels"}, self.device)
         probabilities = torch.softmax(self.model(batch)["logits"].float(), dim=-1)[0].cpu()
         ranked = sorted(zip(self.classes, probabilities.tolist()), key=lambda item: -item[1])
         return {"video": str(video), "probabilities": dict(ranked), "description": sample.description,

@@ -30,7 +30,7 @@ import torch
 import torch.distributed as dist
 
 from trainer.config import TrainConfig, from_dict, parse_value, resolve
-from trainer.data import make_loader, read_index
+from trainer.data import make_loader, read_index, to_model_inputs
 from trainer.metrics import plot_confusion, plot_curves, recognition_metrics
 
 
@@ -120,10 +120,10 @@ def evaluate(model: torch.nn.Module, loader, device: torch.device, classes: list
     model.eval()
     labels, predictions, keys = [], [], []
     for batch in loader:
-        batch = to_device(batch, device)
+        labels.append(batch["labels"])
+        inputs = to_model_inputs({k: v for k, v in batch.items() if k != "labels"}, device)
         with autocast():
-            logits = model({k: v for k, v in batch.items() if k != "labels"})["logits"]
-        labels.append(batch["labels"].cpu())
+            logits = model(inputs)["logits"]
         predictions.append(logits.float().argmax(-1).cpu())
         keys += batch["keys"]
     labels_t, predictions_t = torch.cat(labels), torch.cat(predictions)
@@ -161,10 +161,6 @@ def all_finite(loss: torch.Tensor, world: int) -> bool:
     if world > 1:
         dist.all_reduce(finite, op=dist.ReduceOp.MIN)
     return bool(finite.item())
-
-
-def to_device(batch: dict, device: torch.device) -> dict:
-    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
 
 
 # ------------------------------------------------------------------------------ training
@@ -244,7 +240,7 @@ def train(config: TrainConfig, resume: Path | None = None, run_dir: Path | None 
             data_time += time.perf_counter() - fetched
             for group in optimizer.param_groups:
                 group["lr"] = group["initial_lr"] * lr_factor(step, warmup, total_steps)
-            batch = to_device(batch, device)
+            batch = to_model_inputs(batch, device)   # uint8 images -> normalised float32 on the device
             with autocast():
                 out = ddp_model(batch)
             loss = out["loss"]
