@@ -132,7 +132,10 @@ def _scaled(height: int, width: int, scale: float) -> tuple[int, int]:
 def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     if image.shape[:2] == (height, width):
         return image
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    # Area averaging keeps a strong downscale from aliasing; for a mild one (a 720p clip of 256
+    # frames fits the 512 MiB cap at 0.85) bilinear is as sharp and five times faster.
+    scale = min(height / image.shape[0], width / image.shape[1])
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if scale < 0.75 else cv2.INTER_LINEAR)
 
 
 def _is_directory(path: Path) -> bool:

@@ -107,14 +107,25 @@ def crop_affines(squares: np.ndarray, size: int) -> np.ndarray:
 
 
 def cut_crops(frames: np.ndarray, affines: np.ndarray, size: int) -> np.ndarray:
-    """T×size×size×3 crops; regions outside the frame are black. Strong downscales go through an
-    area-averaged resize first, so the crop does not alias."""
+    """T×size×size×3 crops; regions outside the frame are black. For a strong downscale the crop
+    square's own region of the frame (with a small margin) is first area-averaged to 1.25× the
+    crop's scale, so the crop does not alias; the rest of the frame is never resized."""
+    height, width = frames.shape[1:3]
     crops = []
     for frame, m in zip(frames, affines):
-        if m[0, 0] < 0.6:
-            pre = m[0, 0] / 0.8
-            frame = cv2.resize(frame, None, fx=pre, fy=pre, interpolation=cv2.INTER_AREA)
-            m = np.concatenate([m[:, :2] / pre, m[:, 2:]], axis=1)
+        scale = m[0, 0]
+        if scale < 0.6:
+            pre = scale / 0.8
+            margin = 2 / pre   # source pixels the bilinear warp may reach beyond the square
+            x0, y0 = np.maximum(np.floor(-m[:, 2] / scale - margin), 0).astype(int)
+            x1, y1 = np.minimum(np.ceil((size - m[:, 2]) / scale + margin), (width, height)).astype(int)
+            if x1 > x0 and y1 > y0:   # otherwise the square lies outside the frame: the crop is black
+                w, h = max(1, round((x1 - x0) * pre)), max(1, round((y1 - y0) * pre))
+                frame = cv2.resize(frame[y0:y1, x0:x1], (w, h), interpolation=cv2.INTER_AREA)
+                # source pixel x lies at (x - x0 + 0.5) * w / (x1 - x0) - 0.5 in the resized region
+                sx, sy = w / (x1 - x0), h / (y1 - y0)
+                m = np.array([[scale / sx, 0, m[0, 2] + scale * (x0 + 0.5 / sx - 0.5)],
+                              [0, scale / sy, m[1, 2] + scale * (y0 + 0.5 / sy - 0.5)]])
         crops.append(cv2.warpAffine(frame, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT))
     return np.stack(crops)
 

@@ -22,8 +22,8 @@ import uuid
 from dataclasses import asdict
 from pathlib import Path
 
-from pipeline.backends import (DESCRIBERS, DETECTORS, LANDMARKERS, PARSERS, PROFILES, make_describer,
-                               make_detector, make_landmarker, make_parser)
+from pipeline.backends import (DESCRIBERS, DETECTORS, INLINE_DESCRIBERS, LANDMARKERS, PARSERS, PROFILES,
+                               make_describer, make_detector, make_landmarker, make_parser)
 from pipeline.manifest import Manifest, ManifestError, load_manifest
 from pipeline.output_folder import FolderBusyError, OutputFolder
 from pipeline.ray_runner import SHARD_ATTEMPTS
@@ -144,8 +144,9 @@ def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = N
         print(f"{len(manifest)} clips in {len(jobs)} shards; {len(jobs) - len(todo)} already complete, "
               f"{len(todo)} to do with {min(workers, max(1, len(todo)))} workers")
         bar = ProgressBar(sum(len(j.rows) for j in todo), enabled=progress)
-        stages = [(FaceStage(config), workers)]
-        if describe is not None:
+        inline = describe is not None and describe.describer in INLINE_DESCRIBERS
+        stages = [(FaceStage(config, describe if inline else None), workers)]
+        if describe is not None and not inline:
             stages.append((DescribeStage(describe), max(1, int(gpus)) if describe.gpus_per_worker else workers))
         returned = set()
         for job in run_stages(todo, stages):

@@ -1,10 +1,11 @@
 """The one place that talks to Ray: start or join a cluster, run stages over shard jobs.
 
 Ray's argument names change between releases; keeping every call here means one file to
-update. Each stage becomes a Ray Data `map_batches` over an actor pool (one shard job per
-batch) with the stage's declared CPUs and GPUs, so the model loads once per actor and
-every core and GPU of the machine or cluster is used. Results stream back in completion
-order, so the driver commits each shard as soon as it is done.
+update. Each stage becomes a Ray Data `map_batches` over a fixed pool of actors (one shard
+job per batch) with the stage's declared CPUs and GPUs, so the model loads once per actor and
+every core and GPU of the machine or cluster is used. All of a pool's actors start at once and
+each is handed one shard at a time, so none idles while another has shards queued. Results
+stream back in completion order, so the driver commits each shard as soon as it is done.
 """
 
 from __future__ import annotations
@@ -83,9 +84,9 @@ class _StageActor:
 
 
 def run_stages(jobs: Sequence[ShardJob], stages: Sequence[tuple[Stage, int]]) -> Iterator[ShardJob]:
-    """Push `jobs` through `stages`, each (stage, workers): an actor pool of up to `workers`
-    actors; yield jobs as they finish the last stage. A job whose worker died SHARD_ATTEMPTS
-    times is not yielded: the caller reports the jobs that did not come back."""
+    """Push `jobs` through `stages`, each (stage, workers): a pool of `workers` actors (fewer when
+    there are fewer jobs); yield jobs as they finish the last stage. A job whose worker died
+    SHARD_ATTEMPTS times is not yielded: the caller reports the jobs that did not come back."""
     import ray
 
     if not jobs:
@@ -94,7 +95,8 @@ def run_stages(jobs: Sequence[ShardJob], stages: Sequence[tuple[Stage, int]]) ->
     for stage, workers in stages:
         ds = ds.map_batches(
             _StageActor, fn_constructor_kwargs={"stage": stage}, batch_size=1, batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(workers, len(jobs)))),
+            compute=ray.data.ActorPoolStrategy(size=max(1, min(workers, len(jobs))),
+                                               max_tasks_in_flight_per_actor=1),
             num_cpus=stage.num_cpus, num_gpus=stage.num_gpus or None,
             # A dead actor is restarted and its shard retried from the start, SHARD_ATTEMPTS
             # times in all (Ray's default, forever, would loop on a clip that kills every

@@ -7,7 +7,9 @@ stage wrote — never frames: the object store carries paths and small records o
 
 `FaceStage` turns videos into samples: locate → decode → detect and track the face →
 crop → landmarks → parsing masks → write the working tar. Every clip that cannot be made
-into a sample gets a recorded reason; the shard goes on.
+into a sample gets a recorded reason; the shard goes on. A describer light enough to need
+no actor of its own (the geometric one) runs inside it, on each sample before it is
+written; `DescribeStage` runs any describer as a stage of its own, over the working tar.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 from pipeline.backends import make_detector, make_landmarker, make_parser
 from pipeline.manifest import ClipPathError, ManifestRow, load_manifest
 from pipeline.shard_format import make_sample
-from pipeline.shard_io import ShardWriter
+from pipeline.shard_tar import ShardWriter
 
 
 @dataclass
@@ -94,11 +96,14 @@ class FaceConfig:
 
 
 class FaceStage(Stage):
+    """`describe`: the settings of a describer to run on each sample here (None: none runs here)."""
+
     name = "face"
 
-    def __init__(self, config: FaceConfig):
+    def __init__(self, config: FaceConfig, describe: DescribeConfig | None = None):
         self.config = config
         self.num_gpus = config.gpus_per_worker
+        self.describe_stage = None if describe is None else DescribeStage(describe)
 
     def setup(self) -> None:
         c = self.config
@@ -107,16 +112,25 @@ class FaceStage(Stage):
         self.landmarker = make_landmarker(c.landmarker, **(kwargs if c.landmarker != "dlib" else {}))
         self.parser = make_parser(c.parser, **(kwargs if c.parser != "landmarks" else {}))
         self.manifest = load_manifest(c.manifest, c.data_root) if c.manifest else None
+        if self.describe_stage is not None:
+            self.describe_stage.setup()
 
     def process(self, job: ShardJob) -> ShardJob:
         from pipeline.decode import source_warnings
 
         start = time.perf_counter()
+        describing = 0.0
         out = Path(self.config.work_dir) / f"{job.name}.face.tar"
         with ShardWriter(out) as writer:
             for row in job.pending():
                 try:
                     sample = self.make_sample(row)
+                    if self.describe_stage is not None:
+                        began = time.perf_counter()
+                        described = self.describe_stage.describe_into([sample], job)
+                        describing += time.perf_counter() - began
+                        if not described:
+                            continue
                     writer.write(sample)
                     # A clip kept despite skipped or missing frame images says so in its message.
                     job.status[row["clip_id"]] = {"status": "ok", "reason": "",
@@ -134,7 +148,10 @@ class FaceStage(Stage):
                         job.fail(row["clip_id"], "error", f"{type(err).__name__}: {err}\n"
                                  + "".join(traceback.format_exc(limit=4)))
         job.work_tar = str(out)
-        job.seconds[self.name] = round(time.perf_counter() - start, 3)
+        # Recorded apart, as if the describe stage had run on its own: the stages' times add up.
+        job.seconds[self.name] = round(time.perf_counter() - start - describing, 3)
+        if self.describe_stage is not None:
+            job.seconds[self.describe_stage.name] = round(describing, 3)
         return job
 
     def make_sample(self, row: dict):
@@ -214,26 +231,31 @@ class DescribeStage(Stage):
         self.describer = make_describer(self.config.describer, **dict(self.config.options))
 
     def process(self, job: ShardJob) -> ShardJob:
-        from pipeline.shard_io import read_shard
+        from pipeline.shard_tar import read_shard
 
         start = time.perf_counter()
         out = Path(self.config.work_dir) / f"{job.name}.describe.tar"
         samples = list(read_shard(job.work_tar))
         with ShardWriter(out) as writer:
             for first in range(0, len(samples), self.config.batch_size):
-                batch = samples[first:first + self.config.batch_size]
-                try:
-                    descriptions = self.describer.describe(batch)
-                except Exception as err:  # noqa: BLE001 — a failing batch fails its clips, not the run
-                    for sample in batch:
-                        job.fail(sample.meta["clip_id"], "describe_error", f"{type(err).__name__}: {err}")
-                    continue
-                for sample, description in zip(batch, descriptions):
-                    attach_description(sample, description)
+                for sample in self.describe_into(samples[first:first + self.config.batch_size], job):
                     writer.write(sample)
         job.work_tar = str(out)
         job.seconds[self.name] = round(time.perf_counter() - start, 3)
         return job
+
+    def describe_into(self, samples: list, job: ShardJob) -> list:
+        """Attach a description to each sample and return them, or fail them all in `job` and return
+        none when the describer raises."""
+        try:
+            descriptions = self.describer.describe(samples)
+        except Exception as err:  # noqa: BLE001 — a failing batch fails its clips, not the run
+            for sample in samples:
+                job.fail(sample.meta["clip_id"], "describe_error", f"{type(err).__name__}: {err}")
+            return []
+        for sample, description in zip(samples, descriptions):
+            attach_description(sample, description)
+        return samples
 
 
 def attach_description(sample, description) -> None:

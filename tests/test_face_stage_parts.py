@@ -97,3 +97,43 @@ def test_masks_follow_the_landmarks():
     masks = LandmarkMaskParser().parse(frame[None], points[None])
     assert masks.shape == (1, *frame.shape[:2]) and masks.dtype == np.uint8 and masks.max() < 19
     assert np.array_equal(masks[0], labels)
+
+
+def _whole_frame_first(frame, m, size):
+    """The previous cut_crops for a strong downscale: area-average the whole frame, then warp."""
+    import cv2
+
+    pre = m[0, 0] / 0.8
+    h, w = frame.shape[:2]
+    small = cv2.resize(frame, (round(w * pre), round(h * pre)), interpolation=cv2.INTER_AREA)
+    sx, sy = small.shape[1] / w, small.shape[0] / h
+    m = np.array([[m[0, 0] / sx, 0, m[0, 2] + m[0, 0] * (0.5 / sx - 0.5)],
+                  [0, m[1, 1] / sy, m[1, 2] + m[1, 1] * (0.5 / sy - 0.5)]])
+    return cv2.warpAffine(small, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+
+def test_strong_downscale_crops_match_shrinking_the_whole_frame_first():
+    import cv2
+
+    frame = cv2.resize(astronaut(), (1280, 1280), interpolation=cv2.INTER_CUBIC)[280:1000]   # 720p
+    for scale, (x0, y0) in [(0.2, (300.0, 100.0)), (0.35, (410.5, 60.25)), (0.5, (700.0, -80.0)),
+                            (0.59, (-30.0, 400.0)), (0.3, (1500.0, 100.0))]:   # the last: outside the frame
+        m = np.array([[scale, 0, -x0 * scale], [0, scale, -y0 * scale]])
+        crop = cut_crops(frame[None], m[None], 224)[0]
+        diff = np.abs(crop.astype(int) - _whole_frame_first(frame, m, 224))
+        # the same crop up to where the area filter's grid falls: under a grey level on average
+        assert crop.shape == (224, 224, 3) and diff.mean() < 1 and np.percentile(diff, 99) < 10, scale
+
+
+def test_crops_put_each_pixel_where_the_affine_maps_it():
+    """Landmarks and boxes are mapped into the crop by its affine: the pixels must follow it, also
+    through the pre-shrink (which, resizing the whole frame from its corner, was 0.15-0.3 px off)."""
+    frame = np.zeros((720, 1280, 3), np.uint8)
+    frame[300:309, 700:709] = 255                                          # a white square, centre (704, 304)
+    for scale in (0.25, 0.5, 0.9):                                         # with and without the pre-shrink
+        squares = np.array([[704 - 100 / scale, 304 - 90 / scale, 704 + 124 / scale, 304 + 134 / scale]])
+        affines = crop_affines(squares, 224)
+        grey = cut_crops(frame[None], affines, 224)[0, :, :, 0].astype(float)
+        ys, xs = np.mgrid[:224, :224]
+        centroid = np.array([(grey * xs).sum(), (grey * ys).sum()]) / grey.sum()
+        np.testing.assert_allclose(centroid, map_boxes(np.array([[704, 304, 704, 304]]), affines)[0, :2], atol=0.1)

@@ -136,6 +136,37 @@ def test_every_ok_sample_has_a_geometric_description_and_au_signals(shards):
         assert clip.au.shape == (clip.num_frames, len(clip.au_names)) and "jaw_drop" in " ".join(clip.au_names)
 
 
+def test_the_geometric_describer_runs_inside_the_face_stage_and_fails_only_its_clip(sample_data, tmp_path):
+    """No describe stage of its own in the cpu profile: each sample is described before it is
+    written; a description that raises fails that clip (describe_error), not the shard."""
+    from pipeline.preprocess import plan_shards
+    from pipeline.stages import DescribeConfig, FaceConfig, FaceStage
+
+    manifest = load_manifest("sample", sample_data)
+    job = plan_shards(manifest, 3)[0]
+    truth = json.loads((sample_data / "ground_truth.json").read_text())["clips"]
+    broken = next(r["clip_id"] for r in job.rows if truth[r["clip_id"]]["expected_failure"] is None)
+    stage = FaceStage(FaceConfig(dataset="sample", manifest=str(manifest.source), data_root=str(sample_data.resolve()),
+                                 work_dir=str(tmp_path)), DescribeConfig("geometric", str(tmp_path)))
+    stage.setup()
+    describe = stage.describe_stage.describer.describe
+
+    def fails_on_one_clip(samples):
+        if samples[0].meta["clip_id"] == broken:
+            raise ValueError("no words for this one")
+        return describe(samples)
+
+    stage.describe_stage.describer.describe = fails_on_one_clip
+    job = stage.process(job)
+    assert job.status[broken] == {"status": "failed", "reason": "describe_error",
+                                  "message": "ValueError: no words for this one"}
+    written = list(read_shard(job.work_tar))
+    assert [s.meta["clip_id"] for s in written] == [r["clip_id"] for r in job.rows
+                                                    if job.status[r["clip_id"]]["status"] == "ok"]
+    assert written and all(s.description_record["backend"] == "geometric" and s.au is not None for s in written)
+    assert job.seconds["face"] > 0 and job.seconds["describe"] > 0
+
+
 def test_redescribing_finished_shards_keeps_the_face_stage(shards, tmp_path):
     """Switch the descriptions to (a tiny, random) Video-LLaVA without touching crops or landmarks."""
     import shutil
