@@ -1,5 +1,6 @@
 """The trainer on real shards of the sample dataset: loader, training, resume, DDP, metrics."""
 
+import dataclasses
 import io
 import json
 import os
@@ -14,7 +15,7 @@ import pytest
 import torch
 
 from trainer.config import resolve
-from trainer.data import DataConfig, ShardClips, collate, to_model_inputs, tsn_indices
+from trainer.data import DataConfig, ShardClips, collate, shuffled, to_model_inputs, tsn_indices
 from trainer.metrics import recognition_metrics
 from trainer.train import load_checkpoint, train
 
@@ -50,6 +51,32 @@ def test_loader_shapes_and_fold_membership(sample_shards):
     inputs = to_model_inputs(batch, "cpu")
     assert inputs["frames"].dtype == torch.float32 and inputs["frames"].shape == (2, 8, 3, 64, 64)
     assert abs(float(inputs["frames"].mean())) < 3 and inputs["keys"] == batch["keys"]
+
+
+def test_training_clips_are_mixed_across_shards(sample_shards):
+    """Shards keep manifest order (the sample's is sorted by class); the training stream must not."""
+    out, _ = sample_shards
+    config = DataConfig(shards=str(out), fold=1, num_frames=2, image_size=32, workers=0,
+                        use_masks=False, use_landmarks=False)
+    in_shard_order = [e["key"] for e in ShardClips(dataclasses.replace(config, shuffle_buffer=0), "train")]
+    dataset = ShardClips(config, "train")
+    first, again = [e["key"] for e in dataset], [e["key"] for e in dataset]
+    dataset.set_epoch(1)
+    next_epoch = [e["key"] for e in dataset]
+    assert sorted(first) == sorted(in_shard_order) == sorted(next_epoch)   # every clip once
+    assert first == again and first != in_shard_order and next_epoch != first   # seeded by epoch
+    assert [e["key"] for e in ShardClips(config, "test")] == [e["key"] for e in ShardClips(
+        dataclasses.replace(config, shuffle_buffer=0), "test")]   # evaluation streams keep shard order
+
+
+def test_shuffle_buffer_is_a_seeded_permutation():
+    import random
+
+    items = list(range(100))
+    out = list(shuffled(iter(items), 16, random.Random(3)))
+    assert sorted(out) == items and out != items
+    assert out == list(shuffled(iter(items), 16, random.Random(3)))
+    assert list(shuffled(iter(range(5)), 16, random.Random(0))) != [] and sorted(shuffled(range(5), 16, random.Random(0))) == list(range(5))
 
 
 def test_tsn_sampling():

@@ -4,7 +4,9 @@ For fold k the training partitions' shards are read (a validation split is carve
 by a hash of the clip key, so it never changes), and the test partition's shards for
 evaluation. Each epoch the shard list is shuffled with a seed derived from the epoch before
 it is split across DDP ranks and loader workers (webdataset's splitters), so every process
-agrees on who reads what. A sample that fails to decode is skipped and counted; a warning
+agrees on who reads what. In training, each worker then mixes its clips through a buffer of
+`shuffle_buffer` raw samples (seeded by seed, epoch and worker), because shards keep manifest
+order, which is often sorted by class. A sample that fails to decode is skipped and counted; a warning
 is logged for the first few and then every 100th.
 
 Per clip: 16 frames, one random frame per equal segment in training and the centre frame
@@ -32,7 +34,7 @@ import random
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -84,6 +86,7 @@ class DataConfig:
     use_landmarks: bool = True
     crop_scale: tuple[float, float] = (0.8, 1.0)
     flip: bool = True
+    shuffle_buffer: int = 64      # training clips mixed across shards (raw bytes, ~0.7 MiB each); 0: shard order
 
 
 def read_index(shards: str | Path) -> dict:
@@ -325,19 +328,37 @@ class ShardClips(torch.utils.data.IterableDataset):
         rng = random.Random(hash((self.config.seed, self.epoch, worker_id)))
         dataset = wds.WebDataset(urls, shardshuffle=False, handler=self.skips, empty_check=False,
                                  nodesplitter=wds.split_by_node, workersplitter=wds.split_by_worker)
-        for raw in dataset:
+        samples = (raw for raw in dataset if self._keep(str(raw.get("__key__", ""))))
+        if self.split == "train" and self.config.shuffle_buffer > 1:
+            samples = shuffled(samples, self.config.shuffle_buffer, random.Random(f"{self.config.seed}:{self.epoch}:{worker_id}"))
+        for raw in samples:
             try:
                 clip = decode_sample(raw)
             except ShardFormatError as error:
                 self.skips(error)
                 continue
-            if self._keep(clip.key) and clip.label in self.transform.class_index:
+            if clip.label in self.transform.class_index:
                 try:
                     example = self.transform(clip, rng)
                 except (ShardFormatError, ValueError, cv2.error) as error:
                     self.skips(error)
                     continue
                 yield {**example, "worker": worker_id, "skipped": self.skips.skipped}
+
+
+def shuffled(items: Iterable, size: int, rng: random.Random) -> Iterator:
+    """`items` in a random order drawn through a buffer of `size`: shards are written in manifest
+    order (often sorted by class), so without it a batch holds a run of neighbouring clips."""
+    buffer: list = []
+    for item in items:
+        if len(buffer) < size:
+            buffer.append(item)
+            continue
+        i = rng.randrange(size)
+        yield buffer[i]
+        buffer[i] = item
+    rng.shuffle(buffer)
+    yield from buffer
 
 
 def collate(examples: list[dict]) -> dict:
