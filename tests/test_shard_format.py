@@ -234,3 +234,22 @@ except ShardWriteError as error:
     assert "full.tar: the shard could not be written (File too large)" in done.stdout
     assert "no partial shard was left" in done.stdout
     assert sorted(p.name for p in out.iterdir()) == []
+
+
+@pytest.mark.parametrize("array", [
+    np.zeros((57, 68, 2), np.float32), np.arange(5, dtype=np.int64), np.array(3.5), np.zeros((0, 4), np.float32),
+    np.ones(3, bool), np.zeros((2, 3), ">f8"), np.asfortranarray(np.arange(6.0).reshape(2, 3)),
+    np.array(["a", "bc"]), np.zeros((1, 1, 1), np.uint8)], ids=repr)
+def test_npy_members_read_as_numpy_reads_them(array):
+    """The fast header parser for .npy members agrees with np.load, falls back to it for other
+    headers, returns writable arrays, and a truncated member is still an error."""
+    from pipeline.shard_format import _load_npy
+
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    data = buffer.getvalue()
+    out = _load_npy(data)
+    assert out.dtype == array.dtype and out.shape == array.shape and np.array_equal(out, array)
+    assert out.flags.writeable
+    with pytest.raises(ValueError):
+        _load_npy(data[:-1] if array.size else data[:20])
