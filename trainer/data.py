@@ -347,18 +347,10 @@ class ShardClips(torch.utils.data.IterableDataset):
 
 
 def shuffled(items: Iterable, size: int, rng: random.Random) -> Iterator:
-    """`items` in a random order drawn through a buffer of `size`: shards are written in manifest
-    order (often sorted by class), so without it a batch holds a run of neighbouring clips."""
-    buffer: list = []
-    for item in items:
-        if len(buffer) < size:
-            buffer.append(item)
-            continue
-        i = rng.randrange(size)
-        yield buffer[i]
-        buffer[i] = item
-    rng.shuffle(buffer)
-    yield from buffer
+    """`items` in a random order drawn through webdataset's shuffle buffer of `size`, filled before
+    the first pick: shards are written in manifest order (often sorted by class), so without it a
+    batch holds a run of neighbouring clips."""
+    return wds.filters.shuffle(size, initial=size, rng=rng)(iter(items))
 
 
 def collate(examples: list[dict]) -> dict:
