@@ -1,7 +1,8 @@
 # DFER toolkit: the user's commands. `make help` lists them.
 #
 # Every target that runs Python first makes sure .venv matches requirements.txt: the stamp
-# file is named after the lock's hash, so changing a pin rebuilds the environment.
+# file is named after the lock's hash, so changing a pin rebuilds the environment. The lock is
+# installed with ordinary dependency resolution, so torch brings its CUDA libraries on Linux.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -27,7 +28,7 @@ export RAY_ADDRESS
 SAMPLE_SEED ?= 0
 CLIPS_PER_CLASS ?= 10
 
-.PHONY: help env test demo manifest sample preprocess describe summary verify inspect train eval bench predict clean
+.PHONY: help env lock test demo manifest sample preprocess describe summary verify inspect train eval bench predict clean
 
 help: ## list targets and variables
 	@echo "DFER toolkit. Usage: make <target> [VAR=value ...]"
@@ -50,14 +51,20 @@ help: ## list targets and variables
 	@echo "  QUICK        1: make bench on smaller sets, into bench/results/quick/"
 
 $(STAMP): requirements.txt pyproject.toml
-	@echo ">> creating $(VENV) from requirements.txt (first run only: a few minutes)"
+	@echo ">> creating $(VENV) from requirements.txt (first run only: a few minutes; ~6 GB with CUDA torch on Linux)"
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --no-deps -r requirements.txt
-	$(VENV)/bin/pip install --quiet --no-deps -e .
+	$(VENV)/bin/pip install --quiet -r requirements.txt -e ".[all]"
 	touch $@
 
 env: $(STAMP) ## create or update .venv (done automatically by every other target)
+
+lock: ## re-resolve requirements.in into the lock (requirements.txt, environment.yml) in a scratch venv
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet -r requirements.in
+	.lock-venv/bin/python tools/lock.py
+	rm -rf .lock-venv
 
 test: $(STAMP) ## run the whole test suite, offline
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q tests

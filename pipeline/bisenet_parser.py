@@ -3,8 +3,10 @@
 Done as facexlib's own use of the model: the RGB crop resized to 512×512, scaled to [0, 1],
 normalised with ImageNet mean/std, the first (full-resolution) of BiSeNet's three outputs,
 argmax over the classes. The label map is resized back to the crop with nearest neighbour.
-The resizes run on the model's device, batched. facexlib's package `__init__` imports
-torchvision, so the network module is imported on its own (pipeline.isolated_import).
+The resizes run on the model's device, batched. The network is facexlib's own `BiSeNet`
+class; we keep our own weight lookup (pipeline/weights.py: WEIGHTS_DIR, hash check, offline
+message) instead of `facexlib.parsing.init_parsing_model`, which downloads unchecked into
+facexlib's package folder, and our own batched preprocessing on the device for speed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.isolated_import import import_module_file
+from facexlib.parsing.bisenet import BiSeNet
+
 from pipeline.weights import BISENET, file_sha256, resolve_weight
 
 INPUT_SIZE = 512
@@ -41,7 +44,7 @@ class BisenetParser:
 
     @cached_property
     def net(self) -> torch.nn.Module:
-        net = import_module_file("facexlib.parsing.bisenet").BiSeNet(num_class=NUM_CLASSES)
+        net = BiSeNet(num_class=NUM_CLASSES)
         state = torch.load(self.weights_path, map_location="cpu", weights_only=True)
         try:
             net.load_state_dict(state)

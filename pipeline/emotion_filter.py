@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+from pipeline.resources import PROMPTS_DIR
+
 LEXICON_FILE = PROMPTS_DIR / "emotion_lexicon.txt"
 ACTION_WORDS_FILE = PROMPTS_DIR / "facial_action_words.txt"
 

@@ -5,27 +5,40 @@
         frames = clip.frames([0, 8, 16])      # decodes only these three JPEGs
         print(clip.key, clip.label, clip.landmarks.shape, clip.description)
 
-`ShardReader` is a PyTorch IterableDataset: each DataLoader worker (and each DDP rank,
-when torch.distributed is initialised) reads a disjoint subset of the shards. Writing and
-reading single shards (`ShardWriter`, `read_shard`, `list_shards`, …) lives in
-`pipeline.shard_tar`, which needs no torch, and is re-exported here.
+Nothing here imports torch: reading shards needs only numpy, OpenCV's JPEG decoder and the
+standard library. Inside a PyTorch DataLoader (torch already imported by the caller), each
+worker, and each DDP rank when torch.distributed is initialised, reads a disjoint subset of
+the shards; docs/shard-format.md shows the small `IterableDataset` wrapper and collate
+function a DataLoader needs. Writing and reading single shards (`ShardWriter`, `read_shard`,
+`list_shards`, …) lives in `pipeline.shard_tar` and is re-exported here.
 """
 
 from __future__ import annotations
 
 import random
+import sys
 from pathlib import Path
 from typing import Iterator, Sequence
-
-import torch
-from torch.utils.data import IterableDataset, get_worker_info
 
 from pipeline.shard_format import ClipSample
 from pipeline.shard_tar import (SHARD_SUFFIX, TMP_SUFFIX, ShardWriteError, ShardWriter,  # noqa: F401 (re-exported)
                                 iter_tar_members, list_shards, read_shard, shard_name)
 
 
-class ShardReader(IterableDataset):
+def _rank_and_worker() -> tuple[int, int, int, int]:
+    """(rank, world size, DataLoader worker, workers): all 0/1 unless the caller runs torch."""
+    torch = sys.modules.get("torch")  # never imported here: a reader without torch stays without it
+    rank, world, worker, workers = 0, 1, 0, 1
+    if torch is not None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        info = torch.utils.data.get_worker_info()
+        if info is not None:
+            worker, workers = info.id, info.num_workers
+    return rank, world, worker, workers
+
+
+class ShardReader:
     """Stream ClipSamples from shards; splits shards across DDP ranks and DataLoader workers.
 
     With `shuffle_shards`, shard order is shuffled with a seed that depends on the epoch
@@ -49,11 +62,7 @@ class ShardReader(IterableDataset):
         shards = list(self.shards)
         if self.shuffle_shards:
             random.Random(self.seed * 1_000_003 + self.epoch).shuffle(shards)
-        rank, world = 0, 1
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-        info = get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        rank, world, worker, workers = _rank_and_worker()
         return shards[rank * workers + worker::world * workers]
 
     def __iter__(self) -> Iterator[ClipSample]:

@@ -13,6 +13,7 @@ machine fixes everything in one go: the pipeline calls `check_weights` before an
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,13 +79,11 @@ def _hub_checkpoints() -> Path:
 
 
 def _library_caches() -> list[Path]:
-    from pipeline.isolated_import import package_dir
-
     caches = [_hub_checkpoints()]
-    try:
-        caches.append(package_dir("facexlib") / "weights")
-    except ModuleNotFoundError:
-        pass
+    # facexlib's own download folder; found without importing facexlib (which loads torchvision and more).
+    spec = importlib.util.find_spec("facexlib")
+    if spec is not None and spec.submodule_search_locations:
+        caches.append(Path(spec.submodule_search_locations[0]) / "weights")
     return caches
 
 

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import ast
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,12 +12,12 @@ import torch
 import yaml
 
 from pipeline.datasets import DATASETS
-from pipeline.isolated_import import package_dir
 from pipeline.weights import OFFLINE_VARIABLES
 from trainer import clip_loader
 from trainer.adapters import AdaptedCLIP
 from trainer.clip_loader import ClipWeightsError, clip_model_module, load_clip, tiny_clip, tokenize
-from trainer.model_config import REPO_ROOT, ModelConfig
+from pipeline.resources import PROMPTS_DIR
+from trainer.model_config import ModelConfig
 from trainer.models import MODELS, build_model, model_config, trainable_summary
 
 CLASSES = list(DATASETS["mafw"].classes)  # 11 classes: the largest label set
@@ -46,11 +43,10 @@ def has_grad(param) -> bool:
 # --- clip_loader ---------------------------------------------------------------------------
 
 
-def test_model_table_matches_installed_clip_package():
-    tree = ast.parse((package_dir("clip") / "clip.py").read_text())
-    table = next(ast.literal_eval(node.value) for node in ast.walk(tree)
-                 if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "_MODELS")
-    assert clip_loader.CLIP_URLS == table
+def test_model_table_is_the_clip_packages_own():
+    import clip
+
+    assert set(clip_loader.CLIP_URLS) == set(clip.available_models())
     assert clip_loader.expected_sha256("ViT-B/16") == "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f"
 
 
@@ -388,7 +384,7 @@ def test_registry_and_config_errors():
 def lexicon_entries(*files: str) -> list[str]:
     entries = []
     for file in files:
-        for line in (REPO_ROOT / "prompts" / file).read_text().splitlines():
+        for line in (PROMPTS_DIR / file).read_text().splitlines():
             entry = re.sub(r"\[adj\]|=", "", line.split("#")[0]).strip().lower()
             if entry:
                 entries.append(entry)
@@ -411,16 +407,3 @@ def test_class_descriptions_cover_every_class_and_never_name_the_emotion():
                 assert not {entry, entry + "s", entry + "es", entry + "ed", entry + "d", entry + "ing",
                             entry + "ly"} & set(words), (cls, entry)
         assert len(tokenize(text)[0].nonzero()) + config.context_tokens < 77, f"{cls}: description too long"
-
-
-def test_trainer_models_never_import_torchvision_or_the_clip_package():
-    code = ("import sys, torch\n"
-            "from trainer.models import build_model\n"
-            "m = build_model('tiny', ['happiness', 'sadness'])\n"
-            "x = torch.zeros(1, 2, 3, 64, 64)\n"
-            "m({'frames': x, 'masks': x, 'landmarks': x})\n"
-            "assert 'torchvision' not in sys.modules, 'torchvision imported'\n"
-            "assert 'clip' not in sys.modules, 'the clip package __init__ ran'\n")
-    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr

@@ -9,15 +9,16 @@ truncated or stale file would otherwise fail later with an error that says nothi
 file. A path given by the user is taken as it is (it may be a fine-tuned or converted state
 dict with no published hash).
 
-The model is OpenAI's own `clip/model.py` and the tokenizer its `clip/simple_tokenizer.py`,
-imported without the package `__init__` (which imports torchvision; see
-pipeline/isolated_import.py). Checkpoints are read as TorchScript archives (OpenAI's format)
+The model, the URL table and the tokenizer are OpenAI's `clip` package's own. We keep our own
+download path rather than `clip.load`, for three things it lacks: an offline switch whose
+error says which file to fetch and where to put it, a hash failure that names the file, and
+a download written to a temporary file first (`clip.load` writes into the cache directly).
+Checkpoints are read as TorchScript archives (OpenAI's format)
 or as plain state dicts saved with `torch.save`, never by unpickling arbitrary objects.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import warnings
 from pathlib import Path
@@ -27,22 +28,18 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from pipeline.isolated_import import import_module_file
+with warnings.catch_warnings():
+    # openai-clip 1.0.1 imports pkg_resources (hence setuptools<81 in the lock), which warns on import.
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+    import clip
+    import clip.model
+    from clip.clip import _MODELS
+
 from pipeline.weights import downloads_allowed, file_sha256
 
-# Copied from openai-clip 1.0.1 `clip/clip.py` (`_MODELS`), which cannot be imported without
-# torchvision; tests/test_trainer_models.py checks the copy against the installed file.
-CLIP_URLS: dict[str, str] = {
-    "RN50": "https://openaipublic.azureedge.net/clip/models/afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762/RN50.pt",
-    "RN101": "https://openaipublic.azureedge.net/clip/models/8fa8567bab74a42d41c5915025a8e4538c3bdbe8804a470a72f30b0d94fab599/RN101.pt",
-    "RN50x4": "https://openaipublic.azureedge.net/clip/models/7e526bd135e493cef0776de27d5f42653e6b4c8bf9e0f653bb11773263205fdd/RN50x4.pt",
-    "RN50x16": "https://openaipublic.azureedge.net/clip/models/52378b407f34354e150460fe41077663dd5b39c54cd0bfd2b27167a4a06ec9aa/RN50x16.pt",
-    "RN50x64": "https://openaipublic.azureedge.net/clip/models/be1cfb55d75a9666199fb2206c106743da0f6468c9d327f3e0d0a543a9919d9c/RN50x64.pt",
-    "ViT-B/32": "https://openaipublic.azureedge.net/clip/models/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt",
-    "ViT-B/16": "https://openaipublic.azureedge.net/clip/models/5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f/ViT-B-16.pt",
-    "ViT-L/14": "https://openaipublic.azureedge.net/clip/models/b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836/ViT-L-14.pt",
-    "ViT-L/14@336px": "https://openaipublic.azureedge.net/clip/models/3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02/ViT-L-14-336px.pt",
-}
+# OpenAI's own table of checkpoint URLs (name -> URL whose second-to-last segment is the
+# file's SHA-256). `clip.available_models()` lists the same names; the URLs are only in here.
+CLIP_URLS: dict[str, str] = _MODELS
 
 # `clip.model.CLIP` hyper-parameters of the ViT checkpoints (what `build_model` derives from
 # their state dicts), to build a randomly initialised model of the real size without weights.
@@ -72,8 +69,8 @@ class ClipWeightsError(RuntimeError):
 
 
 def clip_model_module() -> ModuleType:
-    """OpenAI's `clip/model.py`, imported without the `clip` package `__init__`."""
-    return import_module_file("clip.model")
+    """OpenAI's `clip/model.py` (the CLIP, Transformer and build_model we use)."""
+    return clip.model
 
 
 def clip_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -165,19 +162,6 @@ def tiny_clip(seed: int = 0) -> nn.Module:
     return random_clip("tiny", seed)
 
 
-@functools.cache
-def _tokenizer():
-    # Building the BPE tables takes a few hundred milliseconds; do it once per process.
-    return import_module_file("clip.simple_tokenizer").SimpleTokenizer()
-
-
 def tokenize(texts: str | Sequence[str], context_length: int = 77) -> torch.LongTensor:
     """CLIP token ids, one row per text, zero-padded; a long text is cut but keeps its end token."""
-    tokenizer = _tokenizer()
-    sot, eot = tokenizer.encoder["<|startoftext|>"], tokenizer.encoder["<|endoftext|>"]
-    texts = [texts] if isinstance(texts, str) else list(texts)
-    rows = torch.zeros(len(texts), context_length, dtype=torch.long)
-    for i, text in enumerate(texts):
-        ids = [sot, *tokenizer.encode(text)][: context_length - 1] + [eot]
-        rows[i, : len(ids)] = torch.tensor(ids)
-    return rows
+    return clip.tokenize(texts, context_length=context_length, truncate=True).long()

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from pipeline.resources import resolve_prompt_file
+
 FUSIONS = ("learned", "mean")
 TRAIN_CLIP = ("none", "vision", "all")
 
@@ -40,11 +41,11 @@ class ModelConfig:
     adapter_scale: float = 0.5  # scale of the adapter parallel to each block's MLP
     negative_loss_weight: float = 1.0
     description_loss_weight: float = 1.0
-    label_templates: str = "prompts/label_templates.yaml"  # relative paths: from the repository root
+    label_templates: str = "label_templates.yaml"  # a file of pipeline/prompts/, or a path
 
     # --- DFER-CLIP ---
     context_tokens: int = 8  # learnable context vectors per class, in front of its description
-    class_descriptions: str = "prompts/dferclip_class_descriptions.yaml"
+    class_descriptions: str = "dferclip_class_descriptions.yaml"  # idem
     image_encoder_lr_scale: float = 0.01  # image encoder lr = base lr * this (1e-3 → 1e-5)
 
     def __post_init__(self) -> None:
@@ -62,5 +63,5 @@ class ModelConfig:
             raise ValueError("adapter_ratio must be in (0, 1] and temperature > 0")
 
     def prompt_file(self, path: str) -> Path:
-        """A prompt file named in this config (absolute, or relative to the repository root)."""
-        return REPO_ROOT / path
+        """A prompt file named in this config (see pipeline.resources.resolve_prompt_file)."""
+        return resolve_prompt_file(path)

@@ -1,6 +1,6 @@
-"""Rebuild manifests/{mafw,dfew,ferv39k}.csv from the DFER-CLIP annotation files.
+"""Rebuild pipeline/manifests/{mafw,dfew,ferv39k}.csv from the DFER-CLIP annotation files.
 
-    python manifests/build_reference_manifests.py [REFERENCE_DIR]
+    python tools/build_reference_manifests.py [REFERENCE_DIR]
 
 REFERENCE_DIR holds `MAFW_set_{k}_{train,test}.txt`, `DFEW_set_{k}_{train,test}.txt` and
 `FERV39K_{train,test}.txt` (default: ../shared/reference/dfer-clip-annotations). Each line
@@ -72,7 +72,7 @@ def ferv39k(ref: Path) -> list[dict]:
 def main() -> None:
     ref = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_REFERENCE
     source = ("Converted from the DFER-CLIP annotation files (MIT licence) by "
-              "manifests/build_reference_manifests.py.\n"
+              "tools/build_reference_manifests.py.\n"
               "partition = the test fold the clip belongs to; frames = face frames annotated.")
     built = {
         "mafw": folds(ref, "MAFW", "data/clips/{clip_id}.mp4"),
