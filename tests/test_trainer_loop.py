@@ -17,7 +17,8 @@ import torch
 from trainer.config import resolve
 from trainer.data import DataConfig, ShardClips, collate, shuffled, to_model_inputs, tsn_indices
 from trainer.metrics import recognition_metrics
-from trainer.train import load_checkpoint, train
+from trainer.checkpoint import load_checkpoint
+from trainer.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -226,7 +227,7 @@ class _FailsToPickle:
 
 
 def test_an_interrupted_checkpoint_write_keeps_the_previous_checkpoint(sample_shards, tmp_path):
-    from trainer.train import save_checkpoint
+    from trainer.checkpoint import save_checkpoint
 
     out, _ = sample_shards
     train(tiny_config(out, tmp_path, epochs=2), stop_after=1)

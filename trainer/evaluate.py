@@ -23,8 +23,8 @@ import torch
 
 from trainer.config import from_dict
 from trainer.data import make_loader, read_index
-from trainer.metrics import plot_confusion
-from trainer.train import evaluate, load_checkpoint
+from trainer.checkpoint import load_checkpoint
+from trainer.metrics import evaluate, plot_confusion
 
 
 def evaluate_checkpoint(checkpoint: Path, dataset: str | None = None, shards: str | None = None,

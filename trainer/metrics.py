@@ -10,6 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.distributed as dist
+
+from trainer.data import to_model_inputs
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
@@ -85,3 +89,24 @@ def plot_curves(history: list[dict], path: Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, loader, device: torch.device, classes: list[str], autocast) -> dict:
+    model.eval()
+    labels, predictions, keys = [], [], []
+    for batch in loader:
+        labels.append(batch["labels"])
+        inputs = to_model_inputs({k: v for k, v in batch.items() if k != "labels"}, device)
+        with autocast():
+            logits = model(inputs)["logits"]
+        predictions.append(logits.float().argmax(-1).cpu())
+        keys += batch["keys"]
+    labels_t, predictions_t = torch.cat(labels), torch.cat(predictions)
+    if dist.is_initialized():  # every rank saw a disjoint share of the shards
+        gathered = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, (labels_t.tolist(), predictions_t.tolist()))
+        labels_t = torch.tensor([x for part in gathered for x in part[0]])
+        predictions_t = torch.tensor([x for part in gathered for x in part[1]])
+    model.train()
+    return recognition_metrics(labels_t.numpy(), predictions_t.numpy(), classes)

@@ -27,7 +27,7 @@ from pipeline.decode import DecodeError
 from pipeline.stages import FaceConfig, FaceStage, NoFaceError, attach_description
 from trainer.config import from_dict
 from trainer.data import ClipTransform, collate, read_index, to_model_inputs
-from trainer.train import load_checkpoint
+from trainer.checkpoint import load_checkpoint
 
 _FACE_KEYS = ("crop_size", "max_frames", "detect_every", "crop_margin", "crop_shift_up", "smooth_window",
               "folder_fps", "max_frame_bytes")

@@ -31,7 +31,8 @@ import torch.distributed as dist
 
 from trainer.config import TrainConfig, from_dict, parse_value, resolve
 from trainer.data import make_loader, read_index, to_model_inputs
-from trainer.metrics import plot_confusion, plot_curves, recognition_metrics
+from trainer.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, trainable_state
+from trainer.metrics import evaluate, plot_confusion, plot_curves
 
 
 class NonFiniteLoss(RuntimeError):
@@ -59,81 +60,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def rng_state() -> dict:
-    """Every generator's state, as plain lists and tensors so checkpoints load with weights_only."""
-    version, internal, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {"python": [version, list(internal), gauss], "numpy": [kind, torch.from_numpy(keys.astype(np.int64)),
-                                                                    pos, has_gauss, cached],
-             "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-# ------------------------------------------------------------------------------ checkpoints
-def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Only what training changes: frozen CLIP weights come back from the CLIP checkpoint."""
-    names = {n for n, p in model.named_parameters() if p.requires_grad}
-    return {k: v.detach().cpu() for k, v in model.state_dict().items() if k in names}
-
-
-def save_checkpoint(path: Path, payload: dict) -> None:
-    """Write atomically: an interrupted write leaves the previous checkpoint intact."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def load_checkpoint(path: Path) -> dict:
-    """Checkpoints hold only tensors, numbers, strings, lists and dicts: weights_only loading."""
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
 # ------------------------------------------------------------------------------ schedule
 def lr_factor(step: int, warmup: int, total: int) -> float:
     if step < warmup:
         return (step + 1) / max(warmup, 1)
     progress = (step - warmup) / max(total - warmup, 1)
     return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-
-# ------------------------------------------------------------------------------ evaluation
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, loader, device: torch.device, classes: list[str], autocast) -> dict:
-    model.eval()
-    labels, predictions, keys = [], [], []
-    for batch in loader:
-        labels.append(batch["labels"])
-        inputs = to_model_inputs({k: v for k, v in batch.items() if k != "labels"}, device)
-        with autocast():
-            logits = model(inputs)["logits"]
-        predictions.append(logits.float().argmax(-1).cpu())
-        keys += batch["keys"]
-    labels_t, predictions_t = torch.cat(labels), torch.cat(predictions)
-    if dist.is_initialized():  # every rank saw a disjoint share of the shards
-        gathered = [None] * dist.get_world_size()
-        dist.all_gather_object(gathered, (labels_t.tolist(), predictions_t.tolist()))
-        labels_t = torch.tensor([x for part in gathered for x in part[0]])
-        predictions_t = torch.tensor([x for part in gathered for x in part[1]])
-    model.train()
-    return recognition_metrics(labels_t.numpy(), predictions_t.numpy(), classes)
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
