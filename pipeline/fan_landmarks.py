@@ -6,6 +6,10 @@ batched over many crops, without test-time flipping and without torch.compile. O
 difference: the library truncates the points to whole pixels when mapping them back from the
 heatmap; we keep the quarter-pixel refined positions as floats.
 
+Not `FaceAlignment` itself: it takes no weight file (it downloads FAN by URL, bypassing
+WEIGHTS_DIR and the offline message of pipeline/weights.py) and runs FAN one image at a time,
+where our one-face crops go through in batches; the library's FAN, crop and decoder are used.
+
 Confidence of a face: the mean over the 68 points of the heatmap peak (FAN is trained to put
 a Gaussian of height 1 at each point, so a peak near 1 is a confident point).
 """

@@ -2,8 +2,8 @@
 
 Each clip's face crops go to Video-LLaVA (`LanguageBind/Video-LLaVA-7B-hf` through transformers'
 `VideoLlavaForConditionalGeneration`) as one video, with the instruction in
-prompts/videollava_instruction.txt; the answer is decoded greedily, tidied, and every sentence
-that names or implies an emotion is removed by `pipeline.emotion_filter`.
+pipeline/prompts/videollava_instruction.txt; the answer is decoded greedily, tidied, and every
+sentence that names or implies an emotion is removed by `pipeline.emotion_filter`.
 
 Frames. `num_frames` (8 by default) frames are picked uniformly over the clip, first and last
 frame included, so the model sees the whole movement. Video-LLaVA was trained on 8-frame
@@ -17,13 +17,9 @@ The instruction file is plain text; its whitespace (line breaks included) is col
 single spaces, so it may be wrapped for review; it must not contain "<video>" or "<image>".
 The record keeps the SHA-256 of the file's bytes.
 
-No torchvision. In transformers 5.23 `VideoLlavaProcessor` needs a video processor, and the
-only one (`VideoLlavaVideoProcessor`) is built on the torchvision backend: without torchvision
-neither it nor `VideoLlavaProcessor` can be constructed (the processor checks its video
-processor against a class that only exists with torchvision). `VideoLlavaFrameProcessor`
-below does the same work from the slow, numpy/PIL `VideoLlavaImageProcessor` (CLIP resize,
-centre crop, normalisation, frame by frame) and the tokenizer, with the processor's rule for
-the number of video tokens.
+Preprocessing is transformers' `VideoLlavaProcessor` from the checkpoint: its video processor
+resizes, centre-crops and normalises the frames as CLIP does, and each "<video>" of a prompt
+becomes one token per patch and class token of every frame; prompts are padded on the left.
 
 Weights are read by `from_pretrained` from the Hugging Face cache (`HF_HOME`), fetched on a
 connected machine, or taken from a local folder given as `model_id`; when none works the
@@ -40,10 +36,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from pipeline.backends import Description
+from pipeline.resources import prompt_path
 
 DEFAULT_MODEL_ID = "LanguageBind/Video-LLaVA-7B-hf"
 DEFAULT_NUM_FRAMES = 8
-PROMPT_FILE = Path(__file__).resolve().parents[1] / "prompts" / "videollava_instruction.txt"
+PROMPT_FILE = prompt_path("videollava_instruction.txt")
 PROMPT_FORMAT = "USER: {video_token}\n{instruction} ASSISTANT:"
 # CLIP's vision tower prepends a class token to the patch tokens, and Video-LLaVA keeps it for
 # videos (get_video_features applies no feature-select strategy), so each frame is one token more.
@@ -145,73 +142,42 @@ def missing_model_message(model_id: str, revision: str | None, error: BaseExcept
     return "\n".join(lines)
 
 
-class VideoLlavaFrameProcessor:
-    """Video-LLaVA's processor for videos, without torchvision: the tokenizer and the slow
-    (numpy/PIL) `VideoLlavaImageProcessor` applied frame by frame, with `VideoLlavaProcessor`'s
-    expansion of each "<video>" into one token per patch and class token of every frame."""
+def load_processor(model_id: str, revision: str | None = None, **kwargs):
+    """The checkpoint's `VideoLlavaProcessor` (tokenizer, image and video processors), with a pad token."""
+    from transformers import VideoLlavaProcessor
 
-    def __init__(self, tokenizer, image_processor, patch_size: int, video_token: str = "<video>",
-                 extra_tokens: int = CLIP_EXTRA_TOKENS):
-        self.tokenizer = tokenizer
-        self.image_processor = image_processor
-        self.patch_size = int(patch_size)
-        self.video_token = video_token
-        self.extra_tokens = extra_tokens
-        self.video_token_id = tokenizer.convert_tokens_to_ids(video_token)
-        if self.video_token_id is None or self.video_token_id == tokenizer.unk_token_id:
-            raise ValueError(f"the tokenizer has no {video_token!r} token; it is not a Video-LLaVA tokenizer")
+    processor = VideoLlavaProcessor.from_pretrained(model_id, revision=revision, **kwargs)
+    tokenizer = processor.tokenizer
+    if processor.video_token_id is None or processor.video_token_id == tokenizer.unk_token_id:
+        raise ValueError(f"the tokenizer of {model_id} has no {processor.video_token!r} token; "
+                         "it is not a Video-LLaVA tokenizer")
+    if tokenizer.pad_token is None:
+        # Left padding is masked out of attention, so any id serves; Llama checkpoints often lack one.
+        tokenizer.pad_token = tokenizer.unk_token
+    return processor
 
-    @classmethod
-    def from_pretrained(cls, model_id: str, revision: str | None = None, patch_size: int | None = None,
-                        **kwargs) -> "VideoLlavaFrameProcessor":
-        """Tokenizer and image processor of a Video-LLaVA checkpoint; the patch size from its config unless given."""
-        from transformers import AutoTokenizer, VideoLlavaConfig, VideoLlavaImageProcessor
 
-        tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision, **kwargs)
-        # The slow class by name: AutoImageProcessor could pick a torchvision-backed one.
-        image_processor = VideoLlavaImageProcessor.from_pretrained(model_id, revision=revision, **kwargs)
-        if patch_size is None:
-            patch_size = VideoLlavaConfig.from_pretrained(model_id, revision=revision, **kwargs).vision_config.patch_size
-        if tokenizer.pad_token is None:
-            # Left padding is masked out of attention, so any id serves; Llama checkpoints often lack one.
-            tokenizer.pad_token = tokenizer.unk_token
-        return cls(tokenizer, image_processor, patch_size)
-
-    def save_pretrained(self, folder: str | Path) -> None:
-        """Tokenizer files and preprocessor_config.json, the layout of the Hub checkpoint."""
-        self.tokenizer.save_pretrained(folder)
-        self.image_processor.save_pretrained(folder)
-
-    def pixel_values(self, video: np.ndarray) -> np.ndarray:
-        """T×H×W×3 uint8 RGB frames -> T×3×h×w float32, as the vision tower wants them."""
-        processed = self.image_processor(list(video), return_tensors=None, return_legacy_image_output=False)
-        return np.stack(processed["pixel_values"]).astype(np.float32)
-
-    def __call__(self, prompts: Sequence[str], videos: Sequence[np.ndarray]):
-        """One prompt (holding one video token) per video -> left-padded `input_ids`, `attention_mask`
-        and `pixel_values_videos` (B×T×3×h×w) as torch tensors."""
-        import torch
-        from transformers import BatchFeature
-
-        if len(prompts) != len(videos):
-            raise ValueError(f"{len(prompts)} prompts for {len(videos)} videos")
-        pixels = np.stack([self.pixel_values(v) for v in videos])
-        num_frames, height, width = pixels.shape[1], pixels.shape[3], pixels.shape[4]
-        count = video_token_count(num_frames, height, width, self.patch_size, self.extra_tokens)
-        texts = []
-        for prompt in prompts:
-            if prompt.count(self.video_token) != 1:
-                raise ValueError(f"each prompt needs exactly one {self.video_token!r}, got {prompt!r}")
-            texts.append(prompt.replace(self.video_token, self.video_token * count))
-        encoded = self.tokenizer(texts, padding=True, padding_side="left", return_tensors="pt")
-        found = (encoded["input_ids"] == self.video_token_id).sum(dim=1)
-        if not bool((found == count).all()):
-            raise ValueError(f"the tokenizer split {self.video_token!r} into other tokens "
-                             f"({found.tolist()} video tokens instead of {count} per prompt)")
-        return BatchFeature({**encoded, "pixel_values_videos": torch.from_numpy(pixels)})
-
-    def decode(self, token_ids) -> str:
-        return self.tokenizer.decode(token_ids, skip_special_tokens=True)
+def processor_inputs(processor, prompts: Sequence[str], videos: Sequence[np.ndarray], patch_size: int):
+    """Left-padded `input_ids`, `attention_mask` and `pixel_values_videos` (B×T×3×h×w) as torch tensors,
+    one prompt (holding one "<video>") per T×H×W×3 uint8 RGB video; checked against the model's
+    rule for the number of video tokens (`patch_size` from the model's vision config)."""
+    if len(prompts) != len(videos):
+        raise ValueError(f"{len(prompts)} prompts for {len(videos)} videos")
+    for prompt in prompts:
+        if prompt.count(processor.video_token) != 1:
+            raise ValueError(f"each prompt needs exactly one {processor.video_token!r}, got {prompt!r}")
+    # do_sample_frames=False: the frames were picked already (uniform_frame_indices) and are recorded.
+    inputs = processor(text=list(prompts), videos=[np.asarray(v) for v in videos], padding=True,
+                       padding_side="left", do_sample_frames=False, return_tensors="pt")
+    num_frames, height, width = inputs["pixel_values_videos"].shape[1], *inputs["pixel_values_videos"].shape[3:]
+    expected = video_token_count(num_frames, height, width, patch_size)
+    found = (inputs["input_ids"] == processor.video_token_id).sum(dim=1).tolist()
+    if any(count != expected for count in found):
+        raise ValueError(f"the processor made {found} video tokens per prompt where the model needs {expected} "
+                         f"({num_frames} frames of {height}×{width} px, patch size {patch_size}, plus the class "
+                         f"token); its patch_size ({processor.patch_size}) or num_additional_image_tokens "
+                         f"({processor.num_additional_image_tokens}) does not fit the model")
+    return inputs
 
 
 class VideoLlavaDescriber:
@@ -261,23 +227,25 @@ class VideoLlavaDescriber:
         return self._model
 
     @property
-    def processor(self) -> VideoLlavaFrameProcessor:
+    def processor(self):
+        """The checkpoint's `transformers.VideoLlavaProcessor`."""
         if self._processor is None:
-            patch_size = self.model.config.vision_config.patch_size
+            from huggingface_hub.errors import HFValidationError
+
             try:
-                self._processor = VideoLlavaFrameProcessor.from_pretrained(
-                    self.model_id, revision=self.revision, patch_size=patch_size, local_files_only=_offline())
-            except OSError as err:
+                self._processor = load_processor(self.model_id, revision=self.revision, local_files_only=_offline())
+            except (OSError, HFValidationError) as err:  # the latter: a folder that does not exist
                 raise ModelUnavailableError(missing_model_message(self.model_id, self.revision, err)) from err
         return self._processor
 
     def _load_model(self):
+        from huggingface_hub.errors import HFValidationError
         from transformers import VideoLlavaForConditionalGeneration
 
         try:
             model = VideoLlavaForConditionalGeneration.from_pretrained(self.model_id, revision=self.revision,
                                                                        dtype=self.dtype, local_files_only=_offline())
-        except OSError as err:
+        except (OSError, HFValidationError) as err:
             raise ModelUnavailableError(missing_model_message(self.model_id, self.revision, err)) from err
         return model.to(self.device).eval()
 
@@ -314,7 +282,8 @@ class VideoLlavaDescriber:
         videos = [s.frames(i) for s, i in zip(samples, indices)]
         processor, model = self.processor, self.model
         # The model's own device and dtype, which an injected model may choose differently from ours.
-        inputs = processor([self.prompt()] * len(samples), videos).to(model.device)
+        inputs = processor_inputs(processor, [self.prompt()] * len(samples), videos,
+                                  model.config.vision_config.patch_size).to(model.device)
         inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(model.dtype)
         pad_id = processor.tokenizer.pad_token_id
         with torch.inference_mode():
@@ -326,7 +295,7 @@ class VideoLlavaDescriber:
         descriptions = []
         for sample, frame_indices, tokens in zip(samples, indices, new_tokens):
             length, stopped = _answer_length(tokens.tolist(), eos_ids)
-            raw_text = clean_text(processor.decode(tokens[:length].tolist()))
+            raw_text = clean_text(processor.tokenizer.decode(tokens[:length].tolist(), skip_special_tokens=True))
             filtered = _filter_emotion(raw_text)
             record = {**identity, "frame_indices": frame_indices.tolist(), "clip_frames": int(sample.num_frames),
                       "generated_tokens": length, "stopped_by": stopped,

@@ -167,22 +167,15 @@ def test_the_geometric_describer_runs_inside_the_face_stage_and_fails_only_its_c
     assert job.seconds["face"] > 0 and job.seconds["describe"] > 0
 
 
-def test_redescribing_finished_shards_keeps_the_face_stage(shards, tmp_path):
+def test_redescribing_with_videollava_keeps_the_face_stage(shards, tmp_path):
     """Switch the descriptions to (a tiny, random) Video-LLaVA without touching crops or landmarks."""
     import shutil
 
-    from test_videollava_describer import IMAGE_SIZE, PATCH_SIZE, _tiny_model, _tokenizer
-    from transformers import VideoLlavaImageProcessor
+    from test_videollava_describer import save_tiny_checkpoint
 
     from pipeline.describe import redescribe
-    from pipeline.videollava_describer import VideoLlavaFrameProcessor
 
-    model_dir = tmp_path / "tiny-video-llava"
-    tokenizer = _tokenizer()
-    _tiny_model(tokenizer).save_pretrained(model_dir)
-    VideoLlavaFrameProcessor(tokenizer, VideoLlavaImageProcessor(
-        size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}),
-        patch_size=PATCH_SIZE).save_pretrained(model_dir)
+    model_dir = save_tiny_checkpoint(tmp_path / "tiny-video-llava")
     out = tmp_path / "copy"
     shutil.copytree(shards[0], out)
     before = {c.key: c for c in ShardReader(out)}

@@ -2,13 +2,13 @@
 
 No Video-LLaVA weights can be downloaded here, so a tiny Video-LLaVA is built from the real
 config classes (a 2-layer Llama, a 2-layer CLIP vision tower) with random weights, next to a
-small Llama tokenizer made offline and the slow image processor, saved with save_pretrained
-and loaded back by the describer from that folder, the way it loads the Hub checkpoint.
+real `VideoLlavaProcessor` (a small Llama tokenizer made offline, Video-LLaVA's image and video
+processors at 32 px), saved with save_pretrained and loaded back by the describer from that
+folder, the way it loads the Hub checkpoint.
 """
 
 import hashlib
 import string
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +16,8 @@ import pytest
 
 from pipeline.shard_format import make_sample
 from pipeline.emotion_filter import filter_emotion
-from pipeline.videollava_describer import (PROMPT_FILE, ModelUnavailableError, VideoLlavaDescriber,
-                                           VideoLlavaFrameProcessor, clean_text, uniform_frame_indices,
+from pipeline.videollava_describer import (PROMPT_FILE, ModelUnavailableError, VideoLlavaDescriber, clean_text,
+                                           load_processor, processor_inputs, uniform_frame_indices,
                                            video_token_count)
 
 IMAGE_SIZE, PATCH_SIZE, NUM_FRAMES = 32, 16, 8
@@ -53,18 +53,28 @@ def _tiny_model(tokenizer):
     return VideoLlavaForConditionalGeneration(config).eval()
 
 
+def _processor(tokenizer, patch_size: int = PATCH_SIZE):
+    """transformers' VideoLlavaProcessor around the tokenizer, with Video-LLaVA's processors at IMAGE_SIZE."""
+    from transformers import VideoLlavaImageProcessor, VideoLlavaProcessor, VideoLlavaVideoProcessor
+
+    size, crop = {"shortest_edge": IMAGE_SIZE}, {"height": IMAGE_SIZE, "width": IMAGE_SIZE}
+    return VideoLlavaProcessor(image_processor=VideoLlavaImageProcessor(size=size, crop_size=crop),
+                               video_processor=VideoLlavaVideoProcessor(size=size, crop_size=crop),
+                               tokenizer=tokenizer, patch_size=patch_size, vision_feature_select_strategy="default",
+                               num_additional_image_tokens=1)
+
+
+def save_tiny_checkpoint(folder: Path) -> Path:
+    """A tiny Video-LLaVA saved into `folder` like the Hub checkpoint (config, weights, processor files)."""
+    tokenizer = _tokenizer()
+    _tiny_model(tokenizer).save_pretrained(folder)
+    _processor(tokenizer).save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    """A tiny Video-LLaVA folder laid out like the Hub checkpoint (config, weights, tokenizer, preprocessor)."""
-    from transformers import VideoLlavaImageProcessor
-
-    folder = tmp_path_factory.mktemp("tiny-video-llava")
-    tokenizer = _tokenizer()
-    image_processor = VideoLlavaImageProcessor(size={"shortest_edge": IMAGE_SIZE},
-                                               crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
-    _tiny_model(tokenizer).save_pretrained(folder)
-    VideoLlavaFrameProcessor(tokenizer, image_processor, patch_size=PATCH_SIZE).save_pretrained(folder)
-    return folder
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("tiny-video-llava"))
 
 
 def _sample(index: int, num_frames: int):
@@ -93,17 +103,38 @@ def test_uniform_frame_indices():
 
 
 def test_processor_matches_the_models_video_token_rule(tiny_checkpoint):
-    processor = VideoLlavaFrameProcessor.from_pretrained(str(tiny_checkpoint))
-    assert processor.patch_size == PATCH_SIZE
-    video = np.zeros((NUM_FRAMES, 64, 64, 3), np.uint8)
-    inputs = processor(["USER: <video>\nDescribe. ASSISTANT:"], [video])
-    assert tuple(inputs["pixel_values_videos"].shape) == (1, NUM_FRAMES, 3, IMAGE_SIZE, IMAGE_SIZE)
-    count = video_token_count(NUM_FRAMES, IMAGE_SIZE, IMAGE_SIZE, PATCH_SIZE)
-    assert count == NUM_FRAMES * TOKENS_PER_FRAME
-    assert int((inputs["input_ids"] == processor.video_token_id).sum()) == count
-    assert inputs["input_ids"][0, 0] == processor.tokenizer.bos_token_id
+    from transformers import VideoLlavaConfig, VideoLlavaProcessor, VideoLlavaVideoProcessor
+
+    processor = load_processor(str(tiny_checkpoint), local_files_only=True)
+    assert isinstance(processor, VideoLlavaProcessor)
+    assert isinstance(processor.video_processor, VideoLlavaVideoProcessor) and processor.patch_size == PATCH_SIZE
+    config = VideoLlavaConfig.from_pretrained(tiny_checkpoint)
+    count = video_token_count(NUM_FRAMES, IMAGE_SIZE, IMAGE_SIZE, config.vision_config.patch_size)
+    assert count == NUM_FRAMES * TOKENS_PER_FRAME == config.video_seq_length
+
+    # Two videos of other sizes than the model's, frames as uint8 RGB; prompts of different lengths.
+    rng = np.random.default_rng(0)
+    videos = [rng.integers(0, 256, (NUM_FRAMES, 64, 80, 3), dtype=np.uint8),
+              rng.integers(0, 256, (NUM_FRAMES, 48, 48, 3), dtype=np.uint8)]
+    prompts = ["USER: <video>\nDescribe the face. ASSISTANT:", "USER: <video>\nHi. ASSISTANT:"]
+    inputs = processor_inputs(processor, prompts, videos, config.vision_config.patch_size)
+    assert tuple(inputs["pixel_values_videos"].shape) == (2, NUM_FRAMES, 3, IMAGE_SIZE, IMAGE_SIZE)
+    assert inputs["pixel_values_videos"].dtype.is_floating_point
+    assert ((inputs["input_ids"] == processor.video_token_id).sum(dim=1) == count).all()
+    # Left padding: the shorter prompt starts with masked pad tokens, both end at the last column.
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    pad = processor.tokenizer.pad_token_id
+    padded = int((mask[1] == 0).sum())
+    assert padded == len(prompts[0]) - len(prompts[1]) > 0      # one token per character in this tokenizer
+    assert (ids[1, :padded] == pad).all() and (mask[1, padded:] == 1).all() and (mask[0] == 1).all()
+    assert ids[0, 0] == ids[1, padded] == processor.tokenizer.bos_token_id
+    assert ids[0, -1] == ids[1, -1]
+
     with pytest.raises(ValueError, match="exactly one"):
-        processor(["no video here"], [video])
+        processor_inputs(processor, ["no video here"], videos[:1], PATCH_SIZE)
+    # A processor whose patch size does not fit the model's makes the wrong number of video tokens.
+    with pytest.raises(ValueError, match=f"model needs {count}"):
+        processor_inputs(_processor(processor.tokenizer, patch_size=8), prompts[:1], videos[:1], PATCH_SIZE)
 
 
 def test_describe_with_a_tiny_video_llava(tiny_checkpoint):
@@ -135,7 +166,6 @@ def test_describe_with_a_tiny_video_llava(tiny_checkpoint):
     # Batching changes nothing: each clip alone gets the words it got in the batch.
     assert [describer.describe([s])[0].raw_text for s in samples] == [d.raw_text for d in first]
     assert describer.identity()["prompt_sha256"] == prompt_sha
-    assert "torchvision" not in sys.modules
 
 
 def test_identity_loads_nothing():
