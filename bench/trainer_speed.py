@@ -61,7 +61,6 @@ def real_loop(model_name: str, shards: str, overrides: dict, max_steps: int | No
 
     from trainer.config import resolve
     from trainer.data import collate, make_loader, read_index, to_model_inputs
-    from trainer.models import build_model
     from trainer.train import make_optimizer, optimizer_step
 
     torch.manual_seed(0)
@@ -69,9 +68,8 @@ def real_loop(model_name: str, shards: str, overrides: dict, max_steps: int | No
     config = resolve(model_name, "sample", {"shards": shards, **overrides})
     classes = read_index(config.shard_dir)["classes"]
     before_model = rss_mib()
-    model = build_model(config.model, classes, pretrained=False, **config.model_options).to(device)
-    inputs = getattr(model, "inputs", {"frames", "masks", "landmarks", "descriptions"})
-    loaders = {REAL: make_loader(config.data_config(inputs), "train", classes)}
+    model = config.build_model(classes, pretrained=False).to(device)
+    loaders = {REAL: make_loader(config.data_config(model), "train", classes)}
     if what_if:
         real = loaders[REAL]
         loaders[PERSISTENT] = torch.utils.data.DataLoader(
@@ -122,8 +120,8 @@ def real_loop(model_name: str, shards: str, overrides: dict, max_steps: int | No
     return {
         "model": model_name, "device": str(device),
         "dtype": "bfloat16 autocast" if device.type == "cuda" else "float32",
-        "batch_size": config.batch_size, "num_frames": config.num_frames, "image_size": config.image_size,
-        "loader_workers": config.workers, "inputs": sorted(inputs),
+        "batch_size": config.batch_size, "num_frames": config.num_frames, "image_size": int(model.input_resolution),
+        "loader_workers": config.workers, "inputs": sorted(getattr(model, "inputs", ())),
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         **summary(rows),
         "median_compute_s": round(compute_only[len(compute_only) // 2], 4),

@@ -29,8 +29,6 @@ from trainer.metrics import evaluate, plot_confusion
 
 def evaluate_checkpoint(checkpoint: Path, dataset: str | None = None, shards: str | None = None,
                         fold: int | None = None, split: str = "test", out: Path | None = None) -> dict:
-    from trainer.models import build_model
-
     state = load_checkpoint(checkpoint)
     config = from_dict(state["config"])
     if dataset:
@@ -41,7 +39,7 @@ def evaluate_checkpoint(checkpoint: Path, dataset: str | None = None, shards: st
         config = replace(config, fold=fold)
     classes = read_index(config.shard_dir)["classes"]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = build_model(config.model, classes, clip_path=config.clip_path or None, **config.model_options)
+    model = config.build_model(classes)
     class_specific = {k for k, v in model.state_dict().items() if k in state["model"]
                       and v.shape != state["model"][k].shape}
     if class_specific:   # e.g. DFER-CLIP's per-class context: meaningless for another label set
@@ -49,7 +47,7 @@ def evaluate_checkpoint(checkpoint: Path, dataset: str | None = None, shards: st
                          f"for {len(state['classes'])} classes; it cannot score {len(classes)} other classes")
     model.load_state_dict(state["model"], strict=False)
     model.to(device)
-    data = config.data_config(model.inputs)
+    data = config.data_config(model)
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else nullcontext
     splits = ["train", "val", "test"] if split == "all" else [split]
     labels, predictions = [], []

@@ -48,14 +48,11 @@ class Predictor:
     """Loads the checkpoint and the pipeline models once; `__call__(video)` predicts one video."""
 
     def __init__(self, checkpoint: str | Path, device: str | None = None):
-        from trainer.models import build_model
-
         state = load_checkpoint(Path(checkpoint))
         self.config = from_dict(state["config"])
         self.classes = list(state["classes"])
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = build_model(self.config.model, self.classes, clip_path=self.config.clip_path or None,
-                                 **self.config.model_options)
+        self.model = self.config.build_model(self.classes)
         self.model.load_state_dict(state["model"], strict=False)
         self.model.to(self.device).eval()
         settings = pipeline_settings(self.config.shard_dir)
@@ -67,7 +64,7 @@ class Predictor:
         self.face.setup()
         describer = settings.get("describer")
         self.describer = make_describer(describer, **(settings.get("describer_options") or {})) if describer else None
-        self.transform = ClipTransform(self.config.data_config(self.model.inputs), self.classes, train=False)
+        self.transform = ClipTransform(self.config.data_config(self.model), self.classes, train=False)
 
     @torch.no_grad()
     def __call__(self, video: str | Path) -> dict:

@@ -100,8 +100,6 @@ def train(config: TrainConfig, resume: Path | None = None, run_dir: Path | None 
           stop_after: int | None = None) -> dict | None:
     """Train (or resume) one fold; returns the test metrics. `stop_after` ends the run after that many
     epochs of its schedule, leaving last.pt to `--resume` from (time-limited or preemptible jobs)."""
-    from trainer.models import build_model
-
     rank, world, device = setup_distributed()
     main_process = rank == 0
     index = read_index(config.shard_dir)
@@ -109,10 +107,9 @@ def train(config: TrainConfig, resume: Path | None = None, run_dir: Path | None 
     run_dir = run_dir or (resume if resume else Path(config.runs_dir) / config.run_name())
     seed_everything(config.seed * max(world, 1) + rank)
 
-    model = build_model(config.model, classes, clip_path=config.clip_path or None, **config.model_options)
+    model = config.build_model(classes)
     model.to(device)
-    uses = getattr(model, "inputs", {"frames", "masks", "landmarks", "descriptions"})
-    data = config.data_config(uses)
+    data = config.data_config(model)
     train_loader, val_loader = make_loader(data, "train", classes), make_loader(data, "val", classes)
     test_loader = make_loader(data, "test", classes)
     steps_per_epoch = max(1, math.ceil(len(train_loader.dataset) / (config.batch_size * world)))
@@ -258,7 +255,8 @@ def finished_run(config: TrainConfig) -> bool:
     index = config.shard_dir / "index.json"
     if not (metrics.is_file() and saved.is_file() and index.is_file()):
         return False
-    return json.loads(saved.read_text()) == config.to_dict() and metrics.stat().st_mtime > index.stat().st_mtime
+    as_recorded = json.loads(json.dumps(config.to_dict()))   # tuples become lists in JSON
+    return json.loads(saved.read_text()) == as_recorded and metrics.stat().st_mtime > index.stat().st_mtime
 
 
 def main(argv: list[str] | None = None) -> int:
