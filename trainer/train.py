@@ -23,7 +23,9 @@ import random
 import sys
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -96,140 +98,208 @@ def all_finite(loss: torch.Tensor, world: int) -> bool:
 
 
 # ------------------------------------------------------------------------------ training
+@dataclass
+class Run:
+    """Everything one training run holds between its steps."""
+
+    config: TrainConfig
+    run_dir: Path
+    rank: int
+    world: int
+    device: torch.device
+    classes: list[str]
+    model: torch.nn.Module
+    ddp_model: torch.nn.Module
+    loaders: dict[str, torch.utils.data.DataLoader]
+    optimizer: torch.optim.Optimizer
+    autocast: Callable
+    steps_per_epoch: int
+    total_steps: int
+    warmup: int
+    start_epoch: int = 0
+    step: int = 0
+    best_uar: float = -1.0
+    history: list[dict] = field(default_factory=list)
+    writer: Any = None
+    log: Any = None
+
+    @property
+    def main_process(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+
+    def checkpoint(self, name: str, epoch: int) -> None:
+        save_checkpoint(self.run_dir / name, {
+            "config": self.config.to_dict(), "classes": self.classes, "model": trainable_state(self.model),
+            "optimizer": self.optimizer.state_dict(), "epoch": epoch, "step": self.step,
+            "best_uar": self.best_uar, "history": self.history, "rng": rng_state()})
+
+
+def prepare_run(config: TrainConfig, run_dir: Path) -> Run:
+    """Processes, seeds, the model on its device, the three loaders, the optimiser and the schedule."""
+    rank, world, device = setup_distributed()
+    classes = read_index(config.shard_dir)["classes"]
+    seed_everything(config.seed * max(world, 1) + rank)
+    model = config.build_model(classes).to(device)
+    data = config.data_config(model)
+    loaders = {split: make_loader(data, split, classes) for split in ("train", "val", "test")}
+    steps_per_epoch = max(1, math.ceil(len(loaders["train"].dataset) / (config.batch_size * world)))
+    ddp_model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if world > 1 else model
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else nullcontext
+    return Run(config=config, run_dir=run_dir, rank=rank, world=world, device=device, classes=classes, model=model,
+               ddp_model=ddp_model, loaders=loaders, optimizer=make_optimizer(model, config), autocast=autocast,
+               steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * config.epochs,
+               warmup=int(config.warmup_epochs * steps_per_epoch))
+
+
+def restore(run: Run, folder: Path) -> None:
+    """Continue from `folder`/last.pt: weights, optimiser, position in the schedule, RNG states."""
+    state = load_checkpoint(folder / "last.pt")
+    missing = run.model.load_state_dict(state["model"], strict=False)
+    assert not missing.unexpected_keys, missing.unexpected_keys
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.start_epoch, run.step, run.best_uar, run.history = (state["epoch"] + 1, state["step"], state["best_uar"],
+                                                            state["history"])
+    set_rng_state(state["rng"])
+
+
+def open_run_folder(run: Run) -> None:
+    """config.json, TensorBoard and log.jsonl (rank 0 only), and the opening line of the run."""
+    if not run.main_process:
+        return
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    (run.run_dir / "config.json").write_text(json.dumps(run.config.to_dict(), indent=1) + "\n")
+    from torch.utils.tensorboard import SummaryWriter
+
+    run.writer = SummaryWriter(str(run.run_dir / "tensorboard"))
+    run.log = (run.run_dir / "log.jsonl").open("a")
+    c = run.config
+    print(f"{c.model} on {c.dataset} fold {c.fold}: {run.trainable_parameters / 1e6:.2f} M trainable "
+          f"parameters, {len(run.loaders['train'].dataset)} training clips, {run.steps_per_epoch} steps/epoch, "
+          f"device {run.device}{' bf16' if run.device.type == 'cuda' else ''}, world size {run.world} -> {run.run_dir}")
+
+
+def train_epoch(run: Run, epoch: int) -> dict:
+    """One pass over the training clips; returns the epoch's loss and throughput figures."""
+    config, loader = run.config, run.loaders["train"]
+    loader.dataset.set_epoch(epoch)
+    losses, seen, data_time, started, skipped = [], 0, 0.0, time.perf_counter(), 0
+    bar = None
+    if run.main_process:
+        from tqdm import tqdm
+
+        bar = tqdm(total=run.steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", dynamic_ncols=True,
+                   leave=False)
+    fetched = time.perf_counter()
+    for batch in loader:
+        data_time += time.perf_counter() - fetched
+        for group in run.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * lr_factor(run.step, run.warmup, run.total_steps)
+        batch = to_model_inputs(batch, run.device)   # uint8 images -> normalised float32 on the device
+        with run.autocast():
+            out = run.ddp_model(batch)
+        loss = out["loss"]
+        if not all_finite(loss, run.world):  # every rank stops here; last.pt is never overwritten
+            raise NonFiniteLoss(
+                f"the loss became {loss.item()} at epoch {epoch + 1}, step {run.step} (clips "
+                f"{', '.join(batch['keys'][:8])}). The last good state is {run.run_dir / 'last.pt'} "
+                f"({'before training' if epoch == 0 else f'end of epoch {epoch}'}): lower lr in "
+                f"{run.run_dir / 'config.json'} and continue with --resume {run.run_dir}, or check those clips")
+        optimizer_step(loss, run.optimizer, config.grad_clip)
+        run.step += 1
+        losses.append(loss.item())
+        seen += len(batch["keys"])
+        skipped = int(batch.get("skipped", 0))
+        if bar is not None:
+            elapsed = time.perf_counter() - started
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", lr=f"{run.optimizer.param_groups[0]['lr']:.2e}",
+                            clips_s=f"{seen * run.world / elapsed:.1f}", data=f"{100 * data_time / elapsed:.0f}%")
+            bar.update(1)
+            if run.step % config.log_every == 0:
+                run.writer.add_scalar("train/loss", loss.item(), run.step)
+                run.writer.add_scalar("train/lr", run.optimizer.param_groups[0]["lr"], run.step)
+                for name, value in out.get("parts", {}).items():
+                    run.writer.add_scalar(f"train/{name}", float(value), run.step)
+        fetched = time.perf_counter()
+    if bar is not None:
+        bar.close()
+    elapsed = time.perf_counter() - started
+    return {"train_loss": float(np.mean(losses)) if losses else None, "seconds": elapsed, "seen": seen,
+            "data_time": data_time, "skipped_samples": skipped}
+
+
+def end_epoch(run: Run, epoch: int, figures: dict) -> None:
+    """Validate, record the epoch, keep best.pt (best validation UAR) and last.pt."""
+    val = evaluate(run.model, run.loaders["val"], run.device, run.classes, run.autocast)
+    elapsed = figures["seconds"]
+    record = {"epoch": epoch + 1, "step": run.step, "train_loss": figures["train_loss"],
+              "val_uar": val["uar"], "val_war": val["war"], "seconds": round(elapsed, 2),
+              "clips_per_s": round(figures["seen"] * run.world / max(elapsed, 1e-9), 2),
+              "data_wait": round(figures["data_time"] / max(elapsed, 1e-9), 3),
+              "skipped_samples": figures["skipped_samples"]}
+    run.history.append(record)
+    if not run.main_process:
+        return
+    print(json.dumps(record))
+    run.log.write(json.dumps(record) + "\n")
+    run.log.flush()
+    run.writer.add_scalar("val/uar", val["uar"], epoch + 1)
+    run.writer.add_scalar("val/war", val["war"], epoch + 1)
+    if val["uar"] > run.best_uar:
+        run.best_uar = val["uar"]
+        run.checkpoint("best.pt", epoch)
+    run.checkpoint("last.pt", epoch)
+
+
+def final_test(run: Run) -> dict:
+    """The best-on-validation model on the held-out fold; metrics.json, confusion.png, curves.png."""
+    config = run.config
+    if (run.run_dir / "best.pt").exists():
+        run.model.load_state_dict(load_checkpoint(run.run_dir / "best.pt")["model"], strict=False)
+    test = evaluate(run.model, run.loaders["test"], run.device, run.classes, run.autocast)
+    result = {"dataset": config.dataset, "model": config.model, "fold": config.fold, "test": test,
+              "best_val_uar": run.best_uar, "trainable_parameters": run.trainable_parameters,
+              "epochs": len(run.history)}
+    if run.main_process:
+        (run.run_dir / "metrics.json").write_text(json.dumps(result, indent=1) + "\n")
+        plot_confusion(np.array(test["confusion_matrix"]), run.classes, run.run_dir / "confusion.png",
+                       f"{config.dataset} fold {config.fold}: UAR {test['uar']:.1f} WAR {test['war']:.1f}")
+        if run.history:
+            plot_curves(run.history, run.run_dir / "curves.png")
+        print(f"test fold {config.fold}: UAR {test['uar']:.2f}  WAR {test['war']:.2f}  -> {run.run_dir}/metrics.json")
+    return result
+
+
+def close_run(run: Run) -> None:
+    if run.writer is not None:
+        run.writer.close()
+    if run.log is not None:
+        run.log.close()
+
+
 def train(config: TrainConfig, resume: Path | None = None, run_dir: Path | None = None,
           stop_after: int | None = None) -> dict | None:
     """Train (or resume) one fold; returns the test metrics. `stop_after` ends the run after that many
     epochs of its schedule, leaving last.pt to `--resume` from (time-limited or preemptible jobs)."""
-    rank, world, device = setup_distributed()
-    main_process = rank == 0
-    index = read_index(config.shard_dir)
-    classes = index["classes"]
-    run_dir = run_dir or (resume if resume else Path(config.runs_dir) / config.run_name())
-    seed_everything(config.seed * max(world, 1) + rank)
-
-    model = config.build_model(classes)
-    model.to(device)
-    data = config.data_config(model)
-    train_loader, val_loader = make_loader(data, "train", classes), make_loader(data, "val", classes)
-    test_loader = make_loader(data, "test", classes)
-    steps_per_epoch = max(1, math.ceil(len(train_loader.dataset) / (config.batch_size * world)))
-    total_steps = steps_per_epoch * config.epochs
-    warmup = int(config.warmup_epochs * steps_per_epoch)
-
-    optimizer = make_optimizer(model, config)
-    ddp_model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) \
-        if world > 1 else model
-    use_bf16 = device.type == "cuda"
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else nullcontext
-
-    start_epoch, step, best_uar, history = 0, 0, -1.0, []
+    run = prepare_run(config, run_dir or (resume if resume else Path(config.runs_dir) / config.run_name()))
     if resume:
-        state = load_checkpoint(Path(resume) / "last.pt")
-        missing = model.load_state_dict(state["model"], strict=False)
-        assert not missing.unexpected_keys, missing.unexpected_keys
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch, step, best_uar, history = state["epoch"] + 1, state["step"], state["best_uar"], state["history"]
-        set_rng_state(state["rng"])
-    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    writer = None
-    if main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(run_dir / "tensorboard"))
-        print(f"{config.model} on {config.dataset} fold {config.fold}: {n_trainable / 1e6:.2f} M trainable "
-              f"parameters, {len(train_loader.dataset)} training clips, {steps_per_epoch} steps/epoch, "
-              f"device {device}{' bf16' if use_bf16 else ''}, world size {world} -> {run_dir}")
-    log = (run_dir / "log.jsonl").open("a") if main_process else None
-
-    def checkpoint(name: str, epoch: int) -> None:
-        save_checkpoint(run_dir / name, {
-            "config": config.to_dict(), "classes": classes, "model": trainable_state(model),
-            "optimizer": optimizer.state_dict(), "epoch": epoch, "step": step, "best_uar": best_uar,
-            "history": history, "rng": rng_state()})
-
-    if main_process and not resume:
-        checkpoint("last.pt", -1)  # the state before training: a good state to return to exists from the start
-    for epoch in range(start_epoch, config.epochs):
-        if stop_after is not None and epoch >= stop_after:
-            if main_process:
-                print(f"stopped after epoch {epoch}; continue with --resume {run_dir}")
-            return None
-        train_loader.dataset.set_epoch(epoch)
-        losses, seen, data_time, started = [], 0, 0.0, time.perf_counter()
-        bar = None
-        if main_process:
-            from tqdm import tqdm
-
-            bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", dynamic_ncols=True,
-                       leave=False)
-        fetched = time.perf_counter()
-        for batch in train_loader:
-            data_time += time.perf_counter() - fetched
-            for group in optimizer.param_groups:
-                group["lr"] = group["initial_lr"] * lr_factor(step, warmup, total_steps)
-            batch = to_model_inputs(batch, device)   # uint8 images -> normalised float32 on the device
-            with autocast():
-                out = ddp_model(batch)
-            loss = out["loss"]
-            if not all_finite(loss, world):  # every rank stops here; last.pt is never overwritten
-                raise NonFiniteLoss(
-                    f"the loss became {loss.item()} at epoch {epoch + 1}, step {step} (clips "
-                    f"{', '.join(batch['keys'][:8])}). The last good state is {run_dir / 'last.pt'} "
-                    f"({'before training' if epoch == 0 else f'end of epoch {epoch}'}): lower lr in "
-                    f"{run_dir / 'config.json'} and continue with --resume {run_dir}, or check those clips")
-            optimizer_step(loss, optimizer, config.grad_clip)
-            step += 1
-            losses.append(loss.item())
-            seen += len(batch["keys"])
-            if bar is not None:
-                elapsed = time.perf_counter() - started
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}",
-                                clips_s=f"{seen * world / elapsed:.1f}", data=f"{100 * data_time / elapsed:.0f}%")
-                bar.update(1)
-                if step % config.log_every == 0:
-                    writer.add_scalar("train/loss", loss.item(), step)
-                    writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], step)
-                    for name, value in out.get("parts", {}).items():
-                        writer.add_scalar(f"train/{name}", float(value), step)
-            fetched = time.perf_counter()
-        if bar is not None:
-            bar.close()
-        val = evaluate(model, val_loader, device, classes, autocast)
-        elapsed = time.perf_counter() - started
-        record = {"epoch": epoch + 1, "step": step, "train_loss": float(np.mean(losses)) if losses else None,
-                  "val_uar": val["uar"], "val_war": val["war"], "seconds": round(elapsed, 2),
-                  "clips_per_s": round(seen * world / max(elapsed, 1e-9), 2),
-                  "data_wait": round(data_time / max(elapsed, 1e-9), 3),
-                  "skipped_samples": int(batch.get("skipped", 0)) if losses else 0}
-        history.append(record)
-        if main_process:
-            print(json.dumps(record))
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            writer.add_scalar("val/uar", val["uar"], epoch + 1)
-            writer.add_scalar("val/war", val["war"], epoch + 1)
-            if val["uar"] > best_uar:
-                best_uar = val["uar"]
-                checkpoint("best.pt", epoch)
-            checkpoint("last.pt", epoch)
-    # the best-on-validation model on the held-out fold
-    if (run_dir / "best.pt").exists():
-        model.load_state_dict(load_checkpoint(run_dir / "best.pt")["model"], strict=False)
-    test = evaluate(model, test_loader, device, classes, autocast)
-    result = {"dataset": config.dataset, "model": config.model, "fold": config.fold,
-              "test": test, "best_val_uar": best_uar, "trainable_parameters": n_trainable, "epochs": len(history)}
-    if main_process:
-        (run_dir / "metrics.json").write_text(json.dumps(result, indent=1) + "\n")
-        plot_confusion(np.array(test["confusion_matrix"]), classes, run_dir / "confusion.png",
-                       f"{config.dataset} fold {config.fold}: UAR {test['uar']:.1f} WAR {test['war']:.1f}")
-        if history:
-            plot_curves(history, run_dir / "curves.png")
-        writer.close()
-        log.close()
-        print(f"test fold {config.fold}: UAR {test['uar']:.2f}  WAR {test['war']:.2f}  -> {run_dir}/metrics.json")
-    return result
+        restore(run, Path(resume))
+    open_run_folder(run)
+    try:
+        if run.main_process and not resume:
+            run.checkpoint("last.pt", -1)  # the state before training: a good state to return to from the start
+        for epoch in range(run.start_epoch, config.epochs):
+            if stop_after is not None and epoch >= stop_after:
+                if run.main_process:
+                    print(f"stopped after epoch {epoch}; continue with --resume {run.run_dir}")
+                return None
+            end_epoch(run, epoch, train_epoch(run, epoch))
+        return final_test(run)
+    finally:
+        close_run(run)
 
 
 def train_folds(config: TrainConfig, folds: list[int]) -> dict:
