@@ -68,6 +68,7 @@ import numpy as np
 
 from pipeline.backends import Description
 from pipeline.emotion_filter import PROMPTS_DIR, filter_emotion, load_lexicon
+from pipeline.landmark_layout import eye_centres, face_frame, interocular_distance
 
 VERSION = 1
 TEMPLATES_FILE = PROMPTS_DIR / "geometric_templates.yaml"
@@ -109,8 +110,8 @@ BLINK_MAX_SECONDS = 0.5
 
 def _valid_frames(points: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
     """Frames whose landmarks are finite with the eyes apart (and `valid`, when given)."""
-    eye_gap = points[:, 42:48].mean(1) - points[:, 36:42].mean(1)
-    ok = np.isfinite(points).all(axis=(1, 2)) & (np.hypot(eye_gap[:, 0], eye_gap[:, 1]) > 1e-6)
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(points).all(axis=(1, 2)) & (interocular_distance(points) > 1e-6)
     if valid is not None:
         ok &= np.asarray(valid, bool)
     return ok
@@ -160,11 +161,9 @@ def _rest_frames(times: np.ndarray, ok: np.ndarray, eye_opening: np.ndarray) -> 
 def _face_coordinates(aligned: np.ndarray, rest_shape: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(u, v), each T×68: the points along the rest face's eye line and down its face, in rest IODs,
     from the midpoint between the eyes."""
-    right, left = rest_shape[36:42].mean(0), rest_shape[42:48].mean(0)
-    axis = left - right
-    iod = max(float(np.hypot(*axis)), 1e-9)
-    x_axis = axis / iod
-    y_axis = np.array([-x_axis[1], x_axis[0]])
+    right, left = eye_centres(rest_shape)
+    x_axis, y_axis, iod = face_frame(rest_shape)
+    iod = max(iod, 1e-9)
     rel = aligned - (right + left) / 2
     return rel @ x_axis / iod, rel @ y_axis / iod
 

@@ -42,8 +42,8 @@ import torch
 import webdataset as wds
 
 from pipeline.backends import PARSING_LABELS, PARSING_PALETTE
-from pipeline.landmark_layout import INNER_LIPS, LEFT_BROW, LEFT_EYE, MIRROR, NOSE_BASE, NOSE_BRIDGE, OUTER_LIPS, \
-    RIGHT_BROW, RIGHT_EYE, JAW
+from pipeline.landmark_layout import INNER_LIPS, LEFT_BROW, LEFT_EYE, NOSE_BASE, NOSE_BRIDGE, OUTER_LIPS, \
+    RIGHT_BROW, RIGHT_EYE, JAW, mirror_landmarks
 from pipeline.shard_format import ClipSample, ShardFormatError, decode_sample
 from pipeline.shard_io import list_shards
 
@@ -232,8 +232,7 @@ class ClipTransform:
         landmarks[..., 0] = (landmarks[..., 0] - box[0]) * c.image_size / box[2]
         landmarks[..., 1] = (landmarks[..., 1] - box[1]) * c.image_size / box[3]
         if flip:
-            landmarks = landmarks[:, MIRROR]
-            landmarks[..., 0] = (c.image_size - 1) - landmarks[..., 0]
+            landmarks = mirror_landmarks(landmarks, c.image_size)
         example = {"frames": torch.from_numpy(self._crop_frames(frames, box, flip, interpolation)),
                    "label": self.class_index[clip.label], "key": clip.key, "description": clip.description or ""}
         if c.use_masks:
