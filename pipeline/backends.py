@@ -2,7 +2,10 @@
 
 Every backend is a small class behind one of these protocols, constructed cheaply and
 loading its model on first use (so a Ray actor loads it once, in `setup`). Add a backend
-by writing the class and one line in the matching registry below.
+by writing the class and one line in the matching registry below, which also says what
+the backend needs: its weight files (from which a profile's downloads and WEIGHTS_DIR
+checks are derived), and for describers whether they run inside the face actors or want
+a GPU of their own. Nothing outside this module knows a backend by name.
 
     detector    frames (full-resolution RGB)            -> face boxes with scores, per frame
     landmarker  face crops (N×S×S×3) + face boxes in them -> N×68×2 points, N confidences
@@ -17,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
 import numpy as np
+
+from pipeline.weights import BISENET, FAN_2D, S3FD, WeightFile
 
 # CelebAMask-HQ's 19 face-parsing labels (the order facexlib's BiSeNet predicts). "l_"/"r_" are
 # the subject's left/right; the subject's left eye (iBUG 42-47) is on the image's right.
@@ -78,16 +83,29 @@ class Describer(Protocol):
         """One Description per `pipeline.shard_format.ClipSample` (frames, landmarks, timestamps, …)."""
 
 
-# name -> "module:Class"; imported only when chosen, so the cpu profile never imports torch models.
-DETECTORS = {"dlib": "pipeline.dlib_models:DlibDetector", "sfd": "pipeline.sfd_detector:SfdDetector"}
-LANDMARKERS = {"dlib": "pipeline.dlib_models:DlibLandmarks", "fan": "pipeline.fan_landmarks:FanLandmarks"}
-PARSERS = {"landmarks": "pipeline.landmark_masks:LandmarkMaskParser",
-           "bisenet": "pipeline.bisenet_parser:BisenetParser"}
-DESCRIBERS = {"geometric": "pipeline.geometric_describer:GeometricDescriber",
-              "videollava": "pipeline.videollava_describer:VideoLlavaDescriber"}
-# Describers with no model to load and about 1 % of the face stage's work: they run inside the face
-# stage's actors, on each sample as it is made. The others get an actor pool of their own.
-INLINE_DESCRIBERS = frozenset({"geometric"})
+@dataclass(frozen=True)
+class Backend:
+    """One registry entry: the class ("module:Class", imported only when chosen, so the cpu profile
+    never imports a torch model) and what running it takes."""
+
+    target: str
+    weights: tuple[WeightFile, ...] = ()  # files it reads from WEIGHTS_DIR / the caches (pipeline/weights.py)
+    # describers only. inline: no model to load and ~1 % of the face stage's work, so it runs inside
+    # the face actors on each sample as it is made (the others get an actor pool of their own);
+    # gpu: takes a whole GPU per actor where there is one.
+    inline: bool = False
+    gpu: bool = False
+
+
+DETECTORS = {"dlib": Backend("pipeline.dlib_models:DlibDetector"),
+             "sfd": Backend("pipeline.sfd_detector:SfdDetector", weights=(S3FD,))}
+LANDMARKERS = {"dlib": Backend("pipeline.dlib_models:DlibLandmarks"),
+               "fan": Backend("pipeline.fan_landmarks:FanLandmarks", weights=(FAN_2D,))}
+PARSERS = {"landmarks": Backend("pipeline.landmark_masks:LandmarkMaskParser"),
+           "bisenet": Backend("pipeline.bisenet_parser:BisenetParser", weights=(BISENET,))}
+DESCRIBERS = {"geometric": Backend("pipeline.geometric_describer:GeometricDescriber", inline=True),
+              "videollava": Backend("pipeline.videollava_describer:VideoLlavaDescriber", gpu=True)}
+INLINE_DESCRIBERS = frozenset(name for name, backend in DESCRIBERS.items() if backend.inline)
 
 
 @dataclass(frozen=True)
@@ -108,24 +126,43 @@ PROFILES = {
 }
 
 
-def _construct(registry: dict[str, str], kind: str, name: str, **kwargs):
+def _backend(registry: dict[str, Backend], kind: str, name: str) -> Backend:
     if name not in registry:
         raise ValueError(f"unknown {kind} backend {name!r}; choose from {', '.join(sorted(registry))}")
-    module, cls = registry[name].split(":")
+    return registry[name]
+
+
+def _construct(registry: dict[str, Backend], kind: str, name: str, weights_dir=None, **kwargs):
+    """The backend's object; `weights_dir` reaches only backends that read weight files."""
+    backend = _backend(registry, kind, name)
+    if backend.weights and weights_dir:
+        kwargs["weights_dir"] = weights_dir
+    module, cls = backend.target.split(":")
     return getattr(importlib.import_module(module), cls)(**kwargs)
 
 
-def make_detector(name: str, **kwargs) -> FaceDetector:
-    return _construct(DETECTORS, "detector", name, **kwargs)
+def make_detector(name: str, weights_dir=None, **kwargs) -> FaceDetector:
+    return _construct(DETECTORS, "detector", name, weights_dir, **kwargs)
 
 
-def make_landmarker(name: str, **kwargs) -> LandmarkModel:
-    return _construct(LANDMARKERS, "landmark", name, **kwargs)
+def make_landmarker(name: str, weights_dir=None, **kwargs) -> LandmarkModel:
+    return _construct(LANDMARKERS, "landmark", name, weights_dir, **kwargs)
 
 
-def make_parser(name: str, **kwargs) -> FaceParser:
-    return _construct(PARSERS, "parser", name, **kwargs)
+def make_parser(name: str, weights_dir=None, **kwargs) -> FaceParser:
+    return _construct(PARSERS, "parser", name, weights_dir, **kwargs)
 
 
 def make_describer(name: str, **kwargs) -> Describer:
     return _construct(DESCRIBERS, "describer", name, **kwargs)
+
+
+def describer_backend(name: str) -> Backend:
+    return _backend(DESCRIBERS, "describer", name)
+
+
+def face_weights(detector: str, landmarker: str, parser: str) -> list[WeightFile]:
+    """The weight files the face stage's three backends read, in that order."""
+    return [file for registry, kind, name in ((DETECTORS, "detector", detector), (LANDMARKERS, "landmark", landmarker),
+                                              (PARSERS, "parser", parser))
+            for file in _backend(registry, kind, name).weights]

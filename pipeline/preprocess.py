@@ -23,7 +23,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from pipeline.backends import (DESCRIBERS, DETECTORS, INLINE_DESCRIBERS, LANDMARKERS, PARSERS, PROFILES,
-                               make_describer, make_detector, make_landmarker, make_parser)
+                               describer_backend, face_weights, make_describer, make_detector, make_landmarker,
+                               make_parser)
 from pipeline.manifest import Manifest, ManifestError, load_manifest
 from pipeline.output_folder import FolderBusyError, OutputFolder
 from pipeline.ray_runner import SHARD_ATTEMPTS
@@ -60,11 +61,10 @@ def gpus_available(ray_address: str | None) -> float:
 
 
 def model_identities(config: FaceConfig, describe: DescribeConfig | None) -> dict:
-    kwargs = {"weights_dir": config.weights_dir} if config.weights_dir else {}
     return {
-        "detector": make_detector(config.detector, **(kwargs if config.detector != "dlib" else {})).identity(),
-        "landmarks": make_landmarker(config.landmarker, **(kwargs if config.landmarker != "dlib" else {})).identity(),
-        "masks": make_parser(config.parser, **(kwargs if config.parser != "landmarks" else {})).identity(),
+        "detector": make_detector(config.detector, config.weights_dir).identity(),
+        "landmarks": make_landmarker(config.landmarker, config.weights_dir).identity(),
+        "masks": make_parser(config.parser, config.weights_dir).identity(),
         "description": describe_identity(describe),
     }
 
@@ -78,7 +78,7 @@ def describe_config(describer: str | None, work_dir: Path, options: dict, gpus: 
     takes a whole GPU per actor where there is one (and runs, slowly, on CPU where there is not)."""
     if not describer or describer == "none":
         return None
-    on_gpu = describer == "videollava" and gpus > 0
+    on_gpu = describer_backend(describer).gpu and gpus > 0
     return DescribeConfig(describer=describer, work_dir=str(work_dir), batch_size=4 if on_gpu else 16,
                           options=tuple(sorted((k, v) for k, v in options.items() if v is not None)),
                           gpus_per_worker=1.0 if on_gpu else 0.0)
@@ -90,7 +90,8 @@ def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = N
                describer_options: dict | None = None, **face_options) -> dict:
     """Run the pipeline; returns the dataset index. Raises on problems found before any work.
 
-    `backends` may override the profile's choice: {"detector": "dlib", "landmarker": "fan", "describer": "none"…};
+    `backends` may override the profile's choice of backend by kind ("detector", "landmarker", "parser",
+    "describer": a name in pipeline/backends.py's registries, or "none" for the describer);
     `describer_options` go to the describer (e.g. {"model_id": …, "revision": …}).
     """
     started = time.perf_counter()
@@ -113,11 +114,9 @@ def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = N
     if chosen.needs_gpu and gpus == 0:
         raise RuntimeError(f"PROFILE={profile} runs S3FD, FAN and BiSeNet on a GPU and none was found; "
                            "use PROFILE=cpu for the offline stack (dlib and landmark masks)")
-    from pipeline.weights import WEIGHTS_OF_BACKEND, check_weights
+    from pipeline.weights import check_weights
 
-    needed = [WEIGHTS_OF_BACKEND[b] for b in (chosen.detector, chosen.landmarker, chosen.parser)
-              if b in WEIGHTS_OF_BACKEND]
-    check_weights(needed, weights_dir)  # stops here, before any work, naming every missing file
+    check_weights(face_weights(chosen.detector, chosen.landmarker, chosen.parser), weights_dir)  # stops here, before any work, naming every missing file
     cpus = int(resources.get("CPU", os.cpu_count() or 1))
     workers = workers or (cpus if not chosen.needs_gpu else max(1, int(gpus * 2)))
     shard_size = shard_size or (8 if manifest.name == "sample" else 64)

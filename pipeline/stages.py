@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.backends import make_detector, make_landmarker, make_parser
+from pipeline.backends import PROFILES, make_detector, make_landmarker, make_parser
 from pipeline.manifest import ClipPathError, ManifestRow, load_manifest
 from pipeline.shard_format import make_sample
 from pipeline.shard_tar import ShardWriter
@@ -80,9 +80,9 @@ class FaceConfig:
     manifest: str                 # path of the manifest file
     data_root: str
     work_dir: str                 # where working tars go
-    detector: str = "dlib"
-    landmarker: str = "dlib"
-    parser: str = "landmarks"
+    detector: str = PROFILES["cpu"].detector      # backend names (pipeline/backends.py)
+    landmarker: str = PROFILES["cpu"].landmarker
+    parser: str = PROFILES["cpu"].parser
     crop_size: int = 224
     max_frames: int = 256         # longer clips are subsampled uniformly to this many frames
     max_frame_bytes: int = 512 * 2**20   # decoded frames held per worker, at most
@@ -107,10 +107,9 @@ class FaceStage(Stage):
 
     def setup(self) -> None:
         c = self.config
-        kwargs = {"weights_dir": c.weights_dir} if c.weights_dir else {}
-        self.detector = make_detector(c.detector, **(kwargs if c.detector != "dlib" else {}))
-        self.landmarker = make_landmarker(c.landmarker, **(kwargs if c.landmarker != "dlib" else {}))
-        self.parser = make_parser(c.parser, **(kwargs if c.parser != "landmarks" else {}))
+        self.detector = make_detector(c.detector, c.weights_dir)
+        self.landmarker = make_landmarker(c.landmarker, c.weights_dir)
+        self.parser = make_parser(c.parser, c.weights_dir)
         self.manifest = load_manifest(c.manifest, c.data_root) if c.manifest else None
         if self.describe_stage is not None:
             self.describe_stage.setup()

@@ -41,7 +41,6 @@ BISENET = WeightFile("parsing_bisenet.pth",
                      "https://github.com/xinntao/facexlib/releases/download/v0.2.0/parsing_bisenet.pth",
                      "facexlib BiSeNet face parsing (CelebAMask-HQ, 19 classes)")
 FULL_PROFILE_WEIGHTS = (S3FD, FAN_2D, BISENET)
-WEIGHTS_OF_BACKEND = {"sfd": S3FD, "fan": FAN_2D, "bisenet": BISENET}  # backend name (pipeline/backends.py) -> file
 
 
 class MissingWeightsError(RuntimeError):

@@ -1,6 +1,7 @@
 """Face tracking and landmark-rasterised masks: the parts of the face stage that need no video."""
 
 import numpy as np
+import pytest
 from skimage.data import astronaut
 
 from pipeline.dlib_models import DlibDetector, DlibLandmarks, DlibFaceModels
@@ -137,3 +138,18 @@ def test_crops_put_each_pixel_where_the_affine_maps_it():
         ys, xs = np.mgrid[:224, :224]
         centroid = np.array([(grey * xs).sum(), (grey * ys).sum()]) / grey.sum()
         np.testing.assert_allclose(centroid, map_boxes(np.array([[704, 304, 704, 304]]), affines)[0, :2], atol=0.1)
+
+
+def test_backends_declare_their_weights_and_profiles_derive_them():
+    from pipeline.backends import PROFILES, describer_backend, face_weights, make_detector
+    from pipeline.weights import BISENET, FAN_2D, S3FD
+
+    full, cpu = PROFILES["full"], PROFILES["cpu"]
+    assert face_weights(full.detector, full.landmarker, full.parser) == [S3FD, FAN_2D, BISENET]
+    assert face_weights(cpu.detector, cpu.landmarker, cpu.parser) == []
+    assert describer_backend(cpu.describer).inline and describer_backend(full.describer).gpu
+    # a weights folder reaches only the backends that read weight files
+    assert make_detector(cpu.detector, "/nonexistent/weights").name == cpu.detector
+    assert make_detector(full.detector, "/nonexistent/weights").weights_dir == "/nonexistent/weights"
+    with pytest.raises(ValueError, match="unknown detector backend 'nope'; choose from dlib, sfd"):
+        make_detector("nope")
