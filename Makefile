@@ -87,7 +87,7 @@ demo: $(STAMP) ## the whole system on the generated sample dataset, in minutes o
 		--sheet data/sample/contact_sheet.png --sheet runs/sample-surprise_03.png
 
 manifest: $(STAMP) ## validate DATASET's manifest; with DATA_ROOT, count the clips found there
-	$(PY) -m pipeline.manifest $(DATASET) --data-root "$(DATA_ROOT)"
+	$(PY) -m pipeline.preprocess $(DATASET) --data-root "$(DATA_ROOT)" --check
 
 sample: $(STAMP) ## generate the sample dataset into data/sample and its contact sheet (SAMPLE_SEED, CLIPS_PER_CLASS)
 	$(PY) -m pipeline.sample_dataset generate --out data/sample --seed $(SAMPLE_SEED) --clips-per-class $(CLIPS_PER_CLASS)
@@ -97,6 +97,7 @@ PREPROCESS_ARGS = --data-root "$(DATA_ROOT)" --out "$(OUT)" $(if $(PROFILE),--pr
 	$(if $(WEIGHTS_DIR),--weights-dir "$(WEIGHTS_DIR)") $(if $(filter 1 yes true,$(OVERWRITE)),--overwrite)
 
 preprocess: $(STAMP) ## DATASET, DATA_ROOT, OUT, PROFILE, RAY_ADDRESS, WEIGHTS_DIR, OVERWRITE=1: videos -> shards
+	$(if $(filter sample,$(DATASET)),$(PY) -m pipeline.sample_dataset generate --out "$(DATA_ROOT)" --if-missing)
 	$(PY) -m pipeline.preprocess $(DATASET) $(PREPROCESS_ARGS)
 
 describe: $(STAMP) ## OUT, DESCRIBER (geometric | videollava): describe finished shards again, keeping the face stage

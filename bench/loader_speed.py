@@ -88,7 +88,10 @@ def find_shards(work: Path) -> Path:
     out = work / "out" / "sample-loader"
     if not (out / "index.json").is_file():
         from pipeline.preprocess import preprocess
+        from pipeline.sample_dataset import generate
 
+        if not (ROOT / "data" / "sample" / "manifest.csv").is_file():
+            generate(ROOT / "data" / "sample", quiet=True)
         log(f"no finished shards of the sample found; preprocessing data/sample into {out}")
         preprocess("sample", ROOT / "data" / "sample", out, profile="cpu", progress=False)
     return out

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from pipeline.backends import DESCRIBERS
 from pipeline.output_folder import RUN, FolderBusyError, OutputFolder, write_atomic
-from pipeline.preprocess import describe_config, describe_identity, ProgressBar
-from pipeline.stages import DescribeStage, ShardJob
+from pipeline.progress import ProgressBar
+from pipeline.stages import DescribeStage, ShardJob, describe_config, describe_identity
 
 
 def redescribe(out: Path, describer: str, options: dict | None = None, workers: int | None = None,

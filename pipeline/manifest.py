@@ -13,17 +13,15 @@ problem in a manifest is reported at once, each naming the file, the line and th
 Locating a clip under DATA_ROOT is separate from loading: a missing file or a path that
 escapes DATA_ROOT is a per-clip `ClipPathError`, which the pipeline records as a failure.
 
-Run `python -m pipeline.manifest DATASET [--data-root DIR]` to check a manifest and see
-how many of its clips are present under DATA_ROOT.
+`make manifest DATASET=… DATA_ROOT=…` (`python -m pipeline.preprocess DATASET --data-root DIR
+--check`) checks a manifest and shows how many of its clips are present under DATA_ROOT.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import os
 import re
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -302,7 +300,8 @@ def write_manifest(path: Path | str, rows: list[ManifestRow] | list[dict], *, da
                              "" if frames is None else frames])
 
 
-def _summary(manifest: Manifest) -> str:
+def summary(manifest: Manifest) -> str:
+    """Clips per class and partition, as a table."""
     counts = manifest.counts()
     width = max(len(c) for c in manifest.classes) + 2
     head = "class".ljust(width) + "".join(p.rjust(9) for p in manifest.partitions) + "total".rjust(9)
@@ -316,38 +315,20 @@ def _summary(manifest: Manifest) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.manifest", description=__doc__.split("\n")[0])
-    parser.add_argument("dataset", help="a built-in dataset name or the path of a manifest file")
-    parser.add_argument("--data-root", help="count the clips present under this folder")
-    args = parser.parse_args(argv)
-    try:
-        manifest = load_manifest(args.dataset, args.data_root)
-    except (ManifestError, KeyError) as err:
-        print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
-        return 1
-    print(_summary(manifest))
-    if args.data_root:
-        root = Path(args.data_root)
-        if not root.is_dir():
-            print(f"DATA_ROOT {root} does not exist: clips not located "
-                  f"(set DATA_ROOT=/path/to/{manifest.name.upper()})")
-            return 0
-        found: Counter = Counter()
-        failures: Counter = Counter()
-        for row in manifest.rows:
-            try:
-                found[str(manifest.locate(row, root).relative_to(root.resolve()))
-                      .replace(row.clip_id, "{clip_id}")] += 1
-            except ClipPathError as err:
-                failures[err.reason] += 1
-        print(f"under {root}: {sum(found.values())} of {len(manifest)} clips found")
-        for layout, n in found.most_common(5):
-            print(f"  {n:7d}  {layout}")
-        for reason, n in failures.most_common():
-            print(f"  {n:7d}  {reason}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def presence(manifest: Manifest, data_root: str | Path) -> str:
+    """How many of the manifest's clips are under `data_root`, by layout found, and why the others are not."""
+    root = Path(data_root)
+    if not root.is_dir():
+        return (f"DATA_ROOT {root} does not exist: clips not located "
+                f"(set DATA_ROOT=/path/to/{manifest.name.upper()})")
+    found: Counter = Counter()
+    failures: Counter = Counter()
+    for row in manifest.rows:
+        try:
+            found[str(manifest.locate(row, root).relative_to(root.resolve())).replace(row.clip_id, "{clip_id}")] += 1
+        except ClipPathError as err:
+            failures[err.reason] += 1
+    lines = [f"under {root}: {sum(found.values())} of {len(manifest)} clips found"]
+    lines += [f"  {n:7d}  {layout}" for layout, n in found.most_common(5)]
+    lines += [f"  {n:7d}  {reason}" for reason, n in failures.most_common()]
+    return "\n".join(lines)

@@ -2,6 +2,7 @@
 
     python -m pipeline.preprocess mafw --data-root /data/MAFW [--out shards/mafw] [--profile full|cpu]
         [--workers N] [--shard-size 64] [--overwrite] [--weights-dir DIR] [--ray-address ADDR]
+    python -m pipeline.preprocess mafw --data-root /data/MAFW --check     # `make manifest`
 
 Plans shards from the manifest (each partition's rows in manifest order, `--shard-size` per
 shard), skips shards already complete in the output folder, runs the rest through the
@@ -23,22 +24,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 from pipeline.backends import (DESCRIBERS, DETECTORS, INLINE_DESCRIBERS, LANDMARKERS, PARSERS, PROFILES,
-                               describer_backend, face_weights, make_describer, make_detector, make_landmarker,
-                               make_parser)
-from pipeline.manifest import Manifest, ManifestError, load_manifest
+                               face_weights, make_detector, make_landmarker, make_parser)
+from pipeline.datasets import DATASETS
+from pipeline.manifest import ManifestError, load_manifest, presence, summary
 from pipeline.output_folder import FolderBusyError, OutputFolder
+from pipeline.progress import ProgressBar
 from pipeline.ray_runner import SHARD_ATTEMPTS
-from pipeline.stages import DescribeConfig, DescribeStage, FaceConfig, FaceStage, ShardJob
-
-
-def plan_shards(manifest: Manifest, shard_size: int) -> list[ShardJob]:
-    jobs = []
-    for partition in manifest.partitions:
-        rows = [asdict(r) for r in manifest.rows if r.partition == partition]
-        for index, start in enumerate(range(0, len(rows), shard_size)):
-            jobs.append(ShardJob(name=f"{partition}-{index:06d}", partition=partition,
-                                 rows=rows[start:start + shard_size]))
-    return jobs
+from pipeline.stages import (DescribeConfig, DescribeStage, FaceConfig, FaceStage, describe_config, describe_identity,
+                             plan_shards)
 
 
 def choose_profile(requested: str | None, dataset: str) -> tuple[str, str]:
@@ -69,21 +62,6 @@ def model_identities(config: FaceConfig, describe: DescribeConfig | None) -> dic
     }
 
 
-def describe_identity(describe: DescribeConfig | None) -> dict | None:
-    return None if describe is None else make_describer(describe.describer, **dict(describe.options)).identity()
-
-
-def describe_config(describer: str | None, work_dir: Path, options: dict, gpus: float) -> DescribeConfig | None:
-    """The description stage's settings, or None when descriptions are switched off. Video-LLaVA
-    takes a whole GPU per actor where there is one (and runs, slowly, on CPU where there is not)."""
-    if not describer or describer == "none":
-        return None
-    on_gpu = describer_backend(describer).gpu and gpus > 0
-    return DescribeConfig(describer=describer, work_dir=str(work_dir), batch_size=4 if on_gpu else 16,
-                          options=tuple(sorted((k, v) for k, v in options.items() if v is not None)),
-                          gpus_per_worker=1.0 if on_gpu else 0.0)
-
-
 def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = None, workers: int | None = None,
                shard_size: int | None = None, overwrite: bool = False, weights_dir: str | None = None,
                ray_address: str | None = None, progress: bool = True, backends: dict[str, str] | None = None,
@@ -95,10 +73,10 @@ def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = N
     `describer_options` go to the describer (e.g. {"model_id": …, "revision": …}).
     """
     started = time.perf_counter()
-    if dataset == "sample" and not (data_root / "manifest.csv").is_file():
-        from pipeline.sample_dataset import generate
-
-        generate(data_root, quiet=not progress)
+    spec = DATASETS.get(dataset)
+    if spec is not None and spec.generated and not spec.manifest_path(data_root).is_file():
+        raise FileNotFoundError(f"{spec.manifest_path(data_root)} not found: generate the {dataset} dataset "
+                                f"first (make sample, or python -m pipeline.sample_dataset generate --out {data_root})")
     manifest = load_manifest(dataset, data_root)
     profile, why = choose_profile(profile, manifest.name)
     chosen = dataclasses.replace(PROFILES[profile], **{k: v for k, v in (backends or {}).items() if v})
@@ -167,31 +145,6 @@ def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = N
     return index
 
 
-class ProgressBar:
-    """Clips done, failed, clips/s — on a tqdm bar when enabled."""
-
-    def __init__(self, total: int, enabled: bool):
-        self.ok = self.failed = 0
-        self.start = time.perf_counter()
-        self.bar = None
-        if enabled and total:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="clip", desc="preprocess", dynamic_ncols=True)
-
-    def update(self, ok: int, failed: int) -> None:
-        self.ok += ok
-        self.failed += failed
-        if self.bar is not None:
-            rate = (self.ok + self.failed) / max(time.perf_counter() - self.start, 1e-9)
-            self.bar.set_postfix(ok=self.ok, failed=self.failed, clips_s=f"{rate:.2f}")
-            self.bar.update(ok + failed)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def _summary(index: dict, out: Path, seconds: float, processed: int) -> None:
     failures = ", ".join(f"{reason} {n}" for reason, n in index["failures"].items()) or "none"
     print(f"done in {seconds:.1f} s ({processed / max(seconds, 1e-9):.2f} clips/s over {processed} clips this run)")
@@ -203,6 +156,19 @@ def _summary(index: dict, out: Path, seconds: float, processed: int) -> None:
               "killed or out of memory, a clip that crashes the decoder, or a write error such as a full disk: "
               "see the errors above); their clips are not in the output yet: rerun to retry them, or remove "
               "the offending rows from the manifest")
+
+
+def check_manifest(dataset: str, data_root: Path | None) -> int:
+    """Print the manifest's clips per class and partition and, given DATA_ROOT, how many are there."""
+    try:
+        manifest = load_manifest(dataset, data_root)
+    except (ManifestError, KeyError) as err:
+        print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
+        return 1
+    print(summary(manifest))
+    if data_root is not None:
+        print(presence(manifest, data_root))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -228,10 +194,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--describer-model", help="videollava: model id or local folder")
     parser.add_argument("--describer-revision", help="videollava: model revision (commit, tag)")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--check", action="store_true",
+                        help="only check the manifest and count the clips found under DATA_ROOT (make manifest)")
     args = parser.parse_args(argv)
     name = Path(args.dataset).stem if args.dataset.endswith(".csv") else args.dataset
     data_root = args.data_root or Path("data") / name
     out = args.out or Path("shards") / name
+    if args.check:
+        return check_manifest(args.dataset, data_root if args.data_root else None)
     try:
         index = preprocess(args.dataset, data_root, out, args.profile, args.workers, args.shard_size, args.overwrite,
                    args.weights_dir, args.ray_address, progress=not args.no_progress,

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.backends import PROFILES, make_detector, make_landmarker, make_parser
-from pipeline.manifest import ClipPathError, ManifestRow, load_manifest
+from pipeline.backends import PROFILES, describer_backend, make_describer, make_detector, make_landmarker, make_parser
+from pipeline.manifest import ClipPathError, Manifest, ManifestRow, load_manifest
 from pipeline.shard_format import make_sample
 from pipeline.shard_tar import ShardWriter
 
@@ -225,8 +225,6 @@ class DescribeStage(Stage):
         self.num_gpus = config.gpus_per_worker
 
     def setup(self) -> None:
-        from pipeline.backends import make_describer
-
         self.describer = make_describer(self.config.describer, **dict(self.config.options))
 
     def process(self, job: ShardJob) -> ShardJob:
@@ -264,3 +262,29 @@ def attach_description(sample, description) -> None:
                                  "text": description.text}
     if description.signals is not None:
         sample.au, sample.au_names = description.signals.astype(np.float32), list(description.signal_names)
+
+
+# --- planning a run -------------------------------------------------------------------------
+def plan_shards(manifest: Manifest, shard_size: int) -> list[ShardJob]:
+    jobs = []
+    for partition in manifest.partitions:
+        rows = [asdict(r) for r in manifest.rows if r.partition == partition]
+        for index, start in enumerate(range(0, len(rows), shard_size)):
+            jobs.append(ShardJob(name=f"{partition}-{index:06d}", partition=partition,
+                                 rows=rows[start:start + shard_size]))
+    return jobs
+
+
+def describe_identity(describe: DescribeConfig | None) -> dict | None:
+    return None if describe is None else make_describer(describe.describer, **dict(describe.options)).identity()
+
+
+def describe_config(describer: str | None, work_dir: Path, options: dict, gpus: float) -> DescribeConfig | None:
+    """The description stage's settings, or None when descriptions are switched off. Video-LLaVA
+    takes a whole GPU per actor where there is one (and runs, slowly, on CPU where there is not)."""
+    if not describer or describer == "none":
+        return None
+    on_gpu = describer_backend(describer).gpu and gpus > 0
+    return DescribeConfig(describer=describer, work_dir=str(work_dir), batch_size=4 if on_gpu else 16,
+                          options=tuple(sorted((k, v) for k, v in options.items() if v is not None)),
+                          gpus_per_worker=1.0 if on_gpu else 0.0)

@@ -176,7 +176,7 @@ def planned_shards(manifest: Manifest | None, index: dict[str, Any] | None) -> d
     shard_size = (index or {}).get("config", {}).get("shard_size")
     if manifest is None or not isinstance(shard_size, int) or shard_size < 1:
         return None
-    from pipeline.preprocess import plan_shards
+    from pipeline.stages import plan_shards
 
     return {row["clip_id"]: job.name for job in plan_shards(manifest, shard_size) for row in job.rows}
 

@@ -6,7 +6,8 @@ from collections import Counter
 import pytest
 
 from pipeline.datasets import DATASETS
-from pipeline.manifest import ClipPathError, ManifestError, load_manifest, main, sample_key, write_manifest
+from pipeline.manifest import ClipPathError, ManifestError, load_manifest, sample_key, write_manifest
+from pipeline.preprocess import main as preprocess_main
 
 
 def per_partition(manifest):
@@ -194,11 +195,11 @@ def test_cli_summarises_and_counts_found_clips(tmp_path, capsys):
     (root / "data/clips").mkdir(parents=True)
     for clip_id in ("00019", "00020"):
         (root / f"data/clips/{clip_id}.mp4").write_bytes(b"\0")
-    assert main(["mafw", "--data-root", str(root)]) == 0
+    assert preprocess_main(["mafw", "--data-root", str(root), "--check"]) == 0
     out = capsys.readouterr().out
     assert "mafw: 9172 clips, 11 classes" in out
     assert "2 of 9172 clips found" in out and "9170  missing_file" in out
-    assert main([str(write(tmp_path, GOOD + "x,y,zzz,fold1,1\n"))]) == 1
+    assert preprocess_main([str(write(tmp_path, GOOD + "x,y,zzz,fold1,1\n")), "--check"]) == 1
     assert "unknown class 'zzz'" in capsys.readouterr().err
 
 

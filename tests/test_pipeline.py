@@ -139,7 +139,7 @@ def test_every_ok_sample_has_a_geometric_description_and_au_signals(shards):
 def test_the_geometric_describer_runs_inside_the_face_stage_and_fails_only_its_clip(sample_data, tmp_path):
     """No describe stage of its own in the cpu profile: each sample is described before it is
     written; a description that raises fails that clip (describe_error), not the shard."""
-    from pipeline.preprocess import plan_shards
+    from pipeline.stages import plan_shards
     from pipeline.stages import DescribeConfig, FaceConfig, FaceStage
 
     manifest = load_manifest("sample", sample_data)
