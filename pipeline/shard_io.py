@@ -38,6 +38,17 @@ def _rank_and_worker() -> tuple[int, int, int, int]:
     return rank, world, worker, workers
 
 
+def shards_for_this_process(shards: Sequence, seed: int = 0, epoch: int = 0, shuffle: bool = False) -> list:
+    """The shards this process reads, by the one rule every reader of ours follows (this one and
+    the trainer's loader): with `shuffle`, the epoch's seeded permutation (the same in every
+    process), then DDP rank r of N and DataLoader worker w of W take every (N·W)-th shard from r·W + w."""
+    shards = list(shards)
+    if shuffle:
+        random.Random(seed * 1_000_003 + epoch).shuffle(shards)
+    rank, world, worker, workers = _rank_and_worker()
+    return shards[rank * workers + worker::world * workers]
+
+
 class ShardReader:
     """Stream ClipSamples from shards; splits shards across DDP ranks and DataLoader workers.
 
@@ -59,11 +70,7 @@ class ShardReader:
         self.epoch = epoch
 
     def my_shards(self) -> list[Path]:
-        shards = list(self.shards)
-        if self.shuffle_shards:
-            random.Random(self.seed * 1_000_003 + self.epoch).shuffle(shards)
-        rank, world, worker, workers = _rank_and_worker()
-        return shards[rank * workers + worker::world * workers]
+        return shards_for_this_process(self.shards, self.seed, self.epoch, self.shuffle_shards)
 
     def __iter__(self) -> Iterator[ClipSample]:
         for shard in self.my_shards():

@@ -3,8 +3,8 @@
 For fold k the training partitions' shards are read (a validation split is carved from them
 by a hash of the clip key, so it never changes), and the test partition's shards for
 evaluation. Each epoch the shard list is shuffled with a seed derived from the epoch before
-it is split across DDP ranks and loader workers (webdataset's splitters), so every process
-agrees on who reads what. In training, each worker then mixes its clips through a buffer of
+it is split across DDP ranks and loader workers by the shard reader's rule
+(`pipeline.shard_io.shards_for_this_process`), so every process agrees on who reads what. In training, each worker then mixes its clips through a buffer of
 `shuffle_buffer` raw samples (seeded by seed, epoch and worker), because shards keep manifest
 order, which is often sorted by class. A sample that fails to decode is skipped and counted; a warning
 is logged for the first few and then every 100th.
@@ -45,7 +45,7 @@ from pipeline.backends import PARSING_LABELS, PARSING_PALETTE
 from pipeline.landmark_layout import INNER_LIPS, LEFT_BROW, LEFT_EYE, NOSE_BASE, NOSE_BRIDGE, OUTER_LIPS, \
     RIGHT_BROW, RIGHT_EYE, JAW, mirror_landmarks
 from pipeline.shard_format import ClipSample, ShardFormatError, decode_sample
-from pipeline.shard_io import list_shards
+from pipeline.shard_io import list_shards, shards_for_this_process
 
 log = logging.getLogger(__name__)
 
@@ -319,14 +319,16 @@ class ShardClips(torch.utils.data.IterableDataset):
         return is_validation(key, self.config.val_fraction, self.config.seed) == (self.split == "val")
 
     def __iter__(self) -> Iterator[dict]:
-        urls = list(self.shards)
-        if self.split == "train":   # same permutation in every process: seeded by epoch, before splitting
-            random.Random(self.config.seed * 1000 + self.epoch).shuffle(urls)
+        # Training shards in the epoch's permutation, the same in every process; then this DDP rank's
+        # and loader worker's share, by the shard reader's one rule.
+        urls = shards_for_this_process(self.shards, self.config.seed, self.epoch, shuffle=self.split == "train")
+        if not urls:
+            return
         worker = torch.utils.data.get_worker_info()
         worker_id = worker.id if worker else 0
         rng = random.Random(hash((self.config.seed, self.epoch, worker_id)))
         dataset = wds.WebDataset(urls, shardshuffle=False, handler=self.skips, empty_check=False,
-                                 nodesplitter=wds.split_by_node, workersplitter=wds.split_by_worker)
+                                 nodesplitter=None, workersplitter=None)
         samples = (raw for raw in dataset if self._keep(str(raw.get("__key__", ""))))
         if self.split == "train" and self.config.shuffle_buffer > 1:
             samples = shuffled(samples, self.config.shuffle_buffer, random.Random(f"{self.config.seed}:{self.epoch}:{worker_id}"))
