@@ -258,7 +258,7 @@ def per_clip_costs(shard_paths: list[str], classes: list[str], repeats: int) -> 
     import webdataset as wds
 
     from pipeline.shard_format import decode_sample
-    from trainer.data import ClipTransform, decode_bgr, draw_landmarks, random_resized_crop, to_chw, tsn_indices
+    from trainer.data import ClipTransform, decode_bgr, draw_landmarks, to_chw, tsn_indices
 
     config = data_config(Path("."), 0, True)
     transform = ClipTransform(config, classes, train=True)
@@ -283,14 +283,12 @@ def per_clip_costs(shard_paths: list[str], classes: list[str], repeats: int) -> 
             masks = clip.masks(indices)
             steps["masks_decode"] += time.perf_counter() - t
             size = frames[0].shape[1]
-            x0, y0, w, h = random_resized_crop(size, config.crop_scale, rng)
-            box = (int(round(x0 * size)), int(round(y0 * size)), max(1, int(round(w * size))),
-                   max(1, int(round(h * size))))
+            box, _ = transform.crop_box(size, rng)
             t = time.perf_counter()
-            transform._crop_frames(frames, box, False, cv2.INTER_LINEAR)
+            transform.crop_frames(frames, box, False, cv2.INTER_LINEAR)
             steps["crop_resize_frames"] += time.perf_counter() - t
             t = time.perf_counter()
-            transform._crop_masks(masks, box, False)
+            transform.crop_masks(masks, box, False)
             steps["crop_resize_colour_masks"] += time.perf_counter() - t
             points = clip.landmarks[indices].astype(np.float32) * IMAGE_SIZE / size
             t = time.perf_counter()

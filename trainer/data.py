@@ -224,26 +224,33 @@ class ClipTransform:
         size = frames[0].shape[1]
         landmarks = clip.landmarks[indices].astype(np.float32).copy()
         masks = clip.masks(indices) if c.use_masks else None
-        x0, y0, w, h = random_resized_crop(size, c.crop_scale, rng) if self.train else (0.0, 0.0, 1.0, 1.0)
-        flip = self.train and c.flip and rng.random() < 0.5
-        box = (int(round(x0 * size)), int(round(y0 * size)), max(1, int(round(w * size))), max(1, int(round(h * size))))
+        box, flip = self.crop_box(size, rng)
         interpolation = cv2.INTER_AREA if box[2] > c.image_size else cv2.INTER_LINEAR
         # landmarks follow the same crop, resize and flip
         landmarks[..., 0] = (landmarks[..., 0] - box[0]) * c.image_size / box[2]
         landmarks[..., 1] = (landmarks[..., 1] - box[1]) * c.image_size / box[3]
         if flip:
             landmarks = mirror_landmarks(landmarks, c.image_size)
-        example = {"frames": torch.from_numpy(self._crop_frames(frames, box, flip, interpolation)),
+        example = {"frames": torch.from_numpy(self.crop_frames(frames, box, flip, interpolation)),
                    "label": self.class_index[clip.label], "key": clip.key, "description": clip.description or ""}
         if c.use_masks:
             if masks is None:   # a shard without masks: an empty map
                 empty = np.zeros((len(indices), c.image_size, c.image_size), np.uint8)
-                example["masks"] = torch.from_numpy(self._crop_masks(empty, (0, 0, c.image_size, c.image_size), False))
+                example["masks"] = torch.from_numpy(self.crop_masks(empty, (0, 0, c.image_size, c.image_size), False))
             else:
-                example["masks"] = torch.from_numpy(self._crop_masks(masks, box, flip))
+                example["masks"] = torch.from_numpy(self.crop_masks(masks, box, flip))
         if c.use_landmarks:
             example["landmarks"] = to_chw(draw_landmarks(landmarks, c.image_size))
         return example
+
+    def crop_box(self, size: int, rng: random.Random) -> tuple[tuple[int, int, int, int], bool]:
+        """The crop (x, y, w, h) in pixels of a size×size clip, and whether to flip it: random resized
+        crop and flip in training, the whole frame in evaluation. One draw per clip, for every frame."""
+        c = self.config
+        x0, y0, w, h = random_resized_crop(size, c.crop_scale, rng) if self.train else (0.0, 0.0, 1.0, 1.0)
+        flip = self.train and c.flip and rng.random() < 0.5
+        box = (int(round(x0 * size)), int(round(y0 * size)), max(1, int(round(w * size))), max(1, int(round(h * size))))
+        return box, flip
 
     def _resize(self, image: np.ndarray, box: tuple[int, int, int, int], flip: bool, interpolation: int) -> np.ndarray:
         x, y, w, h = box
@@ -251,7 +258,7 @@ class ClipTransform:
         out = cv2.resize(image[y:y + h, x:x + w], (size, size), interpolation=interpolation)
         return cv2.flip(out, 1) if flip else out
 
-    def _crop_frames(self, frames: list[np.ndarray], box: tuple[int, int, int, int], flip: bool,
+    def crop_frames(self, frames: list[np.ndarray], box: tuple[int, int, int, int], flip: bool,
                      interpolation: int) -> np.ndarray:
         """T H×W×3 BGR uint8 frames -> T×3×S×S RGB uint8: crop, resize, flip, and split into the planes
         in reverse order (BGR -> RGB), frame by frame, with no other copy of the clip."""
@@ -261,7 +268,7 @@ class ClipTransform:
             cv2.split(self._resize(frame, box, flip, interpolation), [blue, green, red])
         return out
 
-    def _crop_masks(self, masks: np.ndarray, box: tuple[int, int, int, int], flip: bool) -> np.ndarray:
+    def crop_masks(self, masks: np.ndarray, box: tuple[int, int, int, int], flip: bool) -> np.ndarray:
         """T×H×W labels -> T×3×S×S uint8 colour images (nearest-neighbour; left/right swapped on a flip)."""
         size = self.config.image_size
         luts = _MASK_LUTS[flip]
