@@ -171,6 +171,86 @@ def resolve_dataset(dataset: str, data_root: Path | str | None = None) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class _Header:
+    """What a manifest's `#` lines say: its name, classes, partitions and (built-in) layouts."""
+
+    name: str
+    classes: tuple[str, ...]
+    partitions: tuple[str, ...]
+    layouts: tuple[str, ...]
+
+
+def _read_header(meta: dict[str, str], default_name: str, problems: list[str]) -> _Header:
+    """The dataset the header names (a built-in one, or the user's own with its classes); appends problems."""
+    name = meta.get("dataset", default_name)
+    if name in DATASETS:
+        spec = DATASETS[name]
+        if "classes" in meta and _split_list(meta["classes"]) != spec.classes:
+            problems.append(f"header: '# classes:' differs from the built-in {name} classes {', '.join(spec.classes)}")
+        return _Header(name, spec.classes, spec.partitions, tuple(spec.layouts))
+    if not _NAME.match(name):
+        problems.append(f"header: dataset name {name!r} must be lower-case letters, digits, '_' or '-'")
+    classes = _split_list(meta.get("classes", ""))
+    partitions = _split_list(meta.get("partitions", ""))
+    if not classes:
+        problems.append("header: a manifest of your own needs a '# classes: a, b, c' line "
+                        "(or '# dataset: <built-in name>')")
+    for kind, names in (("class", classes), ("partition", partitions)):
+        for bad in [n for n in names if not _NAME.match(n)]:
+            problems.append(f"header: {kind} name {bad!r} must be lower-case letters, digits, '_' or '-'")
+        for dup in [n for n, c in Counter(names).items() if c > 1]:
+            problems.append(f"header: {kind} {dup!r} listed twice")
+    return _Header(name, classes, partitions, ())
+
+
+def _row_problems(where: str, value: dict[str, str], header: _Header) -> tuple[list[str], int | None]:
+    """The faults of one row's own fields (not those against other rows), and its frame count."""
+    clip_id, path, label, partition = (value[c] for c in COLUMNS[:4])
+    problems = [f"{where}: empty {c}" for c in COLUMNS[:4] if not value[c]]
+    if clip_id and (why := _check_clip_id(clip_id)):
+        problems.append(f"{where}: clip id {clip_id!r} {why}")
+    if path and (why := _check_path(path)):
+        problems.append(f"{where}: path {path!r} {why}")
+    if label and label not in header.classes:
+        problems.append(f"{where}: unknown class {label!r} (classes: {', '.join(header.classes)})")
+    if partition:
+        if header.partitions and partition not in header.partitions:
+            problems.append(f"{where}: unknown partition {partition!r} (partitions: {', '.join(header.partitions)})")
+        elif not header.partitions and not _NAME.match(partition):
+            problems.append(f"{where}: partition {partition!r} must be lower-case letters, digits, '_' or '-'")
+    frames = None
+    if value.get("frames"):
+        try:
+            frames = int(value["frames"])
+            if frames < 1:
+                raise ValueError
+        except ValueError:
+            problems.append(f"{where}: frames {value['frames']!r} is not a positive integer")
+    return problems, frames
+
+
+class _Uniqueness:
+    """Clip ids and the sample keys they map to, each allowed once across the manifest."""
+
+    def __init__(self):
+        self.line_of_id: dict[str, int] = {}
+        self.line_of_key: dict[str, tuple[int, str]] = {}
+
+    def problems(self, where: str, line: int, clip_id: str) -> list[str]:
+        if clip_id in self.line_of_id:
+            return [f"{where}: duplicate clip id {clip_id!r} (first on line {self.line_of_id[clip_id]})"]
+        if not clip_id or _check_clip_id(clip_id):   # an id already refused is not compared with later ones
+            return []
+        self.line_of_id[clip_id] = line
+        key = sample_key(clip_id)
+        if key in self.line_of_key:
+            other_line, other_id = self.line_of_key[key]
+            return [f"{where}: clip id {clip_id!r} gives the same sample key {key!r} as {other_id!r} on line {other_line}"]
+        self.line_of_key[key] = (line, clip_id)
+        return []
+
+
 def load_manifest(dataset: str | Path, data_root: Path | str | None = None) -> Manifest:
     """Load and validate a manifest by dataset name or file path; raises ManifestError.
 
@@ -180,31 +260,9 @@ def load_manifest(dataset: str | Path, data_root: Path | str | None = None) -> M
     if not source.is_file():
         raise ManifestError(source, ["file not found"])
     text = source.read_text(encoding="utf-8-sig").splitlines()
-    header_lines = [t for t in text if t.startswith("#")]
     body = [t for t in text if t.strip() and not t.startswith("#")]
-    meta = _parse_header(header_lines)
     problems: list[str] = []
-
-    name = meta.get("dataset", source.stem.lower())
-    if name in DATASETS:
-        spec = DATASETS[name]
-        classes, partitions, layouts = spec.classes, spec.partitions, spec.layouts
-        if "classes" in meta and _split_list(meta["classes"]) != classes:
-            problems.append(f"header: '# classes:' differs from the built-in {name} classes {', '.join(classes)}")
-    else:
-        if not _NAME.match(name):
-            problems.append(f"header: dataset name {name!r} must be lower-case letters, digits, '_' or '-'")
-        classes = _split_list(meta.get("classes", ""))
-        partitions = _split_list(meta.get("partitions", ""))
-        layouts = ()
-        if not classes:
-            problems.append("header: a manifest of your own needs a '# classes: a, b, c' line "
-                            "(or '# dataset: <built-in name>')")
-        for kind, names in (("class", classes), ("partition", partitions)):
-            for bad in [n for n in names if not _NAME.match(n)]:
-                problems.append(f"header: {kind} name {bad!r} must be lower-case letters, digits, '_' or '-'")
-            for dup in [n for n, c in Counter(names).items() if c > 1]:
-                problems.append(f"header: {kind} {dup!r} listed twice")
+    header = _read_header(_parse_header([t for t in text if t.startswith("#")]), source.stem.lower(), problems)
 
     if not body:
         raise ManifestError(source, problems + ["no column header and no rows"])
@@ -218,8 +276,7 @@ def load_manifest(dataset: str | Path, data_root: Path | str | None = None) -> M
     line_numbers = [i + 1 for i, t in enumerate(text) if t.strip() and not t.startswith("#")][1:]
 
     rows: list[ManifestRow] = []
-    first_line_of_id: dict[str, int] = {}
-    first_line_of_key: dict[str, tuple[int, str]] = {}
+    unique = _Uniqueness()
     seen_partitions: list[str] = []
     for line, fields in zip(line_numbers, reader):
         where = f"line {line}"
@@ -227,53 +284,22 @@ def load_manifest(dataset: str | Path, data_root: Path | str | None = None) -> M
             problems.append(f"{where}: {len(fields)} fields, expected {len(columns)} ({','.join(columns)})")
             continue
         value = {c: fields[i].strip() for c, i in col.items()}
-        clip_id, path, label, partition = (value[c] for c in COLUMNS[:4])
-        row_problems = [f"{where}: empty {c}" for c in COLUMNS[:4] if not value[c]]
-        bad_id = bool(clip_id) and _check_clip_id(clip_id)
-        if bad_id:
-            row_problems.append(f"{where}: clip id {clip_id!r} {bad_id}")
-        if path and (why := _check_path(path)):
-            row_problems.append(f"{where}: path {path!r} {why}")
-        if label and label not in classes:
-            row_problems.append(f"{where}: unknown class {label!r} (classes: {', '.join(classes)})")
-        if partition:
-            if partitions and partition not in partitions:
-                row_problems.append(f"{where}: unknown partition {partition!r} (partitions: {', '.join(partitions)})")
-            elif not partitions and not _NAME.match(partition):
-                row_problems.append(f"{where}: partition {partition!r} must be lower-case letters, digits, '_' or '-'")
-        frames = None
-        if value.get("frames"):
-            try:
-                frames = int(value["frames"])
-                if frames < 1:
-                    raise ValueError
-            except ValueError:
-                row_problems.append(f"{where}: frames {value['frames']!r} is not a positive integer")
-        if clip_id in first_line_of_id:
-            row_problems.append(f"{where}: duplicate clip id {clip_id!r} (first on line {first_line_of_id[clip_id]})")
-        elif clip_id and not bad_id:  # an id already refused is not compared with later ones
-            first_line_of_id[clip_id] = line
-            key = sample_key(clip_id)
-            if key in first_line_of_key:
-                other_line, other_id = first_line_of_key[key]
-                row_problems.append(f"{where}: clip id {clip_id!r} gives the same sample key {key!r} "
-                                    f"as {other_id!r} on line {other_line}")
-            else:
-                first_line_of_key[key] = (line, clip_id)
+        row_problems, frames = _row_problems(where, value, header)
+        row_problems += unique.problems(where, line, value["clip_id"])
         if row_problems:
             problems.extend(row_problems)
             continue
-        if partition not in seen_partitions:
-            seen_partitions.append(partition)
-        rows.append(ManifestRow(clip_id, path, label, partition, frames, line))
+        if value["partition"] not in seen_partitions:
+            seen_partitions.append(value["partition"])
+        rows.append(ManifestRow(value["clip_id"], value["path"], value["label"], value["partition"], frames, line))
 
     if problems:
         raise ManifestError(source, problems)
     if not rows:
         raise ManifestError(source, ["no rows"])
-    return Manifest(name=name, source=source, classes=tuple(classes),
-                    partitions=tuple(partitions) or tuple(sorted(seen_partitions)),
-                    rows=tuple(rows), layouts=tuple(layouts))
+    return Manifest(name=header.name, source=source, classes=tuple(header.classes),
+                    partitions=tuple(header.partitions) or tuple(sorted(seen_partitions)),
+                    rows=tuple(rows), layouts=tuple(header.layouts))
 
 
 def write_manifest(path: Path | str, rows: list[ManifestRow] | list[dict], *, dataset: str | None = None,
