@@ -62,6 +62,63 @@ def model_identities(config: FaceConfig, describe: DescribeConfig | None) -> dic
     }
 
 
+def read_manifest(dataset: str, data_root: Path):
+    """The manifest, refusing a generated dataset (the sample) that has not been generated yet."""
+    spec = DATASETS.get(dataset)
+    if spec is not None and spec.generated and not spec.manifest_path(data_root).is_file():
+        raise FileNotFoundError(f"{spec.manifest_path(data_root)} not found: generate the {dataset} dataset "
+                                f"first (make sample, or python -m pipeline.sample_dataset generate --out {data_root})")
+    return load_manifest(dataset, data_root)
+
+
+def check_resources(chosen, profile: str, ray_address: str | None, weights_dir: str | None) -> tuple[dict, float]:
+    """Start (or join) Ray; stop before any work when the profile's GPU or weight files are missing.
+    Returns Ray's resources and the GPUs seen."""
+    from pipeline.ray_runner import init_ray
+    from pipeline.weights import check_weights
+
+    resources = init_ray(ray_address)
+    gpus = gpus_available(ray_address)
+    if chosen.needs_gpu and gpus == 0:
+        raise RuntimeError(f"PROFILE={profile} runs S3FD, FAN and BiSeNet on a GPU and none was found; "
+                           "use PROFILE=cpu for the offline stack (dlib and landmark masks)")
+    check_weights(face_weights(chosen.detector, chosen.landmarker, chosen.parser), weights_dir)  # names every missing file
+    return resources, gpus
+
+
+def run_configuration(profile: str, shard_size: int, manifest_digest: str, config: FaceConfig,
+                      describe: DescribeConfig | None) -> dict:
+    """What decides the shards' content, recorded in run.json: a rerun with another one must not mix in."""
+    recorded = {k: v for k, v in asdict(config).items() if k not in ("work_dir", "data_root", "weights_dir",
+                                                                      "manifest", "gpus_per_worker")}
+    recorded["describer"] = None if describe is None else describe.describer
+    recorded["describer_options"] = None if describe is None else dict(describe.options)
+    return {"profile": profile, "shard_size": shard_size, "manifest_sha256": manifest_digest, **recorded}
+
+
+def stage_pools(config: FaceConfig, describe: DescribeConfig | None, workers: int, gpus: float) -> list:
+    """(stage, actors) in order: the face stage (with an inline describer inside it), then a describer of its own."""
+    inline = describe is not None and describe.describer in INLINE_DESCRIBERS
+    stages = [(FaceStage(config, describe if inline else None), workers)]
+    if describe is not None and not inline:
+        stages.append((DescribeStage(describe), max(1, int(gpus)) if describe.gpus_per_worker else workers))
+    return stages
+
+
+def run_jobs(folder: OutputFolder, todo: list, stages: list, progress: bool) -> list[str]:
+    """Run the shards still to do, committing each as it returns; the names of those that never did."""
+    from pipeline.ray_runner import run_stages
+
+    bar = ProgressBar(sum(len(j.rows) for j in todo), enabled=progress)
+    returned = set()
+    for job in run_stages(todo, stages):
+        stats = folder.commit(job.name, job.partition, job.rows, job.status, Path(job.work_tar), job.seconds)
+        returned.add(job.name)
+        bar.update(stats["ok"], stats["failed"])
+    bar.close()
+    return [job.name for job in todo if job.name not in returned]
+
+
 def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = None, workers: int | None = None,
                shard_size: int | None = None, overwrite: bool = False, weights_dir: str | None = None,
                ray_address: str | None = None, progress: bool = True, backends: dict[str, str] | None = None,
@@ -72,29 +129,17 @@ def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = N
     "describer": a name in pipeline/backends.py's registries, or "none" for the describer);
     `describer_options` go to the describer (e.g. {"model_id": …, "revision": …}).
     """
+    from pipeline.ray_runner import shutdown_ray
+
     started = time.perf_counter()
-    spec = DATASETS.get(dataset)
-    if spec is not None and spec.generated and not spec.manifest_path(data_root).is_file():
-        raise FileNotFoundError(f"{spec.manifest_path(data_root)} not found: generate the {dataset} dataset "
-                                f"first (make sample, or python -m pipeline.sample_dataset generate --out {data_root})")
-    manifest = load_manifest(dataset, data_root)
+    manifest = read_manifest(dataset, data_root)
     profile, why = choose_profile(profile, manifest.name)
     chosen = dataclasses.replace(PROFILES[profile], **{k: v for k, v in (backends or {}).items() if v})
     print(f"profile {profile} ({why}): detector {chosen.detector}, landmarks {chosen.landmarker}, "
           f"masks {chosen.parser}, description {chosen.describer}")
     if not data_root.is_dir():
         raise FileNotFoundError(f"DATA_ROOT {data_root} does not exist (set DATA_ROOT=/path/to/{manifest.name})")
-
-    from pipeline.ray_runner import init_ray, run_stages, shutdown_ray
-
-    resources = init_ray(ray_address)
-    gpus = gpus_available(ray_address)
-    if chosen.needs_gpu and gpus == 0:
-        raise RuntimeError(f"PROFILE={profile} runs S3FD, FAN and BiSeNet on a GPU and none was found; "
-                           "use PROFILE=cpu for the offline stack (dlib and landmark masks)")
-    from pipeline.weights import check_weights
-
-    check_weights(face_weights(chosen.detector, chosen.landmarker, chosen.parser), weights_dir)  # stops here, before any work, naming every missing file
+    resources, gpus = check_resources(chosen, profile, ray_address, weights_dir)
     cpus = int(resources.get("CPU", os.cpu_count() or 1))
     workers = workers or (cpus if not chosen.needs_gpu else max(1, int(gpus * 2)))
     shard_size = shard_size or (8 if manifest.name == "sample" else 64)
@@ -102,36 +147,20 @@ def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = N
     folder = OutputFolder(out)
     folder.lock()
     try:
-        run_id = uuid.uuid4().hex[:8]
         config = FaceConfig(dataset=manifest.name, manifest=str(manifest.source), data_root=str(data_root.resolve()),
-                            work_dir=str(folder.work_dir(run_id)), detector=chosen.detector,
+                            work_dir=str(folder.work_dir(uuid.uuid4().hex[:8])), detector=chosen.detector,
                             landmarker=chosen.landmarker, parser=chosen.parser, weights_dir=weights_dir,
                             gpus_per_worker=(0.5 if chosen.needs_gpu else 0.0), **face_options)
         describe = describe_config(chosen.describer, Path(config.work_dir), describer_options or {}, gpus)
-        recorded = {k: v for k, v in asdict(config).items() if k not in ("work_dir", "data_root", "weights_dir",
-                                                                          "manifest", "gpus_per_worker")}
-        recorded["describer"] = None if describe is None else describe.describer
-        recorded["describer_options"] = None if describe is None else dict(describe.options)
         manifest_digest = hashlib.sha256(manifest.source.read_bytes()).hexdigest()
-        run_config = {"profile": profile, "shard_size": shard_size, "manifest_sha256": manifest_digest, **recorded}
+        run_config = run_configuration(profile, shard_size, manifest_digest, config, describe)
         folder.check_run_config(run_config, overwrite)
         jobs = plan_shards(manifest, shard_size)
         done = folder.complete()
         todo = [job for job in jobs if job.name not in done]
         print(f"{len(manifest)} clips in {len(jobs)} shards; {len(jobs) - len(todo)} already complete, "
               f"{len(todo)} to do with {min(workers, max(1, len(todo)))} workers")
-        bar = ProgressBar(sum(len(j.rows) for j in todo), enabled=progress)
-        inline = describe is not None and describe.describer in INLINE_DESCRIBERS
-        stages = [(FaceStage(config, describe if inline else None), workers)]
-        if describe is not None and not inline:
-            stages.append((DescribeStage(describe), max(1, int(gpus)) if describe.gpus_per_worker else workers))
-        returned = set()
-        for job in run_stages(todo, stages):
-            stats = folder.commit(job.name, job.partition, job.rows, job.status, Path(job.work_tar), job.seconds)
-            returned.add(job.name)
-            bar.update(stats["ok"], stats["failed"])
-        bar.close()
-        crashed = [job.name for job in todo if job.name not in returned]
+        crashed = run_jobs(folder, todo, stage_pools(config, describe, workers, gpus), progress)
         folder.finish_work()
         index = folder.write_index(
             dataset=manifest.name, classes=list(manifest.classes), partitions=list(manifest.partitions),
