@@ -5,7 +5,7 @@
 For one clip of moving face crops (the astronaut portrait under a slow similarity warp,
 85 frames = MAFW's median length), it reports bytes per clip and the time to decode a
 16-frame TSN sample (one random frame per segment) for: every frame a JPEG tar member;
-one MJPEG stream with a byte-offset index (the format v1 choice); H.264 in MP4 at two
+one MJPEG stream with a byte-offset index (the shard format's choice since v1); H.264 in MP4 at two
 keyframe intervals. Masks: one compressed .npz of the whole clip, and per-frame PNGs with
 an offset index. docs/shard-format.md quotes the result.
 """

@@ -86,6 +86,13 @@ class OutputFolder:
                 raise RuntimeError(f"{self.path} holds shards made with a different configuration "
                                    f"({', '.join(differs)}); rerun with --overwrite (OVERWRITE=1) to start over, "
                                    "or choose another OUT=")
+            # One folder, one shard format: readers that type columns from the first samples
+            # (Hugging Face datasets) cannot read a mix.
+            older = sorted({str(s.get("format_version")) for s in self.all_stats()} - {str(FORMAT_VERSION)})
+            if older:
+                raise RuntimeError(f"{self.path} holds shards in format version {', '.join(older)} and this "
+                                   f"toolkit writes version {FORMAT_VERSION}; rerun with --overwrite (OVERWRITE=1) "
+                                   "to start over, or choose another OUT=")
         write_atomic(run_file, json.dumps(config, indent=1, sort_keys=True) + "\n")
 
     def clear(self) -> None:

@@ -1,10 +1,11 @@
-"""Shard format v1: how one clip becomes the members of a WebDataset sample, and back.
+"""Shard format v2: how one clip becomes the members of a WebDataset sample, and back.
 
 A sample is the tar members `<key>.<field>` below; every field is a plain file format
-(JPEG stream, `.npy`/`.npz` without pickles, JSON, UTF-8 text), so `tarfile` or
-`webdataset` users can read a shard without this module. docs/shard-format.md documents
-each field (dtype, shape, units, coordinate frame); keep the two in step and bump
-FORMAT_VERSION on any change a v1 reader would misread.
+(JPEG stream, `.npy`/`.npz` without pickles, JSON, UTF-8 text), so `tarfile`, `webdataset`
+or Hugging Face `datasets` users can read a shard without this module. docs/shard-format.md
+documents each field (dtype, shape, units, coordinate frame) and docs/schema/ holds their
+machine-readable schemas; keep the three in step and bump FORMAT_VERSION on any change an
+older reader would misread.
 
     frames.mjpeg        T baseline JPEGs (RGB, crop_size²), concatenated: an MJPEG stream
     frames_offsets.npy  int64 (T+1,): byte offsets of frame t = [o[t], o[t+1])
@@ -15,11 +16,19 @@ FORMAT_VERSION on any change a v1 reader would misread.
     landmarks_conf.npy  float32 (T,): per-frame landmark confidence in [0, 1]
     masks.npz           uint8 (T,H,W) under key "masks": CelebAMask-HQ parsing labels
     description.txt     the motion description (emotion words filtered out); optional
-    description.json    how it was made: backend, model, prompt hash, raw text; optional
+    description.json    how it was made: backend, then model, prompt hash, raw text, …; optional
     au.npz              per-frame facial action signals: "signals" float32 (T,K), "names" str (K,); optional
     meta.json           dataset, clip id, class name, partition, source video facts, flags
 
-Members a v1 reader does not know (later passes may add fields) are kept in `extras`.
+The JSON members keep a fixed set of keys, each always present with one type, so a reader
+that infers column types from the first few samples (Hugging Face `datasets`) types every
+sample alike; whatever varies between clips, inputs or backends (optional keys, lists that may
+be empty, values that may be null) is stored as one JSON object in the string `details_json`.
+`pack_record`/`unpack_record` convert between that layout and the plain nested dicts our code
+uses (`ClipSample.meta`, `ClipSample.description_record`). Version 1 shards, which stored the
+plain dicts, are still read.
+
+Members a reader does not know (later passes may add fields) are kept in `extras`.
 """
 
 from __future__ import annotations
@@ -28,12 +37,14 @@ import io
 import json
 import re
 from dataclasses import dataclass, field
+from numbers import Integral, Real
 from typing import Any, Mapping, Sequence
 
 import cv2
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READS_VERSIONS = (1, 2)  # what decode_sample understands
 JPEG_QUALITY = 90  # chosen by bench/frame_encoding.py; see docs/shard-format.md
 NUM_LANDMARKS = 68
 REQUIRED_META = ("dataset", "clip_id", "label", "partition", "source")
@@ -44,9 +55,101 @@ KNOWN_FIELDS = ("meta.json", "frames.mjpeg", "frames_offsets.npy", "timestamps.n
 OPTIONAL_FIELDS = ("masks.npz", "description.txt", "description.json", "au.npz")
 _KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
+# The typed part of the JSON members: key -> Python type, or a nested object of them. Every key
+# is written in every sample; the rest of a record, with its nesting, goes into DETAILS.
+DETAILS = "details_json"
+META_FIELDS: dict[str, Any] = {
+    "format_version": int, "dataset": str, "clip_id": str, "label": str, "partition": str,
+    "num_frames": int, "crop_size": int,
+    "frames_encoding": {"codec": str, "quality": int},
+    "source": {"path": str, "fps": float, "frames": int},
+}
+DESCRIPTION_FIELDS: dict[str, Any] = {"backend": str}
+# Typed keys a record may lack: written as "" and left out again when read.
+OPTIONAL_TEXT = frozenset({"source.path", "backend"})
+
 
 class ShardFormatError(ValueError):
     """A sample that does not follow the shard format; the message names the sample and field."""
+
+
+def _typed(value: Any, kind: type, where: str) -> Any:
+    """`value` as the JSON type `kind` (int, float or str), or ShardFormatError."""
+    if kind is str and isinstance(value, str):
+        return value
+    if kind is int and isinstance(value, Integral) and not isinstance(value, bool):
+        return int(value)
+    if kind is int and isinstance(value, Real) and not isinstance(value, bool) and float(value).is_integer():
+        return int(value)
+    if kind is float and isinstance(value, Real) and not isinstance(value, bool):
+        return float(value)
+    raise ShardFormatError(f"{where} must be {kind.__name__}, got {value!r}")
+
+
+def _split(record: Mapping[str, Any], fields: Mapping[str, Any], where: str, prefix: str = "") -> tuple[dict, dict]:
+    """(the typed keys of `fields`, every one present; everything else with its nesting)."""
+    typed: dict[str, Any] = {}
+    rest: dict[str, Any] = {}
+    for key, value in record.items():
+        if key == DETAILS:
+            raise ShardFormatError(f"{where}: {prefix}{DETAILS} is a reserved key")
+        kind = fields.get(key)
+        if kind is None:
+            rest[key] = value
+        elif isinstance(kind, dict):
+            if not isinstance(value, Mapping):
+                raise ShardFormatError(f"{where}: {prefix}{key} must be an object, got {value!r}")
+            typed[key], inner = _split(value, kind, where, f"{prefix}{key}.")
+            if inner:
+                rest[key] = inner
+        else:
+            typed[key] = _typed(value, kind, f"{where}: {prefix}{key}")
+    for key, kind in fields.items():
+        if key in typed:
+            continue
+        if isinstance(kind, dict):
+            typed[key], _ = _split({}, kind, where, f"{prefix}{key}.")
+        elif f"{prefix}{key}" in OPTIONAL_TEXT:
+            typed[key] = ""
+        else:
+            raise ShardFormatError(f"{where}: lacks {prefix}{key}")
+    return typed, rest
+
+
+def pack_record(record: Mapping[str, Any], fields: Mapping[str, Any], where: str = "record") -> dict[str, Any]:
+    """A plain nested dict -> its stored form: the keys of `fields` typed and always present (""
+    for a missing optional text), everything else as a JSON object in the string `details_json`."""
+    typed, rest = _split(record, fields, where)
+    typed[DETAILS] = json.dumps(rest, sort_keys=True, ensure_ascii=False)
+    return typed
+
+
+def _merge(into: dict[str, Any], more: Mapping[str, Any]) -> dict[str, Any]:
+    for key, value in more.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            into[key] = _merge(dict(into[key]), value)
+        else:
+            into[key] = value
+    return into
+
+
+def unpack_record(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored form of a JSON member (v2) -> the plain nested dict: `details_json` parsed and
+    merged over the typed keys (objects key by key), empty optional texts left out."""
+    if not isinstance(stored, Mapping):
+        raise ValueError(f"a JSON object was expected, got {type(stored).__name__}")
+    details = json.loads(stored.get(DETAILS) or "{}")
+    if not isinstance(details, dict):
+        raise ValueError(f"{DETAILS} holds {type(details).__name__}, not a JSON object")
+    plain = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in stored.items() if k != DETAILS}
+    for dotted in OPTIONAL_TEXT:
+        *parents, last = dotted.split(".")
+        holder = plain
+        for parent in parents:
+            holder = holder.get(parent) if isinstance(holder, dict) else None
+        if isinstance(holder, dict) and holder.get(last) == "":
+            del holder[last]
+    return _merge(plain, details)
 
 
 def _npy(array: np.ndarray) -> bytes:
@@ -178,7 +281,7 @@ def make_sample(key: str, meta: Mapping[str, Any], frames: np.ndarray, timestamp
 
 
 def validate(sample: ClipSample, masks_shape: tuple[int, ...] | None = None) -> None:
-    """Raise ShardFormatError naming the sample and field if `sample` breaks the v1 format."""
+    """Raise ShardFormatError naming the sample and field if `sample` breaks the format."""
     where = f"sample {sample.key!r}"
     if not _KEY.match(sample.key):
         raise ShardFormatError(f"{where}: keys may hold only letters, digits, '_' and '-' (no dots)")
@@ -212,10 +315,12 @@ def validate(sample: ClipSample, masks_shape: tuple[int, ...] | None = None) -> 
 def encode_sample(sample: ClipSample) -> dict[str, bytes]:
     """ClipSample -> {"__key__": key, field: bytes} in member order, ready for a tar."""
     validate(sample)
-    meta = {**sample.meta, "format_version": FORMAT_VERSION, "num_frames": sample.num_frames}
+    where = f"sample {sample.key!r} meta.json"
+    meta = pack_record({**sample.meta, "format_version": FORMAT_VERSION, "num_frames": sample.num_frames},
+                       META_FIELDS, where)
     members: dict[str, Any] = {
         "__key__": sample.key,
-        "meta.json": json.dumps(meta, sort_keys=True, ensure_ascii=False).encode(),
+        "meta.json": _json(meta),
         "frames.mjpeg": sample.frames_mjpeg,
         "frames_offsets.npy": _npy(sample.frame_offsets.astype(np.int64)),
         "timestamps.npy": _npy(sample.timestamps),
@@ -228,17 +333,22 @@ def encode_sample(sample: ClipSample) -> dict[str, bytes]:
         members["masks.npz"] = sample.masks_npz
     if sample.description is not None:
         members["description.txt"] = sample.description.encode("utf-8")
-        members["description.json"] = json.dumps(sample.description_record or {}, sort_keys=True,
-                                                 ensure_ascii=False).encode()
+        record = pack_record(sample.description_record or {}, DESCRIPTION_FIELDS,
+                             f"sample {sample.key!r} description.json")
+        members["description.json"] = _json(record)
     if sample.au is not None:
         buf = io.BytesIO()
         np.savez(buf, signals=sample.au.astype(np.float32), names=np.array(sample.au_names, dtype=str))
         members["au.npz"] = buf.getvalue()
     for name, data in sample.extras.items():
         if name in members:
-            raise ShardFormatError(f"sample {sample.key!r}: extra field {name!r} shadows a v1 field")
+            raise ShardFormatError(f"sample {sample.key!r}: extra field {name!r} shadows a known field")
         members[name] = data
     return members
+
+
+def _json(record: Mapping[str, Any]) -> bytes:
+    return json.dumps(record, sort_keys=True, ensure_ascii=False).encode()
 
 
 def decode_sample(members: Mapping[str, Any]) -> ClipSample:
@@ -250,12 +360,16 @@ def decode_sample(members: Mapping[str, Any]) -> ClipSample:
         raise ShardFormatError(f"{where}: missing {', '.join(missing)}")
     try:
         meta = json.loads(members["meta.json"])
-        version = meta.get("format_version")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
+        version = meta.get("format_version") if isinstance(meta, dict) else None
+        if version not in READS_VERSIONS or isinstance(version, bool):
             raise ShardFormatError(f"{where}: format_version {version!r}; this reader understands "
-                                   f"up to {FORMAT_VERSION} (update the toolkit)")
+                                   f"versions {', '.join(map(str, READS_VERSIONS))} (update the toolkit)")
         description = members.get("description.txt")
         record = members.get("description.json")
+        record = None if record is None else json.loads(record)
+        if version >= 2:  # v1 stored the plain dicts
+            meta = unpack_record(meta)
+            record = None if record is None else unpack_record(record)
         au = au_names = None
         if "au.npz" in members:
             with np.load(io.BytesIO(members["au.npz"]), allow_pickle=False) as npz:
@@ -270,7 +384,7 @@ def decode_sample(members: Mapping[str, Any]) -> ClipSample:
             landmarks_conf=_load_npy(members["landmarks_conf.npy"]),
             masks_npz=members.get("masks.npz"),
             description=None if description is None else bytes(description).decode("utf-8"),
-            description_record=None if record is None else json.loads(record),
+            description_record=record,
             au=au, au_names=au_names,
             extras={k: v for k, v in members.items() if k not in KNOWN_FIELDS and not k.startswith("__")})
     except ShardFormatError:

@@ -183,12 +183,15 @@ class FaceStage(Stage):
         squares = crop_squares(track.boxes, c.crop_margin, c.crop_shift_up)
         affines = crop_affines(squares, c.crop_size)
         crops = cut_crops(clip.frames, affines, c.crop_size)
+        decoded_hw = clip.frames.shape[1:3]
         del clip.frames  # the crops are all we keep; free the full frames before the models run
         face_in_crop = map_boxes(track.boxes, affines)
         landmarks, confidence = self.landmarker.predict(crops, face_in_crop)
         masks = self.parser.parse(crops, landmarks)
-        # Source pixels of the crop square are recorded at the decoded scale; undo any downscale.
-        scale = clip.source.get("scale", 1.0)
+        # The squares are in the pixels of the frames as decoded, which a memory budget may have
+        # shrunk from W to w pixels across: in the source's own pixels (centres at integers, as
+        # docs/shard-format.md states) x = (x_decoded + 0.5)·W/w − 0.5, per axis.
+        ratio = np.array([clip.source["width"] / decoded_hw[1], clip.source["height"] / decoded_hw[0]] * 2)
         meta = {
             **meta,
             "source": {"path": source_path, **clip.source},
@@ -198,7 +201,7 @@ class FaceStage(Stage):
         }
         return make_sample(
             key=key, meta=meta, frames=crops, timestamps=clip.timestamps,
-            boxes=(squares / scale).astype(np.float32), face_detected=track.detected,
+            boxes=((squares + 0.5) * ratio - 0.5).astype(np.float32), face_detected=track.detected,
             landmarks=landmarks, landmarks_conf=confidence, masks=masks)
 
 

@@ -199,7 +199,7 @@ def test_summary_and_contact_sheet(shards, tmp_path):
 
     out, _ = shards
     text = summary(out)
-    assert "14 clips ok, 3 failed" in text and "truncated 1" in text and "format v1" in text
+    assert "14 clips ok, 3 failed" in text and "truncated 1" in text and "format v2" in text
     clip = find_clip(out, "surprise_01")
     sheet = contact_sheet(clip)
     assert sheet.shape[1] == 8 * 160 and sheet.shape[0] > 3 * 160

@@ -1,5 +1,6 @@
-"""Shard format v1: samples with real encoded frames round-trip through our reader,
-plain webdataset and plain tarfile, field for field; the writer is atomic."""
+"""Shard format: samples with real encoded frames round-trip through our reader,
+plain webdataset and plain tarfile, field for field; JSON members keep fixed keys and types;
+version 1 shards still read; the writer is atomic."""
 
 import io
 import json
@@ -16,7 +17,8 @@ import torch
 import webdataset as wds
 from skimage.data import astronaut
 
-from pipeline.shard_format import FORMAT_VERSION, ShardFormatError, decode_sample, encode_sample, make_sample
+from pipeline.shard_format import (DETAILS, FORMAT_VERSION, META_FIELDS, ShardFormatError, decode_sample,
+                                   encode_sample, make_sample)
 from pipeline.shard_io import ShardReader, ShardWriter, list_shards, read_shard, shard_name
 
 SIZE = 64
@@ -178,6 +180,65 @@ def test_bad_samples_are_named(tmp_path, shard):
         list(read_shard(broken))
 
 
+def test_json_members_keep_fixed_keys_and_types(tmp_path):
+    """meta.json and description.json: the same keys with the same types in every sample, the
+    rest of each record as one JSON string (docs/shard-format.md, "JSON members")."""
+    members = encode_sample(clip(tmp_path, "00001", 4))
+    meta = json.loads(members["meta.json"])
+    assert set(meta) == set(META_FIELDS) | {DETAILS}
+    assert meta["source"] == {"path": "data/clips/00001.mp4", "fps": 25.0, "frames": 4}
+    assert json.loads(meta[DETAILS]) == {"source": {"width": 320, "height": 240}, "quality": {"face_frames": 4}}
+    record = json.loads(members["description.json"])
+    assert record == {"backend": "geometric", DETAILS: '{"raw_text": "raw", "version": 1}'}
+    s = clip(tmp_path, "00001", 4)
+    s.meta["source"]["fps"] = "25"
+    with pytest.raises(ShardFormatError, match=r"'00001' meta.json: source.fps must be float, got '25'"):
+        encode_sample(s)
+    s = clip(tmp_path, "00001", 4)
+    s.meta[DETAILS] = "{}"
+    with pytest.raises(ShardFormatError, match="details_json is a reserved key"):
+        encode_sample(s)
+    s = clip(tmp_path, "00001", 4)
+    s.description_record["backend"] = None
+    with pytest.raises(ShardFormatError, match="description.json: backend must be str"):
+        encode_sample(s)
+    s = clip(tmp_path, "00001", 4)
+    del s.meta["crop_size"]
+    with pytest.raises(ShardFormatError, match="meta.json: lacks crop_size"):
+        encode_sample(s)
+
+
+def test_version_1_shards_read_as_before(tmp_path):
+    """Version 1 stored meta.json and description.json as the plain records: read them the same,
+    and a v1 sample written again comes out in the current version."""
+    samples = [clip(tmp_path, "00001", 6, 0), clip(tmp_path, "00002", 4, 1, with_description=False)]
+    path = tmp_path / "v1" / shard_name("fold1", 0)
+    path.parent.mkdir()
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        for sample in samples:
+            members = encode_sample(sample)
+            key = members.pop("__key__")
+            members["meta.json"] = json.dumps({**sample.meta, "format_version": 1,
+                                               "num_frames": sample.num_frames}).encode()
+            if sample.description is not None:
+                members["description.json"] = json.dumps(sample.description_record).encode()
+            for name, data in members.items():
+                info = tarfile.TarInfo(f"{key}.{name}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    read = list(read_shard(path))
+    for a, b in zip(samples, read, strict=True):
+        assert_same(a, b)
+        assert b.meta["format_version"] == 1
+    again = tmp_path / "v2" / shard_name("fold1", 0)
+    with ShardWriter(again) as writer:
+        for sample in read:
+            writer.write(sample)
+    for a, b in zip(samples, read_shard(again), strict=True):
+        assert_same(a, b)
+        assert b.meta["format_version"] == FORMAT_VERSION == 2
+
+
 def test_unknown_fields_survive_a_round_trip(tmp_path):
     s = clip(tmp_path, "00001", 4)
     s.extras["au.npy"] = b"later pass"
@@ -199,7 +260,12 @@ def test_reader_splits_shards_across_dataloader_workers(tmp_path):
                 keys.append(key)
     assert len(list_shards(tmp_path / "ds", ["fold1", "fold3"])) == 3
     reader = ShardReader(tmp_path / "ds", shuffle_shards=True, seed=1)
-    loader = torch.utils.data.DataLoader(reader, batch_size=None, num_workers=2, collate_fn=lambda s: s.key)
+
+    class Clips(torch.utils.data.IterableDataset):  # the torch-free reader, as a DataLoader wants it
+        def __iter__(self):
+            return iter(reader)
+
+    loader = torch.utils.data.DataLoader(Clips(), batch_size=None, num_workers=2, collate_fn=lambda s: s.key)
     seen = list(loader)
     assert sorted(seen) == sorted(keys)
     reader.set_epoch(1)
