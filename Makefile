@@ -72,8 +72,8 @@ test: $(STAMP) ## run the whole test suite, offline
 demo: $(STAMP) ## the whole system on the generated sample dataset, in minutes on a CPU; a rerun reuses what is done
 	@echo ">> environment: ready in $(VENV)"
 	@echo ">> sample dataset (data/sample)"
-	$(PY) -m pipeline.sample_dataset generate --out data/sample --if-missing
-	$(PY) -m pipeline.sample_dataset sheet --data data/sample
+	$(PY) -m pipeline.sample generate --out data/sample --if-missing
+	$(PY) -m pipeline.sample sheet --data data/sample
 	@echo ">> preprocessing (PROFILE=cpu) into shards/sample"
 	$(PY) -m pipeline.preprocess sample --data-root data/sample --out shards/sample
 	@echo ">> training MODEL=tiny on folds 2-5, testing on fold 1"
@@ -90,14 +90,14 @@ manifest: $(STAMP) ## validate DATASET's manifest; with DATA_ROOT, count the cli
 	$(PY) -m pipeline.preprocess $(DATASET) --data-root "$(DATA_ROOT)" --check
 
 sample: $(STAMP) ## generate the sample dataset into data/sample and its contact sheet (SAMPLE_SEED, CLIPS_PER_CLASS)
-	$(PY) -m pipeline.sample_dataset generate --out data/sample --seed $(SAMPLE_SEED) --clips-per-class $(CLIPS_PER_CLASS)
-	$(PY) -m pipeline.sample_dataset sheet --data data/sample
+	$(PY) -m pipeline.sample generate --out data/sample --seed $(SAMPLE_SEED) --clips-per-class $(CLIPS_PER_CLASS)
+	$(PY) -m pipeline.sample sheet --data data/sample
 
 PREPROCESS_ARGS = --data-root "$(DATA_ROOT)" --out "$(OUT)" $(if $(PROFILE),--profile $(PROFILE)) \
 	$(if $(WEIGHTS_DIR),--weights-dir "$(WEIGHTS_DIR)") $(if $(filter 1 yes true,$(OVERWRITE)),--overwrite)
 
 preprocess: $(STAMP) ## DATASET, DATA_ROOT, OUT, PROFILE, RAY_ADDRESS, WEIGHTS_DIR, OVERWRITE=1: videos -> shards
-	$(if $(filter sample,$(DATASET)),$(PY) -m pipeline.sample_dataset generate --out "$(DATA_ROOT)" --if-missing)
+	$(if $(filter sample,$(DATASET)),$(PY) -m pipeline.sample generate --out "$(DATA_ROOT)" --if-missing)
 	$(PY) -m pipeline.preprocess $(DATASET) $(PREPROCESS_ARGS)
 
 describe: $(STAMP) ## OUT, DESCRIBER (geometric | videollava): describe finished shards again, keeping the face stage

@@ -88,7 +88,7 @@ def find_shards(work: Path) -> Path:
     out = work / "out" / "sample-loader"
     if not (out / "index.json").is_file():
         from pipeline.preprocess import preprocess
-        from pipeline.sample_dataset import generate
+        from pipeline.sample.generate import generate
 
         if not (ROOT / "data" / "sample" / "manifest.csv").is_file():
             generate(ROOT / "data" / "sample", quiet=True)
@@ -107,7 +107,7 @@ def data_config(shards: Path, workers: int, fineclip: bool):
 # ------------------------------------------------------------------------------ the baseline
 def export_jpeg_folders(shard_paths: list[str], out: Path, classes: list[str]) -> tuple[Path, dict]:
     """Every frame of every clip as its own JPEG file, and a DFER-CLIP style annotation list."""
-    from pipeline.shard_io import read_shard
+    from pipeline.shards.reader import read_shard
 
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
@@ -257,7 +257,7 @@ def per_clip_costs(shard_paths: list[str], classes: list[str], repeats: int) -> 
     coloured by lookup tables."""
     import webdataset as wds
 
-    from pipeline.shard_format import decode_sample
+    from pipeline.shards.format import decode_sample
     from trainer.data import ClipTransform, decode_bgr, draw_landmarks, to_chw, tsn_indices
 
     config = data_config(Path("."), 0, True)
@@ -317,7 +317,7 @@ def deferred_costs(shard_paths: list[str], classes: list[str], repeats: int) -> 
     CPU-only machine) and on the GPU when there is one; the baseline's in-worker conversion of 16 HWC frames
     for comparison."""
     from trainer.data import ClipTransform, collate, to_model_inputs
-    from pipeline.shard_io import read_shard
+    from pipeline.shards.reader import read_shard
 
     rng = random.Random(0)
     clips = [c for path in shard_paths for c in read_shard(path)][:BATCH]

@@ -5,7 +5,7 @@
 
 For each set of clips, in one run:
 
-1. decode-only wall time: every clip decoded by `pipeline.decode.decode_clip` (what the face
+1. decode-only wall time: every clip decoded by `pipeline.inputs.decode.decode_clip` (what the face
    stage calls: every frame decoded, converted to RGB, at most 256 kept), with as many
    processes as the pipeline gets workers; raw PyAV decoding (frames decoded, never converted)
    is timed the same way for reference;
@@ -71,7 +71,7 @@ def make_hd_clip(src: str, dst: str, fps: int, frames: int, width: int, height: 
     """Upscale one sample video to width×height, looped back and forth to `frames` frames; H.264."""
     import cv2
 
-    from pipeline.sample_dataset import encode_video, read_clip_frames
+    from pipeline.sample.generate import encode_video, read_clip_frames
 
     cv2.setNumThreads(1)
     clip = read_clip_frames(Path(src))
@@ -86,7 +86,7 @@ def make_hd_clip(src: str, dst: str, fps: int, frames: int, width: int, height: 
 def make_hd_set(sample: Path, out: Path, count: int, seconds: float, size=(1280, 720),
                 workers: int = 2) -> dict:
     """`count` clips (classes in turn) at `size`, `seconds` long, cached by these parameters."""
-    from pipeline.manifest import write_manifest
+    from pipeline.inputs.manifest import write_manifest
 
     params = {"clips": count, "seconds": seconds, "size": list(size), "version": 1,
               "source": str(sample.resolve())}
@@ -118,7 +118,7 @@ def make_hd_set(sample: Path, out: Path, count: int, seconds: float, size=(1280,
 
 def sample_subset(sample: Path, out: Path, per_class: int) -> Path:
     """A manifest of the first `per_class` decodable clips per class of the sample (for --quick)."""
-    from pipeline.manifest import load_manifest, write_manifest
+    from pipeline.inputs.manifest import load_manifest, write_manifest
 
     manifest = load_manifest("sample", sample)
     count, rows = {}, []
@@ -138,7 +138,7 @@ def _warm(_: int = 0) -> int:
     import av  # noqa: F401
     import cv2  # noqa: F401
 
-    import pipeline.decode  # noqa: F401
+    import pipeline.inputs.decode  # noqa: F401
 
     time.sleep(0.3)
     return os.getpid()
@@ -149,7 +149,7 @@ def decode_one(path: str, mode: str) -> tuple[float, int, int]:
     import av
     import cv2
 
-    from pipeline.decode import DecodeError, _list_images, decode_clip
+    from pipeline.inputs.decode import DecodeError, _list_images, decode_clip
 
     start = time.perf_counter()
     decoded = kept = 0
@@ -193,7 +193,7 @@ def decode_only(paths: list[str], workers: int) -> dict:
 def timed_face_stage_class():
     """A FaceStage that times its parts inside the actor; defined here so that cloudpickle ships it
     to the Ray workers by value (the toolkit itself is unchanged)."""
-    from pipeline.stages import FaceStage
+    from pipeline.run.stages import FaceStage
 
     class TimedFaceStage(FaceStage):
         def setup(self) -> None:
@@ -204,9 +204,9 @@ def timed_face_stage_class():
             blank = np.zeros((224, 224, 3), np.uint8)
             self.detector.detect([blank])
             self.landmarker.predict(blank[None], np.array([[56.0, 56.0, 168.0, 168.0]]))
-            import pipeline.decode
-            import pipeline.face_track
-            import pipeline.stages
+            import pipeline.inputs.decode
+            import pipeline.face.track
+            import pipeline.run.stages
 
             self.timings: dict[str, float] = {}
             self.counts: dict[str, int] = {}
@@ -236,14 +236,14 @@ def timed_face_stage_class():
                 self.counts["frames_searched"] = self.counts.get("frames_searched", 0) + len(frames)
                 return original_detect(frames)
 
-            original_decode, original_detect = pipeline.decode.decode_clip, self.detector.detect
-            pipeline.decode.decode_clip = decode   # sample_from_file imports these two at call time
-            pipeline.face_track.cut_crops = timed("crop", pipeline.face_track.cut_crops)
+            original_decode, original_detect = pipeline.inputs.decode.decode_clip, self.detector.detect
+            pipeline.inputs.decode.decode_clip = decode   # sample_from_file imports these two at call time
+            pipeline.face.track.cut_crops = timed("crop", pipeline.face.track.cut_crops)
             self.detector.detect = timed("detect", detect)
             self.landmarker.predict = timed("landmarks", self.landmarker.predict)
             self.parser.parse = timed("masks", self.parser.parse)
-            pipeline.stages.make_sample = timed("encode", pipeline.stages.make_sample)
-            pipeline.stages.ShardWriter.write = timed("write", pipeline.stages.ShardWriter.write)
+            pipeline.run.stages.make_sample = timed("encode", pipeline.run.stages.make_sample)
+            pipeline.run.stages.ShardWriter.write = timed("write", pipeline.run.stages.ShardWriter.write)
             self.first = True
 
         def process(self, job):
@@ -267,13 +267,13 @@ def timed_face_stage_class():
 
 def run_pipeline(manifest: Path, data_root: Path, out: Path, workers: int, describer: str | None = None) -> dict:
     """One `preprocess` run into a fresh `out`, Ray start and stop timed apart; the stage split."""
-    import pipeline.output_folder
+    import pipeline.shards.folder
     import pipeline.preprocess
-    import pipeline.ray_runner
+    import pipeline.run.ray_runner
 
     shutil.rmtree(out, ignore_errors=True)
-    real_shutdown = pipeline.ray_runner.shutdown_ray
-    real_commit = pipeline.output_folder.OutputFolder.commit
+    real_shutdown = pipeline.run.ray_runner.shutdown_ray
+    real_commit = pipeline.shards.folder.OutputFolder.commit
     commit_s = [0.0]
 
     def commit(self, *args, **kwargs):
@@ -284,11 +284,11 @@ def run_pipeline(manifest: Path, data_root: Path, out: Path, workers: int, descr
             commit_s[0] += time.perf_counter() - t
 
     pipeline.preprocess.FaceStage = timed_face_stage_class()
-    pipeline.output_folder.OutputFolder.commit = commit
-    pipeline.ray_runner.shutdown_ray = lambda: None   # stopped below, timed on its own
+    pipeline.shards.folder.OutputFolder.commit = commit
+    pipeline.run.ray_runner.shutdown_ray = lambda: None   # stopped below, timed on its own
     try:
         start = time.perf_counter()
-        pipeline.ray_runner.init_ray(None)
+        pipeline.run.ray_runner.init_ray(None)
         ray_start = time.perf_counter() - start
         with LoadMonitor() as load:
             start, began = time.perf_counter(), time.time()
@@ -300,8 +300,8 @@ def run_pipeline(manifest: Path, data_root: Path, out: Path, workers: int, descr
         real_shutdown()
         ray_stop = time.perf_counter() - start
     finally:
-        pipeline.ray_runner.shutdown_ray = real_shutdown
-        pipeline.output_folder.OutputFolder.commit = real_commit
+        pipeline.run.ray_runner.shutdown_ray = real_shutdown
+        pipeline.shards.folder.OutputFolder.commit = real_commit
         real_shutdown()
     seconds: dict[str, float] = {}
     marks = []
@@ -343,7 +343,7 @@ def run_pipeline(manifest: Path, data_root: Path, out: Path, workers: int, descr
 def measure_set(name: str, manifest: Path, data_root: Path, variants: list[tuple[int, str | None]], work: Path,
                 made: dict | None, folder_name: str | None = None) -> dict:
     """Decode only, then one pipeline run per (workers, describer override) variant."""
-    from pipeline.manifest import load_manifest
+    from pipeline.inputs.manifest import load_manifest
 
     loaded = load_manifest(str(manifest), data_root)
     paths = []
@@ -419,7 +419,7 @@ def main() -> None:
     work = args.work_dir
     work.mkdir(parents=True, exist_ok=True)
     if not (args.sample / "manifest.csv").is_file():
-        from pipeline.sample_dataset import generate
+        from pipeline.sample.generate import generate
 
         log(f"generating the sample dataset into {args.sample}")
         generate(args.sample, quiet=True)

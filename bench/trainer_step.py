@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.datasets import DATASETS
+from pipeline.inputs.datasets import DATASETS
 from trainer.data import to_model_inputs
 from trainer.models import build_model
 

@@ -23,17 +23,6 @@ import numpy as np
 
 from pipeline.weights import BISENET, FAN_2D, S3FD, WeightFile
 
-# CelebAMask-HQ's 19 face-parsing labels (the order facexlib's BiSeNet predicts). "l_"/"r_" are
-# the subject's left/right; the subject's left eye (iBUG 42-47) is on the image's right.
-PARSING_LABELS = ("background", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "eye_g", "l_ear", "r_ear",
-                  "ear_r", "nose", "mouth", "u_lip", "l_lip", "neck", "neck_l", "cloth", "hair", "hat")
-# One RGB colour per label, for colour-coded masks (the trainer's mask branch and contact sheets).
-PARSING_PALETTE = np.array([
-    [0, 0, 0], [204, 0, 0], [76, 153, 0], [204, 204, 0], [51, 51, 255], [204, 0, 204], [0, 255, 255],
-    [255, 204, 204], [102, 51, 0], [255, 0, 0], [102, 204, 0], [255, 255, 0], [0, 0, 153], [0, 0, 204],
-    [255, 51, 153], [0, 204, 204], [0, 51, 0], [255, 153, 51], [0, 204, 0]], np.uint8)
-
-
 class FaceDetector(Protocol):
     name: str
 
@@ -80,7 +69,7 @@ class Describer(Protocol):
     def identity(self) -> dict[str, Any]: ...
 
     def describe(self, samples: Sequence[Any]) -> list[Description]:
-        """One Description per `pipeline.shard_format.ClipSample` (frames, landmarks, timestamps, …)."""
+        """One Description per `pipeline.shards.format.ClipSample` (frames, landmarks, timestamps, …)."""
 
 
 @dataclass(frozen=True)
@@ -97,14 +86,14 @@ class Backend:
     gpu: bool = False
 
 
-DETECTORS = {"dlib": Backend("pipeline.dlib_models:DlibDetector"),
-             "sfd": Backend("pipeline.sfd_detector:SfdDetector", weights=(S3FD,))}
-LANDMARKERS = {"dlib": Backend("pipeline.dlib_models:DlibLandmarks"),
-               "fan": Backend("pipeline.fan_landmarks:FanLandmarks", weights=(FAN_2D,))}
-PARSERS = {"landmarks": Backend("pipeline.landmark_masks:LandmarkMaskParser"),
-           "bisenet": Backend("pipeline.bisenet_parser:BisenetParser", weights=(BISENET,))}
-DESCRIBERS = {"geometric": Backend("pipeline.geometric_describer:GeometricDescriber", inline=True),
-              "videollava": Backend("pipeline.videollava_describer:VideoLlavaDescriber", gpu=True)}
+DETECTORS = {"dlib": Backend("pipeline.face.dlib_models:DlibDetector"),
+             "sfd": Backend("pipeline.face.sfd_detector:SfdDetector", weights=(S3FD,))}
+LANDMARKERS = {"dlib": Backend("pipeline.face.dlib_models:DlibLandmarks"),
+               "fan": Backend("pipeline.face.fan_landmarks:FanLandmarks", weights=(FAN_2D,))}
+PARSERS = {"landmarks": Backend("pipeline.face.landmark_masks:LandmarkMaskParser"),
+           "bisenet": Backend("pipeline.face.bisenet_parser:BisenetParser", weights=(BISENET,))}
+DESCRIBERS = {"geometric": Backend("pipeline.describers.geometric:GeometricDescriber", inline=True),
+              "videollava": Backend("pipeline.describers.videollava:VideoLlavaDescriber", gpu=True)}
 INLINE_DESCRIBERS = frozenset(name for name, backend in DESCRIBERS.items() if backend.inline)
 
 

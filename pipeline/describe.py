@@ -18,15 +18,15 @@ import uuid
 from pathlib import Path
 
 from pipeline.backends import DESCRIBERS
-from pipeline.output_folder import RUN, FolderBusyError, OutputFolder, write_atomic
-from pipeline.progress import ProgressBar
-from pipeline.stages import DescribeStage, ShardJob, describe_config, describe_identity
+from pipeline.shards.folder import RUN, FolderBusyError, OutputFolder, write_atomic
+from pipeline.run.progress import ProgressBar
+from pipeline.run.stages import DescribeStage, ShardJob, describe_config, describe_identity
 
 
 def redescribe(out: Path, describer: str, options: dict | None = None, workers: int | None = None,
                ray_address: str | None = None, progress: bool = True) -> dict:
     """Replace the descriptions in every complete shard of `out`; returns the new index."""
-    from pipeline.ray_runner import init_ray, run_stages, shutdown_ray
+    from pipeline.run.ray_runner import init_ray, run_stages, shutdown_ray
 
     folder = OutputFolder(out)
     if not (out / RUN).is_file():

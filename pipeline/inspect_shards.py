@@ -21,11 +21,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.backends import PARSING_PALETTE
-from pipeline.landmark_layout import INNER_LIPS, JAW, LEFT_BROW, LEFT_EYE, NOSE_BASE, NOSE_BRIDGE, OUTER_LIPS, \
-    RIGHT_BROW, RIGHT_EYE
-from pipeline.shard_format import ClipSample
-from pipeline.shard_io import list_shards, read_shard
+from pipeline.shards.layout import (INNER_LIPS, JAW, LEFT_BROW, LEFT_EYE, NOSE_BASE, NOSE_BRIDGE, OUTER_LIPS,
+                                   PARSING_PALETTE, RIGHT_BROW, RIGHT_EYE)
+from pipeline.shards.format import ClipSample
+from pipeline.shards.reader import list_shards, read_shard
 
 _GROUPS = (JAW, RIGHT_BROW, LEFT_BROW, NOSE_BRIDGE, NOSE_BASE, RIGHT_EYE, LEFT_EYE, OUTER_LIPS, INNER_LIPS)
 

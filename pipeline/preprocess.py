@@ -25,12 +25,12 @@ from pathlib import Path
 
 from pipeline.backends import (DESCRIBERS, DETECTORS, INLINE_DESCRIBERS, LANDMARKERS, PARSERS, PROFILES,
                                face_weights, make_detector, make_landmarker, make_parser)
-from pipeline.datasets import DATASETS
-from pipeline.manifest import ManifestError, load_manifest, presence, summary
-from pipeline.output_folder import FolderBusyError, OutputFolder
-from pipeline.progress import ProgressBar
-from pipeline.ray_runner import SHARD_ATTEMPTS
-from pipeline.stages import (DescribeConfig, DescribeStage, FaceConfig, FaceStage, describe_config, describe_identity,
+from pipeline.inputs.datasets import DATASETS
+from pipeline.inputs.manifest import ManifestError, load_manifest, presence, summary
+from pipeline.shards.folder import FolderBusyError, OutputFolder
+from pipeline.run.progress import ProgressBar
+from pipeline.run.ray_runner import SHARD_ATTEMPTS
+from pipeline.run.stages import (DescribeConfig, DescribeStage, FaceConfig, FaceStage, describe_config, describe_identity,
                              plan_shards)
 
 
@@ -67,14 +67,14 @@ def read_manifest(dataset: str, data_root: Path):
     spec = DATASETS.get(dataset)
     if spec is not None and spec.generated and not spec.manifest_path(data_root).is_file():
         raise FileNotFoundError(f"{spec.manifest_path(data_root)} not found: generate the {dataset} dataset "
-                                f"first (make sample, or python -m pipeline.sample_dataset generate --out {data_root})")
+                                f"first (make sample, or python -m pipeline.sample generate --out {data_root})")
     return load_manifest(dataset, data_root)
 
 
 def check_resources(chosen, profile: str, ray_address: str | None, weights_dir: str | None) -> tuple[dict, float]:
     """Start (or join) Ray; stop before any work when the profile's GPU or weight files are missing.
     Returns Ray's resources and the GPUs seen."""
-    from pipeline.ray_runner import init_ray
+    from pipeline.run.ray_runner import init_ray
     from pipeline.weights import check_weights
 
     resources = init_ray(ray_address)
@@ -107,7 +107,7 @@ def stage_pools(config: FaceConfig, describe: DescribeConfig | None, workers: in
 
 def run_jobs(folder: OutputFolder, todo: list, stages: list, progress: bool) -> list[str]:
     """Run the shards still to do, committing each as it returns; the names of those that never did."""
-    from pipeline.ray_runner import run_stages
+    from pipeline.run.ray_runner import run_stages
 
     bar = ProgressBar(sum(len(j.rows) for j in todo), enabled=progress)
     returned = set()
@@ -129,7 +129,7 @@ def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = N
     "describer": a name in pipeline/backends.py's registries, or "none" for the describer);
     `describer_options` go to the describer (e.g. {"model_id": …, "revision": …}).
     """
-    from pipeline.ray_runner import shutdown_ray
+    from pipeline.run.ray_runner import shutdown_ray
 
     started = time.perf_counter()
     manifest = read_manifest(dataset, data_root)

@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from pipeline.manifest import Manifest, ManifestError, ManifestRow, load_manifest, sample_key
-from pipeline.output_folder import INDEX, RUN
-from pipeline.shard_format import (FORMAT_VERSION, KNOWN_FIELDS, OPTIONAL_FIELDS, REQUIRED_META,
+from pipeline.inputs.manifest import Manifest, ManifestError, ManifestRow, load_manifest, sample_key
+from pipeline.shards.folder import INDEX, RUN
+from pipeline.shards.format import (FORMAT_VERSION, KNOWN_FIELDS, OPTIONAL_FIELDS, REQUIRED_META,
                                    ShardFormatError, decode_sample)
-from pipeline.shard_io import SHARD_SUFFIX, TMP_SUFFIX
+from pipeline.shards.reader import SHARD_SUFFIX, TMP_SUFFIX
 
 REQUIRED_FIELDS = tuple(f for f in KNOWN_FIELDS if f not in OPTIONAL_FIELDS)
 STATS_SUFFIX = ".stats.json"
@@ -176,7 +176,7 @@ def planned_shards(manifest: Manifest | None, index: dict[str, Any] | None) -> d
     shard_size = (index or {}).get("config", {}).get("shard_size")
     if manifest is None or not isinstance(shard_size, int) or shard_size < 1:
         return None
-    from pipeline.stages import plan_shards
+    from pipeline.run.stages import plan_shards
 
     return {row["clip_id"]: job.name for job in plan_shards(manifest, shard_size) for row in job.rows}
 

@@ -11,7 +11,7 @@ import pytest
 @pytest.fixture(scope="session")
 def sample_data(tmp_path_factory):
     """A small sample dataset (2 clips per class + the hard cases), generated once per test run."""
-    from pipeline.sample_dataset import generate
+    from pipeline.sample.generate import generate
 
     out = tmp_path_factory.mktemp("sample") / "sample"
     generate(out, seed=0, clips_per_class=2, quiet=True)

@@ -22,8 +22,8 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.decode import decode_clip
-from pipeline.shard_io import ShardReader
+from pipeline.inputs.decode import decode_clip
+from pipeline.shards.reader import ShardReader
 from test_decode import audio_only, encode, packet_spans
 
 IS_ROOT = os.geteuid() == 0

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.stages import FaceConfig, FaceStage
+from pipeline.run.stages import FaceConfig, FaceStage
 
 CROP = 64
 

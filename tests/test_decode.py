@@ -1,4 +1,4 @@
-"""pipeline.decode on real inputs made here with PyAV and OpenCV: good videos in several
+"""pipeline.inputs.decode on real inputs made here with PyAV and OpenCV: good videos in several
 codecs and pixel formats, rotation metadata, variable frame rate, frame folders, and one
 input for every failure reason."""
 
@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.decode import DecodeError, decode_clip, natural_key, source_warnings, uniform_indices
+from pipeline.inputs.decode import DecodeError, decode_clip, natural_key, source_warnings, uniform_indices
 
 W, H = 64, 48
 

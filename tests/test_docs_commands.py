@@ -54,6 +54,8 @@ def check_invocation(argv: list[str], monkeypatch) -> None:
     monkeypatch.setattr(argparse.ArgumentParser, "parse_args", _parse_only)
     if argv[0] == "-m":
         module = importlib.import_module(argv[1])
+        if not hasattr(module, "main"):   # a package run as `python -m package`
+            module = importlib.import_module(argv[1] + ".__main__")
         target = lambda: module.main(argv[2:])  # noqa: E731
     else:
         monkeypatch.setattr(sys, "argv", argv)

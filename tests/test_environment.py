@@ -122,7 +122,7 @@ def test_facexlib_bisenet_and_dlib_predictor_load():
     import dlib
     from facexlib.parsing.bisenet import BiSeNet
 
-    from pipeline.dlib_models import shape_predictor_path
+    from pipeline.face.dlib_models import shape_predictor_path
 
     bisenet = BiSeNet(num_class=19).eval()
     with torch.no_grad():
@@ -135,8 +135,8 @@ def test_facexlib_bisenet_and_dlib_predictor_load():
 
 def test_the_shard_reader_needs_no_torch():
     code = ("import sys\n"
-            "from pipeline.shard_io import ShardReader, ShardWriter, read_shard, list_shards\n"
-            "from pipeline.shard_format import decode_sample, ClipSample\n"
+            "from pipeline.shards.reader import ShardReader, ShardWriter, read_shard, list_shards\n"
+            "from pipeline.shards.format import decode_sample, ClipSample\n"
             "import pipeline.resources\n"
             "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'ray', 'dlib', 'transformers', 'av'})\n"
             "assert not heavy, heavy")

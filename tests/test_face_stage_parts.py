@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from skimage.data import astronaut
 
-from pipeline.dlib_models import DlibDetector, DlibLandmarks, DlibFaceModels
-from pipeline.face_track import crop_affines, crop_squares, cut_crops, main_face_track, map_boxes, smooth
-from pipeline.landmark_layout import LEFT_EYE, RIGHT_EYE, UPPER_LIP, LOWER_LIP
-from pipeline.landmark_masks import LABEL, LandmarkMaskParser, rasterise
+from pipeline.face.dlib_models import DlibDetector, DlibLandmarks, DlibFaceModels
+from pipeline.face.track import crop_affines, crop_squares, cut_crops, main_face_track, map_boxes, smooth
+from pipeline.shards.layout import LEFT_EYE, RIGHT_EYE, UPPER_LIP, LOWER_LIP
+from pipeline.face.landmark_masks import LABEL, LandmarkMaskParser, rasterise
 
 
 def box(x, y, s):

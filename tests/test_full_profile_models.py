@@ -40,7 +40,7 @@ def weights_dir(tmp_path_factory):
 
 
 def test_fan_landmarks(weights_dir):
-    from pipeline.fan_landmarks import FanLandmarks
+    from pipeline.face.fan_landmarks import FanLandmarks
 
     model = FanLandmarks(device="cpu", weights_dir=weights_dir, batch_size=2)
     crops = np.random.default_rng(0).integers(0, 256, (2, 128, 128, 3), dtype=np.uint8)
@@ -66,7 +66,7 @@ def test_fan_decoding_matches_face_alignment():
     get_landmarks_from_image agrees too, but compiling its numba decoder takes ~10 s.)"""
     from face_alignment.utils import transform
 
-    from pipeline.fan_landmarks import centers_and_scales, heatmap_to_image
+    from pipeline.face.fan_landmarks import centers_and_scales, heatmap_to_image
 
     boxes = np.array([[20.0, 24.0, 76.0, 84.0], [10.0, 10.0, 90.0, 90.0]])
     hm_points = np.random.default_rng(1).uniform(0, 64, (2, 68, 2)).astype(np.float32)
@@ -86,7 +86,7 @@ def test_fan_decoding_matches_face_alignment():
 
 
 def test_sfd_detector(weights_dir):
-    from pipeline.sfd_detector import SfdDetector
+    from pipeline.face.sfd_detector import SfdDetector
 
     detector = SfdDetector(device="cpu", weights_dir=weights_dir, batch_size=2)
     frames = list(np.random.default_rng(0).integers(0, 256, (2, 96, 128, 3), dtype=np.uint8))
@@ -102,7 +102,7 @@ def test_sfd_detector(weights_dir):
 
 
 def test_sfd_batches_by_size_and_maps_shrunk_boxes_back():
-    from pipeline.sfd_detector import SfdDetector
+    from pipeline.face.sfd_detector import SfdDetector
 
     class FakeLibraryDetector:
         def __init__(self):
@@ -126,7 +126,7 @@ def test_sfd_batches_by_size_and_maps_shrunk_boxes_back():
 
 
 def test_bisenet_parser(weights_dir):
-    from pipeline.bisenet_parser import BisenetParser
+    from pipeline.face.bisenet_parser import BisenetParser
 
     parser = BisenetParser(device="cpu", weights_dir=weights_dir, batch_size=2)
     crops = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
@@ -146,7 +146,7 @@ def test_missing_weights_names_every_file(tmp_path):
 
 
 def test_backend_reports_missing_weights(tmp_path):
-    from pipeline.bisenet_parser import BisenetParser
+    from pipeline.face.bisenet_parser import BisenetParser
 
     with pytest.raises(MissingWeightsError, match=BISENET.name):
         BisenetParser(device="cpu", weights_dir=tmp_path).identity()
@@ -172,9 +172,9 @@ def test_resolve_weight_finds_library_caches(tmp_path, monkeypatch):
 def test_backends_never_let_the_libraries_download(weights_dir, monkeypatch):
     """The networks are built from the files our resolver found; the libraries' own downloads
     (face-alignment's and facexlib's, both through torch.hub) are never reached."""
-    from pipeline.bisenet_parser import BisenetParser
-    from pipeline.fan_landmarks import FanLandmarks
-    from pipeline.sfd_detector import SfdDetector
+    from pipeline.face.bisenet_parser import BisenetParser
+    from pipeline.face.fan_landmarks import FanLandmarks
+    from pipeline.face.sfd_detector import SfdDetector
 
     def no_network(*args, **kwargs):
         raise AssertionError(f"a library tried to download {args[:1]}")

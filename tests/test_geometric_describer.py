@@ -1,6 +1,6 @@
 """The geometric describer against the sample dataset's true landmark tracks, and the emotion filter.
 
-The sample dataset is animated from FACS action units (pipeline/face_animation.py), so each
+The sample dataset is animated from FACS action units (pipeline/sample/face_animation.py), so each
 class says which movements the describer must find, and when they start.
 """
 
@@ -10,11 +10,11 @@ import re
 import numpy as np
 import pytest
 
-from pipeline.emotion_filter import filter_emotion, inflections, load_lexicon
-from pipeline.geometric_describer import (SIGNAL_NAMES, THRESHOLDS, GeometricDescriber, au_signals, events,
+from pipeline.describers.emotion_filter import filter_emotion, inflections, load_lexicon
+from pipeline.describers.geometric import (SIGNAL_NAMES, THRESHOLDS, GeometricDescriber, au_signals, events,
                                           load_templates)
-from pipeline.landmark_layout import mirror_landmarks
-from pipeline.shard_format import make_sample
+from pipeline.shards.layout import mirror_landmarks
+from pipeline.shards.format import make_sample
 
 HEAD = {"head_yaw", "head_pitch", "head_roll"}
 # The movements each class is animated with (docs/sample-dataset.md) that the describer must report.

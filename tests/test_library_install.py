@@ -56,7 +56,7 @@ def test_readme_reader_block_runs_in_a_clean_install_without_torch(clean_venv, s
 
 
 def test_installed_copy_finds_its_prompts_and_manifests(clean_venv, tmp_path):
-    code = ("import pipeline.resources as r, pipeline.datasets as d\n"
+    code = ("import pipeline.resources as r, pipeline.inputs.datasets as d\n"
             "assert 'site-packages' in str(r.PROMPTS_DIR), r.PROMPTS_DIR\n"
             "assert (r.PROMPTS_DIR / 'emotion_lexicon.txt').is_file()\n"
             "assert d.DATASETS['mafw'].manifest_path().is_file()\n"

@@ -5,8 +5,8 @@ from collections import Counter
 
 import pytest
 
-from pipeline.datasets import DATASETS
-from pipeline.manifest import ClipPathError, ManifestError, load_manifest, sample_key, write_manifest
+from pipeline.inputs.datasets import DATASETS
+from pipeline.inputs.manifest import ClipPathError, ManifestError, load_manifest, sample_key, write_manifest
 from pipeline.preprocess import main as preprocess_main
 
 

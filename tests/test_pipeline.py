@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.landmark_layout import interocular_distance
-from pipeline.manifest import load_manifest
-from pipeline.output_folder import FolderBusyError, OutputFolder
+from pipeline.shards.layout import interocular_distance
+from pipeline.inputs.manifest import load_manifest
+from pipeline.shards.folder import FolderBusyError, OutputFolder
 from pipeline.preprocess import preprocess
-from pipeline.shard_io import ShardReader, read_shard
+from pipeline.shards.reader import ShardReader, read_shard
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -139,8 +139,8 @@ def test_every_ok_sample_has_a_geometric_description_and_au_signals(shards):
 def test_the_geometric_describer_runs_inside_the_face_stage_and_fails_only_its_clip(sample_data, tmp_path):
     """No describe stage of its own in the cpu profile: each sample is described before it is
     written; a description that raises fails that clip (describe_error), not the shard."""
-    from pipeline.stages import plan_shards
-    from pipeline.stages import DescribeConfig, FaceConfig, FaceStage
+    from pipeline.run.stages import plan_shards
+    from pipeline.run.stages import DescribeConfig, FaceConfig, FaceStage
 
     manifest = load_manifest("sample", sample_data)
     job = plan_shards(manifest, 3)[0]

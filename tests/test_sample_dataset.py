@@ -7,11 +7,11 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.dlib_models import DlibFaceModels
-from pipeline.face_animation import EXPRESSIONS
-from pipeline.landmark_layout import MIRROR, interocular_distance, mirror_landmarks
-from pipeline.manifest import load_manifest
-from pipeline.sample_dataset import CODECS, contact_sheet, dataset_digest, generate, plan_clips, read_clip_frames
+from pipeline.face.dlib_models import DlibFaceModels
+from pipeline.sample.face_animation import EXPRESSIONS
+from pipeline.shards.layout import MIRROR, interocular_distance, mirror_landmarks
+from pipeline.inputs.manifest import load_manifest
+from pipeline.sample.generate import CODECS, contact_sheet, dataset_digest, generate, plan_clips, read_clip_frames
 
 
 def clips(data, valid=True):

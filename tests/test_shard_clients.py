@@ -17,9 +17,9 @@ import jsonschema
 import numpy as np
 import pytest
 
-from pipeline.shard_format import (DESCRIPTION_FIELDS, DETAILS, FORMAT_VERSION, KNOWN_FIELDS, META_FIELDS,
+from pipeline.shards.format import (DESCRIPTION_FIELDS, DETAILS, FORMAT_VERSION, KNOWN_FIELDS, META_FIELDS,
                                    OPTIONAL_FIELDS, make_sample, unpack_record)
-from pipeline.shard_io import ShardWriter, iter_tar_members, list_shards, read_shard, shard_name
+from pipeline.shards.reader import ShardWriter, iter_tar_members, list_shards, read_shard, shard_name
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "shard-format.md"
@@ -177,8 +177,8 @@ def recipes() -> list[tuple[str, str]]:
 # Checks run after the recipe that contains the marker, in the same interpreter, on its variables.
 AFTER = {
     "def full_record": """
-from pipeline.shard_format import unpack_record
-from pipeline.shard_io import iter_tar_members, list_shards
+from pipeline.shards.format import unpack_record
+from pipeline.shards.reader import iter_tar_members, list_shards
 for shard in list_shards("shards/sample"):
     for members in iter_tar_members(shard):
         for name in ("meta.json", "description.json"):
@@ -197,22 +197,22 @@ assert batch["landmarks"].shape[1:] == (NUM_FRAMES, 68, 2)
 assert all(0 <= label < len(CLASSES) for label in batch["label"].tolist())
 """,
     ".decode():": """
-from pipeline.shard_io import read_shard
+from pipeline.shards.reader import read_shard
 ours = {c.key: c for s in shards for c in read_shard(s)}
 assert np.array_equal(frame3, ours[sample["__key__"]].frames([3])[0]), "RGB, as our reader gives"
 assert np.array_equal(sample["landmarks.npy"], ours[sample["__key__"]].landmarks)
 """,
     "tarfile.open": """
-from pipeline.shard_format import unpack_record
-from pipeline.shard_io import read_shard
+from pipeline.shards.format import unpack_record
+from pipeline.shards.reader import read_shard
 clip = next(c for c in read_shard("shards/sample/fold1-000000.tar") if c.key == key)
 assert np.array_equal(frame7, clip.frames([7])[0]), "RGB, as our reader gives"
 assert np.array_equal(landmarks, clip.landmarks) and np.array_equal(masks, clip.masks())
 assert unpack_record(meta) == clip.meta
 """,
     "load_dataset": """
-from pipeline.shard_format import unpack_record
-from pipeline.shard_io import read_shard
+from pipeline.shards.format import unpack_record
+from pipeline.shards.reader import read_shard
 clip = next(c for c in read_shard(row["__url__"]) if c.key == row["__key__"])
 assert np.array_equal(frame0, clip.frames([0])[0]), "RGB, as our reader gives"
 assert np.array_equal(landmarks, clip.landmarks) and np.array_equal(masks, clip.masks())

@@ -17,9 +17,9 @@ import torch
 import webdataset as wds
 from skimage.data import astronaut
 
-from pipeline.shard_format import (DETAILS, FORMAT_VERSION, META_FIELDS, ShardFormatError, decode_sample,
+from pipeline.shards.format import (DETAILS, FORMAT_VERSION, META_FIELDS, ShardFormatError, decode_sample,
                                    encode_sample, make_sample)
-from pipeline.shard_io import ShardReader, ShardWriter, list_shards, read_shard, shard_name
+from pipeline.shards.reader import ShardReader, ShardWriter, list_shards, read_shard, shard_name
 
 SIZE = 64
 
@@ -284,7 +284,7 @@ import resource, signal, sys
 from pathlib import Path
 sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
 from test_shard_format import clip
-from pipeline.shard_io import ShardWriteError, ShardWriter
+from pipeline.shards.reader import ShardWriteError, ShardWriter
 samples = [clip(Path({str(work)!r}), f"clip{{i}}", 16, seed=i) for i in range(6)]
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
@@ -309,7 +309,7 @@ except ShardWriteError as error:
 def test_npy_members_read_as_numpy_reads_them(array):
     """The fast header parser for .npy members agrees with np.load, falls back to it for other
     headers, returns writable arrays, and a truncated member is still an error."""
-    from pipeline.shard_format import _load_npy
+    from pipeline.shards.format import _load_npy
 
     buffer = io.BytesIO()
     np.save(buffer, array)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.landmark_layout import MIRROR
-from pipeline.shard_io import read_shard
+from pipeline.shards.layout import MIRROR
+from pipeline.shards.reader import read_shard
 from trainer.data import (CLIP_MEAN, CLIP_STD, MASK_MIRROR, ClipTransform, DataConfig, ShardClips, clip_normalise,
                           collate, colour_masks, draw_landmarks, make_loader, random_resized_crop, to_chw,
                           to_model_inputs, tsn_indices)

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from pipeline.datasets import DATASETS
+from pipeline.inputs.datasets import DATASETS
 from pipeline.weights import OFFLINE_VARIABLES
 from trainer import clip_loader
 from trainer.adapters import AdaptedCLIP
@@ -344,6 +344,7 @@ def test_tiny_dferclip_forward_backward():
 
 
 def test_dferclip_context_sits_after_the_start_token():
+    torch.manual_seed(0)   # the context vectors are drawn from the global generator: fix them
     model = build_model("tiny-dferclip", CLASSES, context_tokens=5)
     tokens = model.prompt_tokens
     assert (tokens[:, 0] == SOT).all() and (tokens.argmax(dim=1) > 6).all()
@@ -352,7 +353,7 @@ def test_dferclip_context_sits_after_the_start_token():
         before = model.encode_classes()
         model.context[3].add_(1.0)
         after = model.encode_classes()
-    changed = ~torch.isclose(before, after).all(dim=1)
+    changed = (before != after).any(dim=1)   # exact: a tiny random CLIP may move a class only slightly
     assert changed.tolist() == [c == 3 for c in range(len(CLASSES))]
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.shard_format import make_sample
-from pipeline.emotion_filter import filter_emotion
-from pipeline.videollava_describer import (PROMPT_FILE, ModelUnavailableError, VideoLlavaDescriber, clean_text,
+from pipeline.shards.format import make_sample
+from pipeline.describers.emotion_filter import filter_emotion
+from pipeline.describers.videollava import (PROMPT_FILE, ModelUnavailableError, VideoLlavaDescriber, clean_text,
                                            load_processor, processor_inputs, uniform_frame_indices,
                                            video_token_count)
 

@@ -10,10 +10,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from pipeline.manifest import load_manifest
-from pipeline.ray_runner import SHARD_ATTEMPTS, init_ray, run_stages, shutdown_ray
-from pipeline.shard_io import ShardReader
-from pipeline.stages import ShardJob, Stage
+from pipeline.inputs.manifest import load_manifest
+from pipeline.run.ray_runner import SHARD_ATTEMPTS, init_ray, run_stages, shutdown_ray
+from pipeline.shards.reader import ShardReader
+from pipeline.run.stages import ShardJob, Stage
 from pipeline.verify import verify_folder
 
 ROOT = Path(__file__).resolve().parent.parent

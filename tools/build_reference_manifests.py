@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.datasets import BASIC_EMOTIONS, DATASETS, MAFW_EXTRA  # noqa: E402
-from pipeline.manifest import write_manifest  # noqa: E402
+from pipeline.inputs.datasets import BASIC_EMOTIONS, DATASETS, MAFW_EXTRA  # noqa: E402
+from pipeline.inputs.manifest import write_manifest  # noqa: E402
 
 REFERENCE_LABELS = BASIC_EMOTIONS + MAFW_EXTRA
 DEFAULT_REFERENCE = Path(__file__).resolve().parents[2] / "shared/reference/dfer-clip-annotations"

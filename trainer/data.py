@@ -4,8 +4,8 @@ For fold k the training partitions' shards are read (a validation split is carve
 by a hash of the clip key, so it never changes), and the test partition's shards for
 evaluation. Each epoch the shard list is shuffled with a seed derived from the epoch before
 it is split across DDP ranks and loader workers by the shard reader's rule
-(`pipeline.shard_io.shards_for_this_process`), so every process agrees on who reads what. In training, each worker then mixes its clips through a buffer of
-`shuffle_buffer` raw samples (seeded by seed, epoch and worker), because shards keep manifest
+(`pipeline.shards.reader.shards_for_this_process`), so every process agrees on who reads
+what. In training, each worker then mixes its clips through a buffer of `shuffle_buffer` raw samples (seeded by seed, epoch and worker), because shards keep manifest
 order, which is often sorted by class. A sample that fails to decode is skipped and counted; a warning
 is logged for the first few and then every 100th.
 
@@ -41,11 +41,10 @@ import numpy as np
 import torch
 import webdataset as wds
 
-from pipeline.backends import PARSING_LABELS, PARSING_PALETTE
-from pipeline.landmark_layout import INNER_LIPS, LEFT_BROW, LEFT_EYE, NOSE_BASE, NOSE_BRIDGE, OUTER_LIPS, \
-    RIGHT_BROW, RIGHT_EYE, JAW, mirror_landmarks
-from pipeline.shard_format import ClipSample, ShardFormatError, decode_sample
-from pipeline.shard_io import list_shards, shards_for_this_process
+from pipeline.shards.layout import (INNER_LIPS, JAW, LEFT_BROW, LEFT_EYE, NOSE_BASE, NOSE_BRIDGE, OUTER_LIPS,
+                                   PARSING_LABELS, PARSING_PALETTE, RIGHT_BROW, RIGHT_EYE, mirror_landmarks)
+from pipeline.shards.format import ClipSample, ShardFormatError, decode_sample
+from pipeline.shards.reader import list_shards, shards_for_this_process
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 
 from pipeline.backends import PROFILES, make_describer
-from pipeline.decode import DecodeError
-from pipeline.stages import FaceConfig, FaceStage, NoFaceError, attach_description
+from pipeline.inputs.decode import DecodeError
+from pipeline.run.stages import FaceConfig, FaceStage, NoFaceError, attach_description
 from trainer.config import from_dict
 from trainer.data import ClipTransform, collate, read_index, to_model_inputs
 from trainer.checkpoint import load_checkpoint

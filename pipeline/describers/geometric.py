@@ -31,7 +31,7 @@ Signals (`au_signals`, one float32 column each, stored in the shard as a feature
 
 "IOD" is the inter-ocular distance (between the eye centres) of the rest shape. All but the
 three head signals are one-sided: 0 at rest, growing with the action. "Left"/"right" are
-the subject's, as in pipeline/landmark_layout.py.
+the subject's, as in pipeline/shards/layout.py.
 
 Head pose. Every frame is mapped onto the rest shape by the least-squares similarity
 transform (scale, roll, translation) of nine points that facial actions barely move: the
@@ -67,8 +67,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from pipeline.backends import Description
-from pipeline.emotion_filter import PROMPTS_DIR, filter_emotion, load_lexicon
-from pipeline.landmark_layout import eye_centres, face_frame, interocular_distance
+from pipeline.describers.emotion_filter import PROMPTS_DIR, filter_emotion, load_lexicon
+from pipeline.shards.layout import eye_centres, face_frame, interocular_distance
 
 VERSION = 1
 TEMPLATES_FILE = PROMPTS_DIR / "geometric_templates.yaml"

@@ -1,4 +1,5 @@
-"""The iBUG 300-W 68-point layout: named point groups, the mirror permutation, face geometry.
+"""The layouts the shards' arrays follow: the iBUG 300-W 68 landmarks (named point groups, the
+mirror permutation, face geometry) and CelebAMask-HQ's 19 face-parsing labels with their colours.
 
 Indices are 0-based. "Right" and "left" are the subject's: the subject's right eye
 (36–41) appears on the image's left in an unmirrored frame.
@@ -58,3 +59,14 @@ def face_frame(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     x_axis = x_axis / iod
     y_axis = np.array([-x_axis[1], x_axis[0]])
     return x_axis, y_axis, iod
+
+
+# CelebAMask-HQ's 19 face-parsing labels (the order facexlib's BiSeNet predicts). "l_"/"r_" are
+# the subject's left/right; the subject's left eye (iBUG 42-47) is on the image's right.
+PARSING_LABELS = ("background", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "eye_g", "l_ear", "r_ear",
+                  "ear_r", "nose", "mouth", "u_lip", "l_lip", "neck", "neck_l", "cloth", "hair", "hat")
+# One RGB colour per label, for colour-coded masks (the trainer's mask branch and contact sheets).
+PARSING_PALETTE = np.array([
+    [0, 0, 0], [204, 0, 0], [76, 153, 0], [204, 204, 0], [51, 51, 255], [204, 0, 204], [0, 255, 255],
+    [255, 204, 204], [102, 51, 0], [255, 0, 0], [102, 204, 0], [255, 255, 0], [0, 0, 153], [0, 0, 204],
+    [255, 51, 153], [0, 204, 204], [0, 51, 0], [255, 153, 51], [0, 204, 0]], np.uint8)

@@ -26,7 +26,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from pipeline.datasets import DATASETS, dataset_spec
+from pipeline.inputs.datasets import DATASETS, dataset_spec
 
 COLUMNS = ("clip_id", "path", "label", "partition", "frames")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")  # dataset, class and partition names

@@ -124,7 +124,7 @@ class DlibLandmarks:
         return self.models.landmarks(photo, self.models.detect(photo, upsample=1)[0][0]).astype(np.float64)
 
     def confidence(self, points: np.ndarray) -> float:
-        from pipeline.landmark_layout import interocular_distance
+        from pipeline.shards.layout import interocular_distance
 
         fitted = _fit_similarity(self.reference, points.astype(np.float64))
         rms = np.sqrt(((fitted - points) ** 2).sum(axis=1).mean()) / max(float(interocular_distance(points)), 1e-6)

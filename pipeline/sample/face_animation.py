@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from scipy.spatial import Delaunay
 
-from pipeline.landmark_layout import INNER_LIPS, face_frame
+from pipeline.shards.layout import INNER_LIPS, face_frame
 
 # AU -> {landmark index: (dx, dy)} in IOD units; "right"/"left" are the subject's sides,
 # written for the subject's right half and mirrored (dx negated) onto the left by _symmetric.

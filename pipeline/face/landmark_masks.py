@@ -11,8 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pipeline.backends import PARSING_LABELS
-from pipeline.landmark_layout import (INNER_LIPS, LEFT_BROW, LEFT_EYE, LOWER_LIP, NOSE_BASE, NOSE_BRIDGE,
+from pipeline.shards.layout import (PARSING_LABELS, INNER_LIPS, LEFT_BROW, LEFT_EYE, LOWER_LIP, NOSE_BASE, NOSE_BRIDGE,
                                       RIGHT_BROW, RIGHT_EYE, UPPER_LIP, face_frame)
 
 LABEL = {name: index for index, name in enumerate(PARSING_LABELS)}

@@ -1,7 +1,7 @@
 """Write and read tar shards of ClipSamples: plain Python, no torch.
 
 The pipeline's workers write shards with this module alone, so they never import torch;
-`pipeline.shard_io` (which re-exports everything here) adds the PyTorch `ShardReader`.
+`pipeline.shards.reader` (which re-exports everything here) adds the PyTorch `ShardReader`.
 Shard files are named `{partition}-{index:06d}.tar`. `ShardWriter` writes `<name>.tar.tmp`
 and renames it to `<name>.tar` only when the shard is complete, so a partial shard is never
 visible.
@@ -17,7 +17,7 @@ import tarfile
 from pathlib import Path
 from typing import IO, Iterator, Sequence
 
-from pipeline.shard_format import ClipSample, ShardFormatError, decode_sample, encode_sample
+from pipeline.shards.format import ClipSample, ShardFormatError, decode_sample, encode_sample
 
 SHARD_SUFFIX = ".tar"
 TMP_SUFFIX = ".tmp"

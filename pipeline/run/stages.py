@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 
 from pipeline.backends import PROFILES, describer_backend, make_describer, make_detector, make_landmarker, make_parser
-from pipeline.manifest import ClipPathError, Manifest, ManifestRow, load_manifest
-from pipeline.shard_format import make_sample
-from pipeline.shard_tar import ShardWriter
+from pipeline.inputs.manifest import ClipPathError, Manifest, ManifestRow, load_manifest
+from pipeline.shards.format import make_sample
+from pipeline.shards.tar import ShardWriter
 
 
 @dataclass
@@ -115,7 +115,7 @@ class FaceStage(Stage):
             self.describe_stage.setup()
 
     def process(self, job: ShardJob) -> ShardJob:
-        from pipeline.decode import source_warnings
+        from pipeline.inputs.decode import source_warnings
 
         start = time.perf_counter()
         describing = 0.0
@@ -139,7 +139,7 @@ class FaceStage(Stage):
                 except NoFaceError as err:
                     job.fail(row["clip_id"], "no_face", str(err))
                 except Exception as err:  # noqa: BLE001 — one bad clip must not stop the shard
-                    from pipeline.decode import DecodeError
+                    from pipeline.inputs.decode import DecodeError
 
                     if isinstance(err, DecodeError):
                         job.fail(row["clip_id"], err.reason, str(err))
@@ -166,8 +166,8 @@ class FaceStage(Stage):
         """Decode, track, crop, landmark and parse one video file or frame folder into a ClipSample.
 
         `root`: images of a frame folder must not be links leading outside it (None: not checked)."""
-        from pipeline.decode import decode_clip
-        from pipeline.face_track import crop_affines, crop_squares, cut_crops, main_face_track, map_boxes
+        from pipeline.inputs.decode import decode_clip
+        from pipeline.face.track import crop_affines, crop_squares, cut_crops, main_face_track, map_boxes
 
         c = self.config
         clip = decode_clip(path, max_frames=c.max_frames, max_bytes=c.max_frame_bytes, folder_fps=c.folder_fps,
@@ -231,7 +231,7 @@ class DescribeStage(Stage):
         self.describer = make_describer(self.config.describer, **dict(self.config.options))
 
     def process(self, job: ShardJob) -> ShardJob:
-        from pipeline.shard_tar import read_shard
+        from pipeline.shards.tar import read_shard
 
         start = time.perf_counter()
         out = Path(self.config.work_dir) / f"{job.name}.describe.tar"

@@ -23,8 +23,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Iterator
 
-from pipeline.shard_format import FORMAT_VERSION
-from pipeline.shard_io import SHARD_SUFFIX
+from pipeline.shards.format import FORMAT_VERSION
+from pipeline.shards.reader import SHARD_SUFFIX
 from pipeline.weights import file_sha256
 
 INDEX = "index.json"

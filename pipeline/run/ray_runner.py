@@ -18,7 +18,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from pipeline.stages import ShardJob, Stage
+from pipeline.run.stages import ShardJob, Stage
 
 
 SHARD_ATTEMPTS = 3  # tries per shard when its worker dies (killed, out of memory, segfault)

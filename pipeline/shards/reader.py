@@ -1,6 +1,6 @@
 """Write and stream WebDataset tar shards of ClipSamples, with no dependency on the trainer.
 
-    from pipeline.shard_io import ShardReader
+    from pipeline.shards.reader import ShardReader
     for clip in ShardReader("shards/mafw", partitions=["fold2", "fold3"]):
         frames = clip.frames([0, 8, 16])      # decodes only these three JPEGs
         print(clip.key, clip.label, clip.landmarks.shape, clip.description)
@@ -10,7 +10,7 @@ standard library. Inside a PyTorch DataLoader (torch already imported by the cal
 worker, and each DDP rank when torch.distributed is initialised, reads a disjoint subset of
 the shards; docs/shard-format.md shows the small `IterableDataset` wrapper and collate
 function a DataLoader needs. Writing and reading single shards (`ShardWriter`, `read_shard`,
-`list_shards`, …) lives in `pipeline.shard_tar` and is re-exported here.
+`list_shards`, …) lives in `pipeline.shards.tar` and is re-exported here.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from pipeline.shard_format import ClipSample
-from pipeline.shard_tar import (SHARD_SUFFIX, TMP_SUFFIX, ShardWriteError, ShardWriter,  # noqa: F401 (re-exported)
+from pipeline.shards.format import ClipSample
+from pipeline.shards.tar import (SHARD_SUFFIX, TMP_SUFFIX, ShardWriteError, ShardWriter,  # noqa: F401 (re-exported)
                                 iter_tar_members, list_shards, read_shard, shard_name)
 
 

@@ -3,7 +3,7 @@
 Each clip's face crops go to Video-LLaVA (`LanguageBind/Video-LLaVA-7B-hf` through transformers'
 `VideoLlavaForConditionalGeneration`) as one video, with the instruction in
 pipeline/prompts/videollava_instruction.txt; the answer is decoded greedily, tidied, and every
-sentence that names or implies an emotion is removed by `pipeline.emotion_filter`.
+sentence that names or implies an emotion is removed by `pipeline.describers.emotion_filter`.
 
 Frames. `num_frames` (8 by default) frames are picked uniformly over the clip, first and last
 frame included, so the model sees the whole movement. Video-LLaVA was trained on 8-frame
@@ -83,7 +83,7 @@ def video_token_count(num_frames: int, height: int, width: int, patch_size: int,
 
 def _filter_emotion(text: str):
     # Imported on use: the filter is a sibling module with its own word lists in prompts/.
-    from pipeline.emotion_filter import filter_emotion
+    from pipeline.describers.emotion_filter import filter_emotion
 
     return filter_emotion(text)
 
