@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from pipeline.shards.files import write_atomic
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 DEFAULT_WORK = Path(os.environ.get("BENCH_WORK_DIR", "/tmp/dfer-bench"))
@@ -66,9 +68,7 @@ def write_json(path: Path, report: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     report.setdefault("machine", machine_info())
     report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=1, default=_jsonable) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(report, indent=1, default=_jsonable) + "\n")
     return path
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from pipeline.inputs.manifest import Manifest, ManifestError, ManifestRow, load_manifest, sample_key
+from pipeline.shards.files import file_sha256
 from pipeline.shards.folder import INDEX, RUN
 from pipeline.shards.format import (FORMAT_VERSION, KNOWN_FIELDS, OPTIONAL_FIELDS, REQUIRED_META,
                                    ShardFormatError, decode_sample)
@@ -156,7 +157,7 @@ def check_manifest(path: Path | None, index: dict[str, Any] | None, report: Veri
                                   "pass --manifest")
         return None
     recorded = _recorded_manifest(index)
-    digest = _sha256(path)
+    digest = file_sha256(path)
     if recorded.get("sha256") and digest != recorded["sha256"]:
         report.problem(str(path), f"sha256 {digest[:16]}… differs from {recorded['sha256'][:16]}… in {INDEX}: "
                                   "the manifest changed since preprocessing")
@@ -275,13 +276,6 @@ class _HashingReader:
     def drain(self) -> None:
         while self.read(CHUNK):
             pass
-
-
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        reader = _HashingReader(f)
-        reader.drain()
-    return reader.digest.hexdigest()
 
 
 def _read_member(tar: tarfile.TarFile, info: tarfile.TarInfo, keep: bool) -> bytes | None:

@@ -12,12 +12,13 @@ machine fixes everything in one go: the pipeline calls `check_weights` before an
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
+
+from pipeline.shards.files import file_sha256  # noqa: F401 (the backends record their weights' hash)
 
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "DFER_OFFLINE")
 
@@ -122,12 +123,3 @@ def check_weights(files: Iterable[WeightFile], weights_dir: str | os.PathLike | 
 def resolve_weight(file: WeightFile, weights_dir: str | os.PathLike | None = None) -> Path:
     """The local path of one weight file (see the module docstring for where it is looked for)."""
     return check_weights([file], weights_dir)[file.name]
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file, read in chunks (weight files are ~100 MB), to record which weights made a dataset."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

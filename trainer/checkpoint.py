@@ -3,12 +3,13 @@ and loaded back with `weights_only` (tensors, numbers, strings, lists and dicts;
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from pipeline.shards.files import AtomicFile
 
 
 def rng_state() -> dict:
@@ -41,15 +42,8 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def save_checkpoint(path: Path, payload: dict) -> None:
     """Write atomically: an interrupted write leaves the previous checkpoint intact."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with AtomicFile(path) as f:
+        torch.save(payload, f)
 
 
 def load_checkpoint(path: Path) -> dict:

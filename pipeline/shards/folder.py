@@ -25,7 +25,7 @@ from typing import Any, Iterator
 
 from pipeline.shards.format import FORMAT_VERSION
 from pipeline.shards.reader import SHARD_SUFFIX
-from pipeline.weights import file_sha256
+from pipeline.shards.files import file_sha256, write_atomic  # noqa: F401 (write_atomic: re-exported)
 
 INDEX = "index.json"
 RUN = "run.json"
@@ -33,15 +33,6 @@ RUN = "run.json"
 
 class FolderBusyError(RuntimeError):
     """Another run is writing into the same output folder."""
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class OutputFolder:

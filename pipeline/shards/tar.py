@@ -12,15 +12,14 @@ from __future__ import annotations
 import contextlib
 import glob
 import io
-import os
 import tarfile
 from pathlib import Path
 from typing import IO, Iterator, Sequence
 
+from pipeline.shards.files import TMP_SUFFIX, AtomicFile  # noqa: F401 (TMP_SUFFIX: re-exported)
 from pipeline.shards.format import ClipSample, ShardFormatError, decode_sample, encode_sample
 
 SHARD_SUFFIX = ".tar"
-TMP_SUFFIX = ".tmp"
 
 
 def shard_name(partition: str, index: int) -> str:
@@ -41,10 +40,10 @@ class ShardWriter:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.tmp_path = self.path.with_name(self.path.name + TMP_SUFFIX)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.tmp_path, "wb")
-        self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.PAX_FORMAT)
+        self._out = AtomicFile(self.path)
+        self.tmp_path = self._out.tmp_path
+        self._tar = tarfile.open(fileobj=self._out.file, mode="w", format=tarfile.PAX_FORMAT)
         self.keys: list[str] = []
 
     def write(self, sample: ClipSample) -> None:
@@ -68,20 +67,16 @@ class ShardWriter:
         """Finish the tar and make it visible under its final name."""
         try:
             self._tar.close()
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            os.replace(self.tmp_path, self.path)
+            self._out.commit()
         except OSError as error:
             self.abort()
             raise ShardWriteError.of(self.path, error) from error
 
     def abort(self) -> None:
         """Drop the partial shard (also when the disk is full and closing the tar fails again)."""
-        for close in (self._tar.close, self._file.close):
-            with contextlib.suppress(OSError):
-                close()
-        self.tmp_path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self._tar.close()
+        self._out.abort()
 
     def __enter__(self) -> "ShardWriter":
         return self
