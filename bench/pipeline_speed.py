@@ -204,60 +204,15 @@ def timed_face_stage_class():
             blank = np.zeros((224, 224, 3), np.uint8)
             self.detector.detect([blank])
             self.landmarker.predict(blank[None], np.array([[56.0, 56.0, 168.0, 168.0]]))
-            import pipeline.inputs.decode
-            import pipeline.face.track
-            import pipeline.run.stages
-
-            self.timings: dict[str, float] = {}
-            self.counts: dict[str, int] = {}
             self.setup_s = time.perf_counter() - start
-
-            def timed(name, fn):
-                def wrapper(*args, **kwargs):
-                    t = time.perf_counter()
-                    try:
-                        return fn(*args, **kwargs)
-                    finally:
-                        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t
-                return wrapper
-
-            def decode(*args, **kwargs):
-                t = time.perf_counter()
-                try:
-                    clip = original_decode(*args, **kwargs)
-                finally:
-                    self.timings["decode"] = self.timings.get("decode", 0.0) + time.perf_counter() - t
-                self.counts["frames_decoded"] = self.counts.get("frames_decoded", 0) + int(clip.source["frames"])
-                self.counts["frames_kept"] = self.counts.get("frames_kept", 0) + len(clip.frames)
-                self.counts["pixels_kept"] = self.counts.get("pixels_kept", 0) + int(np.prod(clip.frames.shape[:3]))
-                return clip
-
-            def detect(frames):
-                self.counts["frames_searched"] = self.counts.get("frames_searched", 0) + len(frames)
-                return original_detect(frames)
-
-            original_decode, original_detect = pipeline.inputs.decode.decode_clip, self.detector.detect
-            pipeline.inputs.decode.decode_clip = decode   # sample_from_file imports these two at call time
-            pipeline.face.track.cut_crops = timed("crop", pipeline.face.track.cut_crops)
-            self.detector.detect = timed("detect", detect)
-            self.landmarker.predict = timed("landmarks", self.landmarker.predict)
-            self.parser.parse = timed("masks", self.parser.parse)
-            pipeline.run.stages.make_sample = timed("encode", pipeline.run.stages.make_sample)
-            pipeline.run.stages.ShardWriter.write = timed("write", pipeline.run.stages.ShardWriter.write)
             self.first = True
 
         def process(self, job):
-            self.timings.clear()
-            self.counts.clear()
             began = time.time()
-            job = super().process(job)
+            job = super().process(job)   # records face.<step> seconds and count.<what> itself (StepTimes)
             # wall-clock marks (epoch seconds) for the driver's timeline of the run
             job.seconds.update({"t.process_start": began, "t.process_end": time.time(), "t.pid": os.getpid(),
                                 "t.setup_start": self.setup_start})
-            for key, value in self.timings.items():
-                job.seconds[f"face.{key}"] = round(value, 4)
-            for key, value in self.counts.items():
-                job.seconds[f"count.{key}"] = value
             job.seconds["face.setup"] = round(self.setup_s, 3) if self.first else 0.0
             self.first = False
             return job
@@ -272,7 +227,6 @@ def run_pipeline(manifest: Path, data_root: Path, out: Path, workers: int, descr
     import pipeline.run.ray_runner
 
     shutil.rmtree(out, ignore_errors=True)
-    real_shutdown = pipeline.run.ray_runner.shutdown_ray
     real_commit = pipeline.shards.folder.OutputFolder.commit
     commit_s = [0.0]
 
@@ -283,9 +237,7 @@ def run_pipeline(manifest: Path, data_root: Path, out: Path, workers: int, descr
         finally:
             commit_s[0] += time.perf_counter() - t
 
-    pipeline.preprocess.FaceStage = timed_face_stage_class()
     pipeline.shards.folder.OutputFolder.commit = commit
-    pipeline.run.ray_runner.shutdown_ray = lambda: None   # stopped below, timed on its own
     try:
         start = time.perf_counter()
         pipeline.run.ray_runner.init_ray(None)
@@ -293,16 +245,15 @@ def run_pipeline(manifest: Path, data_root: Path, out: Path, workers: int, descr
         with LoadMonitor() as load:
             start, began = time.perf_counter(), time.time()
             index = pipeline.preprocess.preprocess(str(manifest), data_root, out, profile="cpu", workers=workers,
-                                                   overwrite=True, progress=False,
+                                                   overwrite=True, progress=False, face_stage=timed_face_stage_class(),
                                                    backends={"describer": describer})
             wall = time.perf_counter() - start
-        start = time.perf_counter()
-        real_shutdown()
+        start = time.perf_counter()   # preprocess leaves the Ray it did not start: stopped here, timed
+        pipeline.run.ray_runner.shutdown_ray()
         ray_stop = time.perf_counter() - start
     finally:
-        pipeline.run.ray_runner.shutdown_ray = real_shutdown
         pipeline.shards.folder.OutputFolder.commit = real_commit
-        real_shutdown()
+        pipeline.run.ray_runner.shutdown_ray()
     seconds: dict[str, float] = {}
     marks = []
     for path in sorted(out.glob("*.stats.json")):

@@ -96,10 +96,11 @@ def run_configuration(profile: str, shard_size: int, manifest_digest: str, confi
     return {"profile": profile, "shard_size": shard_size, "manifest_sha256": manifest_digest, **recorded}
 
 
-def stage_pools(config: FaceConfig, describe: DescribeConfig | None, workers: int, gpus: float) -> list:
+def stage_pools(config: FaceConfig, describe: DescribeConfig | None, workers: int, gpus: float,
+                face_stage: type = FaceStage) -> list:
     """(stage, actors) in order: the face stage (with an inline describer inside it), then a describer of its own."""
     inline = describe is not None and describe.describer in INLINE_DESCRIBERS
-    stages = [(FaceStage(config, describe if inline else None), workers)]
+    stages = [(face_stage(config, describe if inline else None), workers)]
     if describe is not None and not inline:
         stages.append((DescribeStage(describe), max(1, int(gpus)) if describe.gpus_per_worker else workers))
     return stages
@@ -122,16 +123,21 @@ def run_jobs(folder: OutputFolder, todo: list, stages: list, progress: bool) -> 
 def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = None, workers: int | None = None,
                shard_size: int | None = None, overwrite: bool = False, weights_dir: str | None = None,
                ray_address: str | None = None, progress: bool = True, backends: dict[str, str] | None = None,
-               describer_options: dict | None = None, **face_options) -> dict:
+               describer_options: dict | None = None, face_stage: type = FaceStage, **face_options) -> dict:
     """Run the pipeline; returns the dataset index. Raises on problems found before any work.
 
     `backends` may override the profile's choice of backend by kind ("detector", "landmarker", "parser",
     "describer": a name in pipeline/backends.py's registries, or "none" for the describer);
-    `describer_options` go to the describer (e.g. {"model_id": …, "revision": …}).
+    `describer_options` go to the describer (e.g. {"model_id": …, "revision": …}); `face_stage` is
+    the face stage's class (a subclass may add instrumentation, as the benchmark's does). Ray is
+    shut down at the end only when this call started it.
     """
+    import ray
+
     from pipeline.run.ray_runner import shutdown_ray
 
     started = time.perf_counter()
+    ray_was_running = ray.is_initialized()
     manifest = read_manifest(dataset, data_root)
     profile, why = choose_profile(profile, manifest.name)
     chosen = dataclasses.replace(PROFILES[profile], **{k: v for k, v in (backends or {}).items() if v})
@@ -160,7 +166,7 @@ def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = N
         todo = [job for job in jobs if job.name not in done]
         print(f"{len(manifest)} clips in {len(jobs)} shards; {len(jobs) - len(todo)} already complete, "
               f"{len(todo)} to do with {min(workers, max(1, len(todo)))} workers")
-        crashed = run_jobs(folder, todo, stage_pools(config, describe, workers, gpus), progress)
+        crashed = run_jobs(folder, todo, stage_pools(config, describe, workers, gpus, face_stage), progress)
         folder.finish_work()
         index = folder.write_index(
             dataset=manifest.name, classes=list(manifest.classes), partitions=list(manifest.partitions),
@@ -169,7 +175,8 @@ def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = N
             crashed=crashed)
     finally:
         folder.unlock()
-        shutdown_ray()
+        if not ray_was_running:
+            shutdown_ray()
     _summary(index, out, time.perf_counter() - started, sum(len(j.rows) for j in todo))
     return index
 

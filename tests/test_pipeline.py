@@ -207,3 +207,14 @@ def test_summary_and_contact_sheet(shards, tmp_path):
                  "--gif", str(tmp_path / "s.gif")]) == 0
     assert (tmp_path / "s.png").stat().st_size > 10_000 and (tmp_path / "s.gif").stat().st_size > 10_000
     assert main(["sheet", str(out), "--clip", "no_such_clip"]) == 1
+
+
+def test_stats_record_the_face_stage_step_by_step(sample_shards):
+    out, _ = sample_shards
+    stats = [json.loads(p.read_text()) for p in sorted(out.glob("*.stats.json"))]
+    steps = {"face.decode", "face.detect", "face.track", "face.crop", "face.landmarks", "face.masks", "face.encode",
+             "face.write", "count.frames_decoded", "count.frames_searched"}
+    with_clips = [s for s in stats if s["ok"]]
+    assert with_clips and all(steps <= set(s["seconds"]) for s in with_clips)
+    for s in with_clips:   # the steps happen inside the stage: their sum cannot exceed it
+        assert sum(v for k, v in s["seconds"].items() if k.startswith("face.")) <= s["seconds"]["face"] + 0.05

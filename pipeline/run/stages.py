@@ -14,9 +14,11 @@ written; `DescribeStage` runs any describer as a stage of its own, over the work
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import traceback
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,6 +97,31 @@ class FaceConfig:
     gpus_per_worker: float = 0.0
 
 
+class StepTimes:
+    """Seconds spent in each step of the face stage and counts of what passed, over one shard:
+    recorded with the shard's stage times (`face.decode`, …, `count.frames_searched`, …), so a
+    profile of the pipeline needs no instrumentation of its own."""
+
+    def __init__(self):
+        self.seconds: Counter = Counter()
+        self.counts: Counter = Counter()
+
+    @contextlib.contextmanager
+    def time(self, step: str):
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[step] += time.perf_counter() - began
+
+    def count(self, **counts: int) -> None:
+        self.counts.update(counts)
+
+    def record(self, stage: str) -> dict[str, float]:
+        return {**{f"{stage}.{k}": round(v, 4) for k, v in self.seconds.items()},
+                **{f"count.{k}": v for k, v in self.counts.items()}}
+
+
 class FaceStage(Stage):
     """`describe`: the settings of a describer to run on each sample here (None: none runs here)."""
 
@@ -104,6 +131,7 @@ class FaceStage(Stage):
         self.config = config
         self.num_gpus = config.gpus_per_worker
         self.describe_stage = None if describe is None else DescribeStage(describe)
+        self.steps = StepTimes()
 
     def setup(self) -> None:
         c = self.config
@@ -119,6 +147,7 @@ class FaceStage(Stage):
 
         start = time.perf_counter()
         describing = 0.0
+        self.steps = StepTimes()
         out = Path(self.config.work_dir) / f"{job.name}.face.tar"
         with ShardWriter(out) as writer:
             for row in job.pending():
@@ -130,7 +159,8 @@ class FaceStage(Stage):
                         describing += time.perf_counter() - began
                         if not described:
                             continue
-                    writer.write(sample)
+                    with self.steps.time("write"):
+                        writer.write(sample)
                     # A clip kept despite skipped or missing frame images says so in its message.
                     job.status[row["clip_id"]] = {"status": "ok", "reason": "",
                                                   "message": "; ".join(source_warnings(sample.meta["source"]))}
@@ -149,6 +179,7 @@ class FaceStage(Stage):
         job.work_tar = str(out)
         # Recorded apart, as if the describe stage had run on its own: the stages' times add up.
         job.seconds[self.name] = round(time.perf_counter() - start - describing, 3)
+        job.seconds.update(self.steps.record(self.name))
         if self.describe_stage is not None:
             job.seconds[self.describe_stage.name] = round(describing, 3)
         return job
@@ -169,25 +200,34 @@ class FaceStage(Stage):
         from pipeline.inputs.decode import decode_clip
         from pipeline.face.track import crop_affines, crop_squares, cut_crops, main_face_track, map_boxes
 
-        c = self.config
-        clip = decode_clip(path, max_frames=c.max_frames, max_bytes=c.max_frame_bytes, folder_fps=c.folder_fps,
-                           root=root)
+        c, steps = self.config, self.steps
+        with steps.time("decode"):
+            clip = decode_clip(path, max_frames=c.max_frames, max_bytes=c.max_frame_bytes, folder_fps=c.folder_fps,
+                               root=root)
         n = len(clip.frames)
+        steps.count(frames_decoded=int(clip.source["frames"]), frames_kept=n,
+                    pixels_kept=int(np.prod(clip.frames.shape[:3])))
         probe = list(range(0, n, c.detect_every))
         if probe[-1] != n - 1:
             probe.append(n - 1)
-        found = self.detector.detect([clip.frames[t] for t in probe])
-        track = main_face_track({t: faces for t, faces in zip(probe, found) if faces}, n, c.smooth_window)
+        steps.count(frames_searched=len(probe))
+        with steps.time("detect"):
+            found = self.detector.detect([clip.frames[t] for t in probe])
+        with steps.time("track"):
+            track = main_face_track({t: faces for t, faces in zip(probe, found) if faces}, n, c.smooth_window)
         if track is None:
             raise NoFaceError(f"{path}: no face in any of the {len(probe)} frames searched")
-        squares = crop_squares(track.boxes, c.crop_margin, c.crop_shift_up)
-        affines = crop_affines(squares, c.crop_size)
-        crops = cut_crops(clip.frames, affines, c.crop_size)
+        with steps.time("crop"):
+            squares = crop_squares(track.boxes, c.crop_margin, c.crop_shift_up)
+            affines = crop_affines(squares, c.crop_size)
+            crops = cut_crops(clip.frames, affines, c.crop_size)
         decoded_hw = clip.frames.shape[1:3]
         del clip.frames  # the crops are all we keep; free the full frames before the models run
         face_in_crop = map_boxes(track.boxes, affines)
-        landmarks, confidence = self.landmarker.predict(crops, face_in_crop)
-        masks = self.parser.parse(crops, landmarks)
+        with steps.time("landmarks"):
+            landmarks, confidence = self.landmarker.predict(crops, face_in_crop)
+        with steps.time("masks"):
+            masks = self.parser.parse(crops, landmarks)
         # The squares are in the pixels of the frames as decoded, which a memory budget may have
         # shrunk from W to w pixels across: in the source's own pixels (centres at integers, as
         # docs/shard-format.md states) x = (x_decoded + 0.5)·W/w − 0.5, per axis.
@@ -199,10 +239,11 @@ class FaceStage(Stage):
                         "mean_landmark_confidence": round(float(confidence.mean()), 4),
                         "mean_detector_score": round(float(track.scores[track.detected].mean()), 4)},
         }
-        return make_sample(
-            key=key, meta=meta, frames=crops, timestamps=clip.timestamps,
-            boxes=((squares + 0.5) * ratio - 0.5).astype(np.float32), face_detected=track.detected,
-            landmarks=landmarks, landmarks_conf=confidence, masks=masks)
+        with steps.time("encode"):
+            return make_sample(
+                key=key, meta=meta, frames=crops, timestamps=clip.timestamps,
+                boxes=((squares + 0.5) * ratio - 0.5).astype(np.float32), face_detected=track.detected,
+                landmarks=landmarks, landmarks_conf=confidence, masks=masks)
 
 
 @dataclass(frozen=True)
