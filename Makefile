@@ -51,7 +51,7 @@ help: ## list targets and variables
 	@echo "  QUICK        1: make bench on smaller sets, into bench/results/quick/"
 
 $(STAMP): requirements.txt pyproject.toml
-	@echo ">> creating $(VENV) from requirements.txt (first run only: a few minutes; ~6 GB with CUDA torch on Linux)"
+	@echo ">> creating $(VENV) from requirements.txt (first run only: about 4 minutes; ~7 GB with CUDA torch on Linux)"
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet -r requirements.txt -e ".[all]"
