@@ -166,6 +166,25 @@ def test_ddp_two_processes_on_cpu(sample_shards, tmp_path):
     assert metrics["test"]["samples"] == len(ok_keys_by_partition(out)["fold1"])
 
 
+def test_ddp_finishes_when_the_ranks_get_unequal_shares(sample_shards, tmp_path):
+    """Three training shards over two ranks, one clip per batch: the ranks' batch counts differ.
+    Each must stop at the shortest rank's end, and read best.pt only once rank 0 has written it."""
+    out, _ = sample_shards
+    uneven = tmp_path / "uneven"
+    shutil.copytree(out, uneven)
+    training = sorted(p for p in uneven.glob("*.tar") if not p.name.startswith("fold1-"))
+    for extra in training[3:]:
+        extra.unlink()
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29534",
+               "-m", "trainer.train", "--dataset", "sample", "--model", "tiny", "--shards", str(uneven),
+               "--set", "epochs=2", "--set", "workers=0", "--set", "batch_size=1", "--set", f"runs_dir={tmp_path}"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((tmp_path / "sample-tiny-fold1" / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and metrics["test"]["samples"] == len(ok_keys_by_partition(out)["fold1"])
+
+
 def test_evaluate_a_checkpoint_and_zero_shot_training(sample_shards, tmp_path):
     from trainer.evaluate import evaluate_checkpoint
     from trainer.models import build_model

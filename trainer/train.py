@@ -89,6 +89,17 @@ def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, grad_cl
     optimizer.step()
 
 
+def every_rank_has_a_batch(has_batch: bool, world: int, device: torch.device) -> bool:
+    """Whether every rank still has a batch. Ranks read disjoint shards, so their batch counts
+    differ when the partitions do; a rank that stepped alone would wait forever in DDP's gradient
+    all-reduce. So every rank stops at the shortest rank's end (the others drop their last batches)."""
+    if world == 1:
+        return has_batch
+    flag = torch.tensor([1.0 if has_batch else 0.0], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())
+
+
 def all_finite(loss: torch.Tensor, world: int) -> bool:
     """Whether the loss is finite on every rank (all ranks must stop together, or DDP hangs)."""
     finite = torch.isfinite(loss.detach()).float()
@@ -194,7 +205,11 @@ def train_epoch(run: Run, epoch: int) -> dict:
         bar = tqdm(total=run.steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", dynamic_ncols=True,
                    leave=False)
     fetched = time.perf_counter()
-    for batch in loader:
+    batches = iter(loader)
+    while True:
+        batch = next(batches, None)
+        if not every_rank_has_a_batch(batch is not None, run.world, run.device):
+            break
         data_time += time.perf_counter() - fetched
         for group in run.optimizer.param_groups:
             group["lr"] = group["initial_lr"] * lr_factor(run.step, run.warmup, run.total_steps)
@@ -257,6 +272,8 @@ def end_epoch(run: Run, epoch: int, figures: dict) -> None:
 def final_test(run: Run) -> dict:
     """The best-on-validation model on the held-out fold; metrics.json, confusion.png, curves.png."""
     config = run.config
+    if run.world > 1:
+        dist.barrier()   # rank 0 alone writes best.pt: every rank reads it once it is there
     if (run.run_dir / "best.pt").exists():
         run.model.load_state_dict(load_checkpoint(run.run_dir / "best.pt")["model"], strict=False)
     test = evaluate(run.model, run.loaders["test"], run.device, run.classes, run.autocast)
