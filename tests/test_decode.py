@@ -299,6 +299,17 @@ def test_truncated_mp4(tmp_path, fraction):
     expect_failure(cut_copy(full, int(full.stat().st_size * fraction)), "truncated")
 
 
+@pytest.mark.parametrize("fraction", [0.3, 0.7, 0.95])
+def test_recording_cut_short_before_its_index(tmp_path, fraction):
+    """An MP4 with its index (moov) at the end, as recorders write it, cut short: FFmpeg refuses it
+    outright, but it is a truncated video, not a file of another kind."""
+    full = grey_clip(tmp_path / "index_last.mp4", 30)
+    data = full.read_bytes()
+    assert data.find(b"moov") > data.find(b"mdat"), "the muxer's default puts the index last"
+    err = expect_failure(cut_copy(full, int(len(data) * fraction)), "truncated")
+    assert "moov" in err.message
+
+
 @pytest.mark.parametrize("packet", [0, 20])
 def test_truncated_exactly_between_packets(tmp_path, packet):
     """No partial packet to notice: only the header, which lists more packets, tells."""

@@ -173,6 +173,21 @@ class _Survey:
     promised: bool       # the header gives the stream a frame count or a duration
 
 
+# The box types an ISO base-media file (MP4, MOV, M4V, 3GP) starts with.
+_ISO_BOXES = (b"ftyp", b"mdat", b"moov", b"free", b"skip", b"wide", b"pnot")
+
+
+def _iso_media_without_index(path: Path) -> bool:
+    """Whether `path` starts like an MP4/MOV file. FFmpeg refuses such a file outright when its
+    index (the moov box, which most recorders write last) is missing: a recording cut short."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return False
+    return len(head) == 8 and head[4:8] in _ISO_BOXES
+
+
 def _open_container(path: Path) -> av.container.InputContainer:
     try:
         # "replace": odd bytes in a title tag must not make a good video unreadable.
@@ -184,6 +199,9 @@ def _open_container(path: Path) -> av.container.InputContainer:
             raise DecodeError("unreadable", f"{path}: cannot open: {err}") from err
         if isinstance(err, av.error.EOFError):  # recognised, but the file ends inside its header
             raise DecodeError("truncated", f"{path}: truncated: the file ends inside its header") from err
+        if _iso_media_without_index(path):
+            raise DecodeError("truncated", f"{path}: truncated: an MP4/MOV file without its index (moov box), "
+                                           "as a recording cut short leaves it") from err
         # InvalidDataError: no demuxer recognises it (or its header is too damaged to parse).
         raise DecodeError("not_a_video", f"{path}: not a media container FFmpeg can read: {err}") from err
 
