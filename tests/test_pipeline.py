@@ -218,3 +218,27 @@ def test_stats_record_the_face_stage_step_by_step(sample_shards):
     assert with_clips and all(steps <= set(s["seconds"]) for s in with_clips)
     for s in with_clips:   # the steps happen inside the stage: their sum cannot exceed it
         assert sum(v for k, v in s["seconds"].items() if k.startswith("face.")) <= s["seconds"]["face"] + 0.05
+
+
+def test_a_stale_record_of_a_gone_cluster_does_not_stop_a_local_run():
+    """Ray records the last cluster of this machine; once that cluster is gone, a run without
+    RAY_ADDRESS must still start its own local instance."""
+    import tempfile
+
+    record = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+    saved = record.read_bytes() if record.exists() else None
+    record.parent.mkdir(exist_ok=True)
+    record.write_text("127.0.0.1:6399")   # a head that was killed: nothing listens there
+    try:
+        code = ("from pipeline.run.ray_runner import init_ray, shutdown_ray\n"
+                "print(int(init_ray(None)['CPU'])); shutdown_ray()")
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=180)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert int(done.stdout.strip().splitlines()[-1]) >= 1
+    finally:
+        if saved is None:
+            record.unlink(missing_ok=True)
+        else:
+            record.write_bytes(saved)

@@ -34,8 +34,11 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> dict[st
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     if not ray.is_initialized():
         local = {} if address else {"num_cpus": num_cpus or os.cpu_count()}
+        # Without an address, "local" starts our own instance whatever Ray's record of the last
+        # cluster on this machine (ray_current_cluster in its temp folder) or RAY_ADDRESS says:
+        # after such a cluster is gone, address=None would try to join it and fail.
         with _stderr_silenced():  # the core announces the log level it just read, on stderr
-            ray.init(address=address or None, include_dashboard=False, logging_level=logging.ERROR,
+            ray.init(address=address or "local", include_dashboard=False, logging_level=logging.ERROR,
                      log_to_driver=False, configure_logging=True, **local)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
