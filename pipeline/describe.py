@@ -18,7 +18,8 @@ import uuid
 from pathlib import Path
 
 from pipeline.backends import DESCRIBERS
-from pipeline.shards.folder import RUN, FolderBusyError, OutputFolder, write_atomic
+from pipeline.shards.files import write_atomic
+from pipeline.shards.folder import RUN, FolderBusyError, OutputFolder
 from pipeline.run.progress import ProgressBar
 from pipeline.run.stages import DescribeStage, ShardJob, describe_config, describe_identity
 

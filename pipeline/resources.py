@@ -14,16 +14,6 @@ PROMPTS_DIR = PACKAGE_DIR / "prompts"
 MANIFESTS_DIR = PACKAGE_DIR / "manifests"
 
 
-def prompt_path(name: str) -> Path:
-    """A file of prompts/ by name (e.g. "emotion_lexicon.txt")."""
-    return PROMPTS_DIR / name
-
-
-def manifest_path(dataset: str) -> Path:
-    """The built-in manifest of a dataset (e.g. "mafw" -> .../manifests/mafw.csv)."""
-    return MANIFESTS_DIR / f"{dataset}.csv"
-
-
 def resolve_prompt_file(path: str | Path) -> Path:
     """A prompt file named in a configuration: a path (absolute, or relative to the working
     folder) when that file exists, else a file of the shipped prompts/ ("label_templates.yaml",

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from pipeline.shards.files import file_sha256  # noqa: F401 (the backends record their weights' hash)
 
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "DFER_OFFLINE")
 

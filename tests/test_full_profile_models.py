@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.shards.files import file_sha256
 from pipeline.weights import (BISENET, FAN_2D, FULL_PROFILE_WEIGHTS, S3FD, MissingWeightsError, check_weights,
-                              file_sha256, resolve_weight)
+                              resolve_weight)
 
 
 @pytest.fixture(autouse=True)

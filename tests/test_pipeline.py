@@ -189,7 +189,7 @@ def test_redescribing_with_videollava_keeps_the_face_stage(shards, tmp_path):
         assert clip.frames_mjpeg == old.frames_mjpeg and np.array_equal(clip.landmarks, old.landmarks)
         assert np.array_equal(clip.au, old.au)           # the geometric AU signals stay
     for stats in OutputFolder(out).all_stats():         # stats describe the new tars
-        from pipeline.weights import file_sha256
+        from pipeline.shards.files import file_sha256
 
         assert stats["sha256"] == file_sha256(out / f"{stats['name']}.tar")
 

@@ -35,7 +35,8 @@ with warnings.catch_warnings():
     import clip.model
     from clip.clip import _MODELS
 
-from pipeline.weights import downloads_allowed, file_sha256
+from pipeline.shards.files import file_sha256
+from pipeline.weights import downloads_allowed
 
 # OpenAI's own table of checkpoint URLs (name -> URL whose second-to-last segment is the
 # file's SHA-256). `clip.available_models()` lists the same names; the URLs are only in here.

@@ -36,11 +36,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from pipeline.backends import Description
-from pipeline.resources import prompt_path
+from pipeline.resources import PROMPTS_DIR
 
 DEFAULT_MODEL_ID = "LanguageBind/Video-LLaVA-7B-hf"
 DEFAULT_NUM_FRAMES = 8
-PROMPT_FILE = prompt_path("videollava_instruction.txt")
+PROMPT_FILE = PROMPTS_DIR / "videollava_instruction.txt"
 PROMPT_FORMAT = "USER: {video_token}\n{instruction} ASSISTANT:"
 # CLIP's vision tower prepends a class token to the patch tokens, and Video-LLaVA keeps it for
 # videos (get_video_features applies no feature-select strategy), so each frame is one token more.

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 
 from facexlib.parsing.bisenet import BiSeNet
 
-from pipeline.weights import BISENET, file_sha256, resolve_weight
+from pipeline.shards.files import file_sha256
+from pipeline.weights import BISENET, resolve_weight
 
 INPUT_SIZE = 512
 NUM_CLASSES = 19

@@ -109,7 +109,7 @@ class DlibLandmarks:
         self.models = DlibFaceModels()
 
     def identity(self) -> dict:
-        from pipeline.weights import file_sha256
+        from pipeline.shards.files import file_sha256
 
         path = shape_predictor_path()
         return {"backend": "dlib", "model": "shape_predictor_68_face_landmarks", "weights": path.name,

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.weights import FAN_2D, file_sha256, resolve_weight
+from pipeline.shards.files import file_sha256
+from pipeline.weights import FAN_2D, resolve_weight
 
 HEATMAP_SIZE = 64
 

@@ -20,7 +20,8 @@ import cv2
 import numpy as np
 import torch
 
-from pipeline.weights import S3FD, file_sha256, resolve_weight
+from pipeline.shards.files import file_sha256
+from pipeline.weights import S3FD, resolve_weight
 
 
 class SfdDetector:

@@ -25,7 +25,7 @@ from typing import Any, Iterator
 
 from pipeline.shards.format import FORMAT_VERSION
 from pipeline.shards.reader import SHARD_SUFFIX
-from pipeline.shards.files import file_sha256, write_atomic  # noqa: F401 (write_atomic: re-exported)
+from pipeline.shards.files import file_sha256, write_atomic
 
 INDEX = "index.json"
 RUN = "run.json"
