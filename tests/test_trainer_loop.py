@@ -33,6 +33,16 @@ def ok_keys_by_partition(out: Path) -> dict[str, set]:
     return keys
 
 
+def rows_by_partition(out: Path) -> dict[str, list[dict]]:
+    """Every manifest row of the status tables (ok or failed), per partition."""
+    rows: dict[str, list[dict]] = {}
+    for path in out.glob("*.status.jsonl"):
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            rows.setdefault(row["partition"], []).append(row)
+    return rows
+
+
 def test_loader_shapes_and_fold_membership(sample_shards):
     out, _ = sample_shards
     config = DataConfig(shards=str(out), fold=2, num_frames=8, image_size=64, workers=0)
@@ -117,6 +127,22 @@ def test_metrics():
     assert m["war"] == pytest.approx(100 * 3 / 6)
     assert m["uar"] == pytest.approx(100 * (1 / 2 + 2 / 3 + 0) / 3)
     assert m["per_class_recall"]["c"] == 0.0 and m["confusion_matrix"][1] == [1, 2, 0]
+    assert m["unscored"] == 0 and m["scored_only"]["uar"] == m["uar"]
+
+
+def test_clips_that_failed_preprocessing_count_as_wrong():
+    # two more "a" clips and one "c" clip without a prediction
+    m = recognition_metrics(np.array([0, 0, 1, 1, 1, 2]), np.array([0, 1, 1, 1, 0, 2]), ["a", "b", "c"],
+                            unscored=[0, 0, 2])
+    assert m["samples"] == 9 and m["unscored"] == 3 and m["unscored_per_class"] == {"a": 2, "c": 1}
+    assert m["war"] == pytest.approx(100 * 4 / 9)
+    assert m["uar"] == pytest.approx(100 * (1 / 4 + 2 / 3 + 1 / 2) / 3)
+    assert m["scored_only"] == {"uar": pytest.approx(100 * (1 / 2 + 2 / 3 + 1) / 3),
+                                "war": pytest.approx(100 * 4 / 6), "samples": 6}
+    assert m["per_class_recall"]["a"] == 25.0 and m["confusion_matrix"][0] == [1, 1, 0]
+    # a class present only among the failed clips still counts in UAR (recall 0)
+    only_failed = recognition_metrics(np.array([0]), np.array([0]), ["a", "b"], unscored=[1])
+    assert only_failed["uar"] == pytest.approx(50.0) and only_failed["war"] == pytest.approx(50.0)
 
 
 def _sample_root(out: Path) -> Path:
@@ -135,7 +161,11 @@ def test_train_writes_a_run_and_resume_reproduces_it(sample_shards, tmp_path):
     run = tmp_path / "a" / "sample-tiny-fold1"
     for name in ("config.json", "log.jsonl", "metrics.json", "confusion.png", "curves.png", "best.pt", "last.pt"):
         assert (run / name).is_file(), name
-    assert result["test"]["samples"] == len(ok_keys_by_partition(out)["fold1"])
+    # every test clip is in the denominators, those that failed preprocessing as wrong answers
+    fold1 = rows_by_partition(out)["fold1"]
+    failed = [r for r in fold1 if r["status"] != "ok"]
+    assert failed and result["test"]["samples"] == len(fold1) and result["test"]["unscored"] == len(failed)
+    assert result["test"]["scored_only"]["samples"] == len(ok_keys_by_partition(out)["fold1"])
     assert len((run / "log.jsonl").read_text().splitlines()) == 2
     # make demo's second run reuses this one; its closing summary reads the index and the metrics
     from trainer.run_summary import summary_lines
@@ -143,7 +173,9 @@ def test_train_writes_a_run_and_resume_reproduces_it(sample_shards, tmp_path):
 
     assert finished_run(tiny_config(out, tmp_path / "a")) and not finished_run(tiny_config(out, tmp_path / "a", lr=0.1))
     lines = "\n".join(summary_lines(out, run, []))
-    assert f"({result['test']['samples']} clips): UAR {result['test']['uar']:.1f} %" in lines and "no_face 1" in lines
+    assert f"({result['test']['samples']} clips, {len(failed)} failed preprocessing and count as wrong): " \
+           f"UAR {result['test']['uar']:.1f} %" in lines and "no_face 1" in lines
+    assert "protocol val: epoch" in lines and "paper      UAR" in lines
     # interrupted after one epoch, then resumed: the same final state as the uninterrupted run
     assert train(tiny_config(out, tmp_path / "b"), stop_after=1) is None
     resumed = train(tiny_config(out, tmp_path / "b"), resume=tmp_path / "b" / "sample-tiny-fold1")
@@ -155,15 +187,21 @@ def test_train_writes_a_run_and_resume_reproduces_it(sample_shards, tmp_path):
 
 
 def test_ddp_two_processes_on_cpu(sample_shards, tmp_path):
+    """Two torchrun ranks read disjoint shares and gather their predictions: with lr=0 (the same
+    weights in both runs) the metrics equal a one-process run's, every test clip counted once."""
     out, _ = sample_shards
+    settings = {"epochs": 1, "workers": 0, "lr": 0, "runs_dir": str(tmp_path / "ddp")}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
-               "-m", "trainer.train", "--dataset", "sample", "--model", "tiny", "--shards", str(out),
-               "--set", "epochs=1", "--set", "workers=0", "--set", f"runs_dir={tmp_path}"]
+               "-m", "trainer.train", "--dataset", "sample", "--model", "tiny", "--shards", str(out)]
+    command += [f"--set={key}={value}" for key, value in settings.items()]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
-    metrics = json.loads((tmp_path / "sample-tiny-fold1" / "metrics.json").read_text())
-    assert metrics["test"]["samples"] == len(ok_keys_by_partition(out)["fold1"])
+    metrics = json.loads((tmp_path / "ddp" / "sample-tiny-fold1" / "metrics.json").read_text())
+    assert metrics["test"]["scored_only"]["samples"] == len(ok_keys_by_partition(out)["fold1"])
+    single = train(tiny_config(out, tmp_path / "one", **{**settings, "runs_dir": str(tmp_path / "one")}))
+    for protocol in ("val", "paper"):
+        assert metrics["protocols"][protocol]["test"] == json.loads(json.dumps(single["protocols"][protocol]["test"]))
 
 
 def test_ddp_finishes_when_the_ranks_get_unequal_shares(sample_shards, tmp_path):
@@ -182,7 +220,7 @@ def test_ddp_finishes_when_the_ranks_get_unequal_shares(sample_shards, tmp_path)
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((tmp_path / "sample-tiny-fold1" / "metrics.json").read_text())
-    assert metrics["epochs"] == 2 and metrics["test"]["samples"] == len(ok_keys_by_partition(out)["fold1"])
+    assert metrics["epochs"] == 2 and metrics["test"]["scored_only"]["samples"] == len(ok_keys_by_partition(out)["fold1"])
 
 
 def test_evaluate_a_checkpoint_and_zero_shot_training(sample_shards, tmp_path):

@@ -337,10 +337,15 @@ def test_tiny_dferclip_forward_backward():
     assert has_grad(model.context) and has_grad(model.temporal.class_token)
 
     groups = model.param_groups(1e-3)
-    assert [g["lr"] for g in groups] == pytest.approx([1e-5, 1e-3])
+    assert [g["name"] for g in groups] == ["temporal", "image_encoder", "context"]
+    assert [g["lr"] for g in groups] == pytest.approx([1e-3, 1e-5, 1e-3])
     ids = [{id(p) for p in g["params"]} for g in groups]
-    assert not ids[0] & ids[1] and ids[0] | ids[1] == {id(p) for p in model.trainable_parameters()}
-    assert ids[0] == {id(p) for p in visual}
+    assert sum(map(len, ids)) == len(set().union(*ids)) == len(model.trainable_parameters())
+    assert ids[1] == {id(p) for p in visual} and ids[2] == {id(model.context)}
+    assert ids[0] == {id(p) for p in model.temporal.parameters()}
+    # the reference recipe's rates (DFER-CLIP train_*.sh): temporal 1e-2, image encoder 1e-5, context 1e-3
+    reference = build_model("tiny-dferclip", CLASSES, image_encoder_lr_scale=1e-3, context_lr_scale=0.1)
+    assert [g["lr"] for g in reference.param_groups(1e-2)] == pytest.approx([1e-2, 1e-5, 1e-3])
 
 
 def test_dferclip_context_sits_after_the_start_token():

@@ -1,20 +1,33 @@
-"""The training configuration: one frozen dataclass, presets per model and dataset, command-line overrides.
+"""The training configuration: one frozen dataclass, recipes of presets per model and dataset, overrides.
 
-Resolution order (later wins): the dataclass defaults, `presets.yaml` → `models.<MODEL>`, then
-`datasets.<DATASET>`, then `--set key=value` overrides. The resolved configuration is written
-into the run folder and into every checkpoint.
+A recipe is a named set of presets (`trainer/presets.yaml`): `ours` (the default, our tuned
+settings) or `reference` (the paper's or the reference code's settings, each value's source in
+docs/training.md). Resolution order (later wins): the dataclass defaults, then
+`datasets.<DATASET>` (what every recipe shares, e.g. loader workers), then the recipe's
+`models.<MODEL>`, then its `datasets.<DATASET>`, then `--set key=value` overrides
+(`--set recipe=reference` picks the recipe). `model_options` dictionaries are merged key by key
+rather than replaced. The resolved configuration is written into the run folder and into every
+checkpoint.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
 PRESETS = Path(__file__).resolve().parent / "presets.yaml"
+
+
+RECIPES = ("ours", "reference")
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("cosine", "multistep")
+PRECISIONS = ("bf16", "fp32")
+NORMALISATIONS = ("clip", "unit")
 
 
 @dataclass(frozen=True)
@@ -23,18 +36,31 @@ class TrainConfig:
     shards: str = ""              # the dataset folder of shards; default shards/<dataset>
     fold: int = 1
     model: str = "tiny"
+    recipe: str = "ours"          # "ours" | "reference": which presets of presets.yaml (see the module docstring)
     epochs: int = 10
     batch_size: int = 8
+    optimizer: str = "adamw"      # "adamw" | "sgd" (with `momentum`)
     lr: float = 1e-3              # base learning rate (models may scale it per parameter group)
     weight_decay: float = 0.01
-    warmup_epochs: float = 1.0
-    grad_clip: float = 1.0
+    momentum: float = 0.9         # SGD only
+    schedule: str = "cosine"      # "cosine": linear warm-up then cosine decay, per step;
+    #                               "multistep": lr × lr_gamma at each epoch of lr_milestones (MultiStepLR)
+    warmup_epochs: float = 1.0    # cosine only
+    lr_milestones: tuple[int, ...] = ()
+    lr_gamma: float = 0.1
+    grad_clip: float = 1.0        # max gradient norm; 0: no clipping
+    precision: str = "bf16"       # on a GPU: "bf16" autocast or "fp32"; a CPU always computes in fp32
     num_frames: int = 16          # frames per clip, for the loader and the model's temporal embedding alike
     workers: int = 2
-    val_fraction: float = 0.1
+    val_fraction: float = 0.1     # 0: train on every training clip; the `val` protocol then keeps the last epoch
+    paper_protocol: bool = True   # also test every epoch and report the best test epoch (the papers' protocol)
     crop_scale: tuple[float, float] = (0.8, 1.0)   # training: random resized crop, fraction of the area
     flip: bool = True             # training: random horizontal flip
+    brightness: float = 0.0       # training: brightness factor uniform in [1 - b, 1 + b] per clip; 0: off
+    rotation: float = 0.0         # training: rotation uniform in ±degrees per clip; 0: off
+    normalise: str = "clip"       # model inputs: "clip" (CLIP's mean/std) or "unit" (x / 255, DFER-CLIP's code)
     shuffle_buffer: int = 64      # training clips mixed across shards; 0: shard order
+    open_shards: int = 16         # training: shards each loader worker reads at once, interleaved
     seed: int = 0
     runs_dir: str = "runs"
     clip_path: str = ""           # a CLIP checkpoint file, when not in the cache
@@ -45,8 +71,12 @@ class TrainConfig:
     def shard_dir(self) -> Path:
         return Path(self.shards or f"shards/{self.dataset}")
 
+    def run_stem(self) -> str:
+        """`<dataset>-<model>`, with `-reference` for the reference recipe."""
+        return f"{self.dataset}-{self.model}" + ("-reference" if self.recipe == "reference" else "")
+
     def run_name(self) -> str:
-        return f"{self.dataset}-{self.model}-fold{self.fold}"
+        return f"{self.run_stem()}-fold{self.fold}"
 
     def data_config(self, model):
         """The loader settings of this run, for `model`: the inputs it reads, at its CLIP's input size."""
@@ -57,7 +87,8 @@ class TrainConfig:
                           image_size=int(model.input_resolution), batch_size=self.batch_size, workers=self.workers,
                           val_fraction=self.val_fraction, seed=self.seed, use_masks="masks" in inputs,
                           use_landmarks="landmarks" in inputs, crop_scale=tuple(self.crop_scale), flip=self.flip,
-                          shuffle_buffer=self.shuffle_buffer)
+                          brightness=self.brightness, rotation=self.rotation, shuffle_buffer=self.shuffle_buffer,
+                          open_shards=self.open_shards)
 
     def build_model(self, classes, **kwargs):
         """This run's model for `classes`: its preset, `model_options`, and a temporal model that
@@ -67,8 +98,27 @@ class TrainConfig:
         return build_model(self.model, classes, clip_path=self.clip_path or None,
                            **{"num_frames": self.num_frames, **self.model_options}, **kwargs)
 
+    def autocast(self, device) -> Callable:
+        """A context factory: bf16 autocast on a GPU when `precision` is bf16, else fp32 (a CPU always
+        computes in fp32)."""
+        if getattr(device, "type", str(device)) == "cuda" and self.precision == "bf16":
+            import torch
+
+            return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("recipe", RECIPES), ("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
+                              ("precision", PRECISIONS), ("normalise", NORMALISATIONS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.brightness < 0 or self.rotation < 0 or self.open_shards < 1:
+            raise ValueError("brightness and rotation must be >= 0 and open_shards >= 1")
 
 
 def parse_value(text: str) -> Any:
@@ -87,6 +137,12 @@ def _checked(name: str, kind: str, value: Any) -> Any:
     expected = {"int": int, "float": (int, float), "str": str, "bool": bool}.get(kind)
     if kind.startswith("dict"):
         expected = dict
+    if kind == "tuple[int, ...]":
+        values = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+        if not isinstance(values, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool)
+                                                             for v in values):
+            raise ValueError(f"configuration key {name} must be a list of integers, e.g. [30, 40], got {value!r}")
+        return tuple(values)
     if kind == "tuple[float, float]":
         if (not isinstance(value, (list, tuple)) or len(value) != 2
                 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
@@ -101,11 +157,26 @@ def _checked(name: str, kind: str, value: Any) -> Any:
 
 def resolve(model: str, dataset: str, overrides: dict[str, Any] | None = None,
             presets: Path = PRESETS) -> TrainConfig:
+    """The configuration of `model` on `dataset` (see the module docstring for the order)."""
     table = yaml.safe_load(presets.read_text()) if presets.is_file() else {}
-    values: dict[str, Any] = {"model": model, "dataset": dataset}
-    values.update((table.get("models") or {}).get(model, {}))
-    values.update((table.get("datasets") or {}).get(dataset, {}))
-    values.update(overrides or {})
+    overrides = dict(overrides or {})
+    recipe = overrides.get("recipe", "ours")
+    recipes = table.get("recipes") or {}
+    if recipe not in recipes:
+        raise ValueError(f"unknown recipe {recipe!r}; recipes: {', '.join(recipes) or 'none'}")
+    models = recipes[recipe].get("models") or {}
+    if model not in models:
+        raise ValueError(f"model {model} has no {recipe!r} recipe; models with one: {', '.join(models)}"
+                         + (" (FineCLIPER's training settings are not published: see docs/training.md)"
+                            if recipe == "reference" else ""))
+    values: dict[str, Any] = {"model": model, "dataset": dataset, "recipe": recipe}
+    layers = [(table.get("datasets") or {}).get(dataset, {}), models[model] or {},
+              (recipes[recipe].get("datasets") or {}).get(dataset, {}), overrides]
+    for layer in layers:
+        for key, value in (layer or {}).items():
+            if key == "model_options" and isinstance(value, dict):
+                value = {**values.get("model_options", {}), **value}
+            values[key] = value
     kinds = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - set(kinds))
     if unknown:
@@ -120,6 +191,7 @@ RETIRED_KEYS = ("image_size",)   # now the CLIP's own input resolution
 def from_dict(values: dict[str, Any]) -> TrainConfig:
     """A run's recorded configuration (config.json, a checkpoint's "config") back as a TrainConfig."""
     kept = {k: v for k, v in values.items() if k not in RETIRED_KEYS}
-    if "crop_scale" in kept:
-        kept["crop_scale"] = tuple(kept["crop_scale"])
+    for key in ("crop_scale", "lr_milestones"):
+        if key in kept:
+            kept[key] = tuple(kept[key])
     return TrainConfig(**kept)

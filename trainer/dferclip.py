@@ -3,7 +3,8 @@
 Per clip: every frame through CLIP's image encoder (trainable, at a small learning rate),
 then a temporal transformer whose learnable class token gives the clip embedding. Per class:
 M learnable context vectors (class-specific) in front of the tokenised class description
-(prompts/dferclip_class_descriptions.yaml: visible facial cues, never the emotion's name),
+(pipeline/prompts/dferclip_class_descriptions.yaml: visible facial cues, never the emotion's name,
+or another file: see `read_class_descriptions`),
 through the frozen text tower, as CoOp does: the prompt is tokenised with M placeholder
 words after the start token, and their embeddings are replaced by the context vectors.
 Logits are cosines over a fixed temperature (0.01); the loss is cross-entropy.
@@ -12,6 +13,7 @@ Masks, landmarks and descriptions in the batch are ignored.
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 from typing import Sequence
 
@@ -29,11 +31,46 @@ PLACEHOLDER = "X"  # one BPE token ("x</w>"); only its position matters, its emb
 
 
 def read_class_descriptions(path: Path, classes: Sequence[str]) -> list[str]:
-    descriptions = yaml.safe_load(path.read_text()) or {}
-    missing = [c for c in classes if not str(descriptions.get(c, "")).strip()]
-    if missing:
-        raise KeyError(f"{path} has no description for class(es) {', '.join(missing)}")
-    return [str(descriptions[c]).strip() for c in classes]
+    """One description per class, in the order of `classes`, from one of three forms of file:
+
+    - YAML (`.yaml`, `.yml`): a mapping class name -> description (ours, in pipeline/prompts/);
+    - DFER-CLIP's `models/Text.py` (`.py`): parsed, never executed; the list assigned to
+      `class_descriptor_<number of classes>` (7 for DFEW and FERV39k, 11 for MAFW), whose order is
+      the DFER-CLIP annotation order our class lists follow;
+    - any other text file: one description per non-empty line, in class order.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"class descriptions file {path} not found")
+    if path.suffix in (".yaml", ".yml"):
+        descriptions = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(descriptions, dict):
+            raise ValueError(f"{path}: expected a mapping of class name to description")
+        missing = [c for c in classes if not str(descriptions.get(c, "")).strip()]
+        if missing:
+            raise KeyError(f"{path} has no description for class(es) {', '.join(missing)}")
+        return [str(descriptions[c]).strip() for c in classes]
+    if path.suffix == ".py":
+        name = f"class_descriptor_{len(classes)}"
+        lines = python_string_list(path, name)
+    else:
+        lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if len(lines) != len(classes):
+        raise ValueError(f"{path}: {len(lines)} descriptions for {len(classes)} classes ({', '.join(classes)}); "
+                         "give one per class, in this order")
+    return lines
+
+
+def python_string_list(path: Path, name: str) -> list[str]:
+    """The list of string literals assigned to `name` at the top level of a Python file (read with
+    `ast`, not run)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets)
+                and isinstance(node.value, (ast.List, ast.Tuple))):
+            values = [ast.literal_eval(item) for item in node.value.elts]
+            if all(isinstance(v, str) for v in values):
+                return [v.strip() for v in values]
+    raise ValueError(f"{path} assigns no list of strings to {name}")
 
 
 class DFERCLIP(nn.Module):
@@ -44,7 +81,8 @@ class DFERCLIP(nn.Module):
         clip.visual.requires_grad_(True)
         self.towers = AdaptedCLIP(clip)
         dim, text_width = self.towers.embed_dim, clip.transformer.width
-        self.temporal = (TemporalTransformer(dim, config.temporal_layers, config.num_frames, class_token=True)
+        self.temporal = (TemporalTransformer(dim, config.temporal_layers, config.num_frames, class_token=True,
+                                             block=config.temporal_block)
                          if config.temporal_layers > 0 else None)
 
         m = config.context_tokens
@@ -91,11 +129,16 @@ class DFERCLIP(nn.Module):
         return sum(p.numel() for p in self.trainable_parameters())
 
     def param_groups(self, base_lr: float) -> list[dict]:
-        """The image encoder at base_lr × image_encoder_lr_scale; temporal model and context at base_lr."""
+        """Three groups as in DFER-CLIP's main.py: the temporal model at base_lr, the image encoder at
+        base_lr × image_encoder_lr_scale, the context vectors at base_lr × context_lr_scale."""
         encoder = [p for p in self.towers.clip.visual.parameters() if p.requires_grad]
-        encoder_ids = {id(p) for p in encoder}
-        rest = [p for p in self.trainable_parameters() if id(p) not in encoder_ids]
-        return [
+        groups = [
+            {"name": "temporal", "params": [p for p in (self.temporal.parameters() if self.temporal else [])
+                                            if p.requires_grad], "lr": base_lr},
             {"name": "image_encoder", "params": encoder, "lr": base_lr * self.config.image_encoder_lr_scale},
-            {"name": "temporal_and_context", "params": rest, "lr": base_lr},
+            {"name": "context", "params": [self.context], "lr": base_lr * self.config.context_lr_scale},
         ]
+        grouped = {id(p) for g in groups for p in g["params"]}
+        stray = [p for p in self.trainable_parameters() if id(p) not in grouped]
+        assert not stray, f"{len(stray)} trainable parameters in no optimiser group"
+        return [g for g in groups if g["params"]]

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import torch
 from trainer.config import from_dict
 from trainer.data import make_loader, read_index
 from trainer.checkpoint import load_checkpoint
-from trainer.metrics import evaluate, plot_confusion
+from trainer.metrics import evaluate, plot_confusion, unscored_test_labels
 
 
 def evaluate_checkpoint(checkpoint: Path, dataset: str | None = None, shards: str | None = None,
@@ -48,12 +47,15 @@ def evaluate_checkpoint(checkpoint: Path, dataset: str | None = None, shards: st
     model.load_state_dict(state["model"], strict=False)
     model.to(device)
     data = config.data_config(model)
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else nullcontext
+    autocast = config.autocast(device)
     splits = ["train", "val", "test"] if split == "all" else [split]
-    labels, predictions = [], []
+    labels, predictions, all_unscored = [], [], []
     metrics = None
     for name in splits:
-        part = evaluate(model, make_loader(data, name, classes), device, classes, autocast)
+        loader = make_loader(data, name, classes)
+        unscored = unscored_test_labels(config.shard_dir, loader.dataset.partitions, classes) if name == "test" else []
+        part = evaluate(model, loader, device, classes, autocast, normalise=config.normalise, unscored=unscored)
+        all_unscored += unscored
         matrix = np.array(part["confusion_matrix"])
         labels.append(np.repeat(np.arange(len(classes)), matrix.sum(1)))
         predictions.append(np.concatenate([np.repeat(np.arange(len(classes)), row) for row in matrix]))
@@ -61,7 +63,7 @@ def evaluate_checkpoint(checkpoint: Path, dataset: str | None = None, shards: st
     if len(splits) > 1:
         from trainer.metrics import recognition_metrics
 
-        metrics = recognition_metrics(np.concatenate(labels), np.concatenate(predictions), classes)
+        metrics = recognition_metrics(np.concatenate(labels), np.concatenate(predictions), classes, all_unscored)
     result = {"checkpoint": str(checkpoint), "trained_on": state["config"]["dataset"], "dataset": config.dataset,
               "fold": config.fold, "split": split, **metrics}
     out = out or checkpoint.parent

@@ -62,7 +62,8 @@ class FineCLIPER(nn.Module):
                                   text_sets=text_sets if config.use_text_adapters else (),
                                   ratio=config.adapter_ratio, mlp_scale=config.adapter_scale)
         dim = self.towers.embed_dim
-        self.temporal = (TemporalTransformer(dim, config.temporal_layers, config.num_frames)
+        self.temporal = (TemporalTransformer(dim, config.temporal_layers, config.num_frames,
+                                             block=config.temporal_block)
                          if config.temporal_layers > 0 else None)
         self.gate = None
         if config.fusion == "learned" and len(self.branches) > 1:
@@ -131,8 +132,9 @@ class FineCLIPER(nn.Module):
         logits = clip_embedding @ positive.T / self.config.temperature
         out: dict = {"logits": logits, "parts": {}}
         labels = batch.get("labels")
-        if zero_shot and batch.get("descriptions") is not None and self.training:
-            # trained on sample-level text only: the labels are never seen
+        if zero_shot and batch.get("descriptions") is not None:
+            # trained on sample-level text only: the labels are never seen (in evaluation the same
+            # loss is reported, so that a zero-shot run can select its epoch without labels)
             description = self.description_loss(clip_embedding, batch["descriptions"])
             out["loss"] = description if description is not None else 0.0 * clip_embedding.sum()
             out["parts"] = {"description": out["loss"].detach()}

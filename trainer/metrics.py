@@ -3,11 +3,18 @@
 UAR (unweighted average recall) is the mean of the per-class recalls, so every class counts
 the same however rare; WAR (weighted average recall) is plain accuracy. Classes absent from
 the evaluated split are left out of UAR (their recall is undefined) and listed as such.
+
+Test clips that failed preprocessing (no face, an unreadable file: the shards' status tables)
+are not in the shards, but they are in the published test lists, so they stay in the
+denominators: each counts as a wrong answer (`unscored`), and the metrics say how many, with
+the figures over the scored clips alone beside them (`scored_only`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import json
 
 import numpy as np
 import torch
@@ -23,19 +30,50 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: i
     return matrix
 
 
-def recognition_metrics(labels: np.ndarray, predictions: np.ndarray, classes: list[str]) -> dict:
-    """UAR, WAR (in %), per-class recall (None where the class has no sample) and the confusion matrix."""
-    matrix = confusion_matrix(labels, predictions, len(classes))
-    support = matrix.sum(axis=1)
-    recall = np.divide(np.diag(matrix), support, out=np.full(len(classes), np.nan), where=support > 0)
+def _uar_war(matrix: np.ndarray, unscored: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """UAR and WAR (%) of a confusion matrix plus per-class counts of clips scored as wrong, and the recalls."""
+    support = matrix.sum(axis=1) + unscored
+    recall = np.divide(np.diag(matrix), support, out=np.full(len(matrix), np.nan), where=support > 0)
     present = support > 0
+    uar = float(100 * recall[present].mean()) if present.any() else 0.0
+    return uar, float(100 * np.trace(matrix) / max(support.sum(), 1)), recall
+
+
+def recognition_metrics(labels: np.ndarray, predictions: np.ndarray, classes: list[str],
+                        unscored: np.ndarray | list[int] | None = None) -> dict:
+    """UAR, WAR (in %), per-class recall (None where the class has no sample) and the confusion matrix
+    of the scored clips. `unscored` are the labels of clips with no prediction (failed preprocessing):
+    each counts as wrong in UAR and WAR, and `unscored`/`scored_only` report them."""
+    matrix = confusion_matrix(labels, predictions, len(classes))
+    missing = np.bincount(np.asarray(unscored if unscored is not None else [], np.int64), minlength=len(classes))
+    uar, war, recall = _uar_war(matrix, missing)
+    scored_uar, scored_war, _ = _uar_war(matrix, np.zeros_like(missing))
     return {
-        "uar": float(100 * recall[present].mean()) if present.any() else 0.0,
-        "war": float(100 * np.trace(matrix) / max(matrix.sum(), 1)),
-        "samples": int(matrix.sum()),
+        "uar": uar, "war": war,
+        "samples": int(matrix.sum() + missing.sum()),
+        "unscored": int(missing.sum()),
+        "unscored_per_class": {c: int(n) for c, n in zip(classes, missing) if n},
+        "scored_only": {"uar": scored_uar, "war": scored_war, "samples": int(matrix.sum())},
         "per_class_recall": {c: (None if np.isnan(r) else round(float(100 * r), 2)) for c, r in zip(classes, recall)},
         "confusion_matrix": matrix.tolist(),
     }
+
+
+def unscored_test_labels(shard_dir: Path | str, partitions: list[str], classes: list[str]) -> list[int]:
+    """Class indices of the clips of `partitions` that failed preprocessing, from the status tables
+    of the complete shards listed in index.json (docs/shard-format.md). Rows of other classes are ignored."""
+    shard_dir = Path(shard_dir)
+    index = json.loads((shard_dir / "index.json").read_text())
+    position = {c: i for i, c in enumerate(classes)}
+    labels = []
+    for shard in index.get("shards", []):
+        if shard["partition"] not in partitions or not shard.get("failed"):
+            continue
+        for line in (shard_dir / f"{shard['name']}.status.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            if row["status"] != "ok" and row["label"] in position:
+                labels.append(position[row["label"]])
+    return labels
 
 
 def plot_confusion(matrix: np.ndarray, classes: list[str], path: Path, title: str = "") -> Path:
@@ -92,21 +130,32 @@ def plot_curves(history: list[dict], path: Path) -> Path:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, loader, device: torch.device, classes: list[str], autocast) -> dict:
+def evaluate(model: torch.nn.Module, loader, device: torch.device, classes: list[str], autocast,
+             normalise: str = "clip", unscored: list[int] | None = None) -> dict:
+    """The model's metrics on every clip of `loader` (gathered over DDP ranks), with `unscored` clip
+    labels counted as wrong; `description_loss` too when the model reports one (zero-shot runs select on it)."""
     model.eval()
     labels, predictions, keys = [], [], []
+    description_sum, described = 0.0, 0
     for batch in loader:
         labels.append(batch["labels"])
-        inputs = to_model_inputs({k: v for k, v in batch.items() if k != "labels"}, device)
+        inputs = to_model_inputs({k: v for k, v in batch.items() if k != "labels"}, device, normalise=normalise)
         with autocast():
-            logits = model(inputs)["logits"]
-        predictions.append(logits.float().argmax(-1).cpu())
+            out = model(inputs)
+        predictions.append(out["logits"].float().argmax(-1).cpu())
+        if "description" in out.get("parts", {}):
+            description_sum += float(out["parts"]["description"]) * len(batch["keys"])
+            described += len(batch["keys"])
         keys += batch["keys"]
-    labels_t, predictions_t = torch.cat(labels), torch.cat(predictions)
+    labels_t = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long)
+    predictions_t = torch.cat(predictions) if predictions else torch.zeros(0, dtype=torch.long)
     if dist.is_initialized():  # every rank saw a disjoint share of the shards
         gathered = [None] * dist.get_world_size()
-        dist.all_gather_object(gathered, (labels_t.tolist(), predictions_t.tolist()))
-        labels_t = torch.tensor([x for part in gathered for x in part[0]])
-        predictions_t = torch.tensor([x for part in gathered for x in part[1]])
+        dist.all_gather_object(gathered, (labels_t.tolist(), predictions_t.tolist(), description_sum, described))
+        labels_t = torch.tensor([x for part in gathered for x in part[0]], dtype=torch.long)
+        predictions_t = torch.tensor([x for part in gathered for x in part[1]], dtype=torch.long)
+        description_sum, described = sum(p[2] for p in gathered), sum(p[3] for p in gathered)
     model.train()
-    return recognition_metrics(labels_t.numpy(), predictions_t.numpy(), classes)
+    metrics = recognition_metrics(labels_t.numpy(), predictions_t.numpy(), classes, unscored)
+    metrics["description_loss"] = description_sum / described if described else None
+    return metrics

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.resources import resolve_prompt_file
+from trainer.temporal import TEMPORAL_BLOCKS
 
 FUSIONS = ("learned", "mean")
 TRAIN_CLIP = ("none", "vision", "all")
@@ -23,6 +24,7 @@ class ModelConfig:
     num_frames: int = 16  # the longest clip the temporal positional embedding covers
     temporal_layers: int = 1  # 0: mean of the frame embeddings, no temporal parameters
     temperature: float = 0.01  # logits = cosine / temperature (CLIP's trained scale is ~100)
+    temporal_block: str = "clip"  # "clip": OpenAI's block (ours); "dferclip": DFER-CLIP's (trainer/temporal.py)
 
     # --- FineCLIPER ---
     use_parsing: bool = True  # face-parsing masks through the vision tower (own adapters)
@@ -45,8 +47,12 @@ class ModelConfig:
 
     # --- DFER-CLIP ---
     context_tokens: int = 8  # learnable context vectors per class, in front of its description
-    class_descriptions: str = "dferclip_class_descriptions.yaml"  # idem
+    # our descriptions (a file of pipeline/prompts/), or a path: a YAML mapping class -> text, a
+    # text file with one description per line in class order, or DFER-CLIP's models/Text.py
+    # (read, never executed: the list class_descriptor_<number of classes>)
+    class_descriptions: str = "dferclip_class_descriptions.yaml"
     image_encoder_lr_scale: float = 0.01  # image encoder lr = base lr * this (1e-3 → 1e-5)
+    context_lr_scale: float = 1.0  # context vectors' lr = base lr * this (reference: 1e-2 * 0.1 = 1e-3)
 
     def __post_init__(self) -> None:
         if self.supervision not in ("labels", "descriptions"):
@@ -55,6 +61,8 @@ class ModelConfig:
             raise ValueError("supervision='descriptions' (zero-shot) needs use_description=True")
         if self.train_clip not in TRAIN_CLIP:
             raise ValueError(f"train_clip must be one of {TRAIN_CLIP}, got {self.train_clip!r}")
+        if self.temporal_block not in TEMPORAL_BLOCKS:
+            raise ValueError(f"temporal_block must be one of {TEMPORAL_BLOCKS}, got {self.temporal_block!r}")
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
         if self.temporal_layers < 0 or self.num_frames < 1 or self.context_tokens < 1:

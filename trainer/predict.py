@@ -75,7 +75,8 @@ class Predictor:
         if self.describer is not None:
             attach_description(sample, self.describer.describe([sample])[0])
         batch = collate([self.transform(sample, random.Random(0))])
-        batch = to_model_inputs({k: v for k, v in batch.items() if k != "labels"}, self.device)
+        batch = to_model_inputs({k: v for k, v in batch.items() if k != "labels"}, self.device,
+                                normalise=self.config.normalise)
         probabilities = torch.softmax(self.model(batch)["logits"].float(), dim=-1)[0].cpu()
         ranked = sorted(zip(self.classes, probabilities.tolist()), key=lambda item: -item[1])
         return {"video": str(video), "probabilities": dict(ranked), "description": sample.description,

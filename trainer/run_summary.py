@@ -14,6 +14,14 @@ import sys
 from pathlib import Path
 
 
+def protocol_note(metrics: dict, name: str) -> str:
+    """How a protocol chose its epoch, in a few words (metrics.json of runs before protocols: '')."""
+    protocol = metrics.get("protocols", {}).get(name)
+    if not protocol:
+        return ""
+    return f"protocol {name}: epoch {protocol['epoch']}, {protocol['selection'].split(' (')[0]}"
+
+
 def summary_lines(shards: Path, run: Path, sheets: list[Path]) -> list[str]:
     index = json.loads((shards / "index.json").read_text())
     metrics = json.loads((run / "metrics.json").read_text())
@@ -26,10 +34,16 @@ def summary_lines(shards: Path, run: Path, sheets: list[Path]) -> list[str]:
         + ("" if index["complete"] else f", NOT complete: {len(index['missing_shards'])} missing"),
         f"model      {metrics['model']}, {metrics['trainable_parameters'] / 1e6:.2f} M trainable, "
         f"{metrics['epochs']} epochs",
-        f"test fold  {metrics['fold']} ({test['samples']} clips): UAR {test['uar']:.1f} %, WAR {test['war']:.1f} % "
-        f"(chance {chance:.1f} %)",
+        f"test fold  {metrics['fold']} ({test['samples']} clips"
+        + (f", {test['unscored']} failed preprocessing and count as wrong" if test.get("unscored") else "")
+        + f"): UAR {test['uar']:.1f} %, WAR {test['war']:.1f} % (chance {chance:.1f} %), "
+        f"{protocol_note(metrics, 'val')}",
         f"run        {run}: metrics.json, confusion.png, curves.png, best.pt",
     ]
+    paper = metrics.get("protocols", {}).get("paper")
+    if paper:
+        lines.insert(4, f"paper      UAR {paper['test']['uar']:.1f} %, WAR {paper['test']['war']:.1f} %: "
+                        f"{protocol_note(metrics, 'paper')}")
     lines += [f"sheet      {sheet}" for sheet in sheets if sheet.is_file()]
     lines.append(f"next       make predict VIDEO=<a video> CHECKPOINT={run / 'best.pt'}")
     return lines

@@ -1,16 +1,26 @@
-"""`make train`: train a model on one fold of a dataset's shards, select on validation, test on the fold.
+"""`make train`: train a model on one fold of a dataset's shards and test it on the fold, under both protocols.
 
     python -m trainer.train --dataset sample --model tiny [--fold 1|all] [--set epochs=5 --set lr=1e-3]
+    python -m trainer.train --dataset dfew --model dferclip-b32 --set recipe=reference
     torchrun --nproc-per-node 8 -m trainer.train --dataset mafw --model fineclip-b16 --fold 1
     python -m trainer.train --resume runs/mafw-fineclip-b16-fold1
 
-One readable loop (nanoGPT / DiT style): AdamW with linear warm-up and cosine decay, bf16
-autocast on GPU, gradient clipping, DDP under torchrun (rank 0 alone logs and writes), a
-non-finite loss stops every rank with a clear message, leaving `last.pt` (written before the
-first epoch and after every epoch) as the last good state. Every epoch writes
-`last.pt` atomically (model's trainable weights, optimiser, scheduler, epoch, RNG states)
-and `best.pt` when validation UAR improves; `--resume` continues exactly. The run folder
-holds config.json, log.jsonl, TensorBoard events, metrics.json, confusion.png, curves.png.
+One readable loop (nanoGPT / DiT style). The recipe (trainer/config.py, presets.yaml) chooses
+AdamW with linear warm-up and cosine decay, or SGD with momentum and ×gamma steps at given
+epochs; bf16 autocast or fp32 on a GPU; gradient clipping or none. DDP under torchrun (rank 0
+alone logs and writes; every rank stops at the shortest rank's end of epoch); a non-finite
+loss stops every rank with a clear message, leaving `last.pt` (written before the first epoch
+and after every epoch) as the last good state; `--resume` continues exactly.
+
+Model selection, both protocols reported in metrics.json (docs/training.md, "Protocols"):
+- `val` (ours): the epoch with the best validation UAR on a split of the training folds, never
+  the test fold; with `val_fraction=0`, the last epoch; a zero-shot (description-supervised)
+  run uses the validation description loss, never a label. Its weights are `best.pt`.
+- `paper`: the epoch with the best test WAR, as DFER-CLIP's main.py keeps it and the papers
+  report it: test-set selection, comparable with the published tables, not an unbiased
+  estimate. Needs `paper_protocol` (on by default: one test pass per epoch).
+Test clips that failed preprocessing are never dropped: they count as wrong in both.
+The run folder holds config.json, log.jsonl, TensorBoard events, metrics.json, confusion.png, curves.png.
 """
 
 from __future__ import annotations
@@ -22,7 +32,6 @@ import os
 import random
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -34,7 +43,7 @@ import torch.distributed as dist
 from trainer.config import TrainConfig, from_dict, parse_value, resolve
 from trainer.data import make_loader, read_index, to_model_inputs
 from trainer.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, trainable_state
-from trainer.metrics import evaluate, plot_confusion, plot_curves
+from trainer.metrics import evaluate, plot_confusion, plot_curves, unscored_test_labels
 
 
 class NonFiniteLoss(RuntimeError):
@@ -64,19 +73,34 @@ def seed_everything(seed: int) -> None:
 
 # ------------------------------------------------------------------------------ schedule
 def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up over `warmup` steps, then cosine decay to 0 at `total`."""
     if step < warmup:
         return (step + 1) / max(warmup, 1)
     progress = (step - warmup) / max(total - warmup, 1)
     return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
+def multistep_factor(epoch: int, milestones: tuple[int, ...], gamma: float) -> float:
+    """torch's MultiStepLR stepped once per epoch: × gamma from each milestone epoch on (0-based
+    epoch index; milestones 30 and 40 → epochs 0–29 at the base rate, 30–39 × 0.1, 40– × 0.01)."""
+    return gamma ** sum(epoch >= m for m in milestones)
+
+
+def schedule_factor(config: TrainConfig, step: int, steps_per_epoch: int, warmup: int, total: int) -> float:
+    if config.schedule == "multistep":
+        return multistep_factor(step // steps_per_epoch, config.lr_milestones, config.lr_gamma)
+    return lr_factor(step, warmup, total)
+
+
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW over the model's parameter groups (or all trainable parameters at the base lr);
-    each group remembers its `initial_lr` for the schedule."""
+    """The recipe's optimiser (AdamW, or SGD with momentum) over the model's parameter groups (or
+    all trainable parameters at the base lr); each group remembers its `initial_lr` for the schedule."""
     groups = model.param_groups(config.lr) if hasattr(model, "param_groups") else \
         [{"params": [p for p in model.parameters() if p.requires_grad], "lr": config.lr}]
     for group in groups:
         group["initial_lr"] = group["lr"]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
 
 
@@ -127,9 +151,12 @@ class Run:
     steps_per_epoch: int
     total_steps: int
     warmup: int
+    unscored: list[int] = field(default_factory=list)   # labels of test clips that failed preprocessing
     start_epoch: int = 0
     step: int = 0
-    best_uar: float = -1.0
+    best_uar: float = -1.0      # the `val` protocol's best score so far (validation UAR, or -description loss)
+    best_epoch: int = 0         # ... and its epoch (1-based; 0: none yet)
+    best_test: dict = field(default_factory=dict)   # the `paper` protocol: {"epoch", "test"} of the best test WAR
     history: list[dict] = field(default_factory=list)
     writer: Any = None
     log: Any = None
@@ -146,7 +173,20 @@ class Run:
         save_checkpoint(self.run_dir / name, {
             "config": self.config.to_dict(), "classes": self.classes, "model": trainable_state(self.model),
             "optimizer": self.optimizer.state_dict(), "epoch": epoch, "step": self.step,
-            "best_uar": self.best_uar, "history": self.history, "rng": rng_state()})
+            "best_uar": self.best_uar, "best_epoch": self.best_epoch, "best_test": self.best_test,
+            "history": self.history, "rng": rng_state()})
+
+    def evaluate(self, split: str) -> dict:
+        return evaluate(self.model, self.loaders[split], self.device, self.classes, self.autocast,
+                        normalise=self.config.normalise, unscored=self.unscored if split == "test" else None)
+
+    @property
+    def has_validation(self) -> bool:
+        return self.config.val_fraction > 0
+
+    @property
+    def zero_shot(self) -> bool:
+        return getattr(getattr(self.model, "config", None), "supervision", "labels") == "descriptions"
 
 
 def prepare_run(config: TrainConfig, run_dir: Path) -> Run:
@@ -156,14 +196,15 @@ def prepare_run(config: TrainConfig, run_dir: Path) -> Run:
     seed_everything(config.seed * max(world, 1) + rank)
     model = config.build_model(classes).to(device)
     data = config.data_config(model)
-    loaders = {split: make_loader(data, split, classes) for split in ("train", "val", "test")}
+    splits = ("train", "val", "test") if config.val_fraction > 0 else ("train", "test")
+    loaders = {split: make_loader(data, split, classes) for split in splits}
     steps_per_epoch = max(1, math.ceil(len(loaders["train"].dataset) / (config.batch_size * world)))
     ddp_model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if world > 1 else model
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else nullcontext
     return Run(config=config, run_dir=run_dir, rank=rank, world=world, device=device, classes=classes, model=model,
-               ddp_model=ddp_model, loaders=loaders, optimizer=make_optimizer(model, config), autocast=autocast,
-               steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * config.epochs,
-               warmup=int(config.warmup_epochs * steps_per_epoch))
+               ddp_model=ddp_model, loaders=loaders, optimizer=make_optimizer(model, config),
+               autocast=config.autocast(device), steps_per_epoch=steps_per_epoch,
+               total_steps=steps_per_epoch * config.epochs, warmup=int(config.warmup_epochs * steps_per_epoch),
+               unscored=unscored_test_labels(config.shard_dir, loaders["test"].dataset.partitions, classes))
 
 
 def restore(run: Run, folder: Path) -> None:
@@ -174,6 +215,7 @@ def restore(run: Run, folder: Path) -> None:
     run.optimizer.load_state_dict(state["optimizer"])
     run.start_epoch, run.step, run.best_uar, run.history = (state["epoch"] + 1, state["step"], state["best_uar"],
                                                             state["history"])
+    run.best_epoch, run.best_test = state.get("best_epoch", 0), state.get("best_test", {})
     set_rng_state(state["rng"])
 
 
@@ -190,7 +232,10 @@ def open_run_folder(run: Run) -> None:
     c = run.config
     print(f"{c.model} on {c.dataset} fold {c.fold}: {run.trainable_parameters / 1e6:.2f} M trainable "
           f"parameters, {len(run.loaders['train'].dataset)} training clips, {run.steps_per_epoch} steps/epoch, "
-          f"device {run.device}{' bf16' if run.device.type == 'cuda' else ''}, world size {run.world} -> {run.run_dir}")
+          f"recipe {c.recipe} ({c.optimizer}, {c.schedule}), device {run.device}"
+          f"{' bf16' if run.device.type == 'cuda' and c.precision == 'bf16' else ' fp32'}, world size {run.world}"
+          f"{f', {len(run.unscored)} test clips failed preprocessing (scored as wrong)' if run.unscored else ''}"
+          f" -> {run.run_dir}")
 
 
 def train_epoch(run: Run, epoch: int) -> dict:
@@ -212,8 +257,10 @@ def train_epoch(run: Run, epoch: int) -> dict:
             break
         data_time += time.perf_counter() - fetched
         for group in run.optimizer.param_groups:
-            group["lr"] = group["initial_lr"] * lr_factor(run.step, run.warmup, run.total_steps)
-        batch = to_model_inputs(batch, run.device)   # uint8 images -> normalised float32 on the device
+            group["lr"] = group["initial_lr"] * schedule_factor(config, run.step, run.steps_per_epoch, run.warmup,
+                                                                run.total_steps)
+        # uint8 images -> normalised float32 on the device
+        batch = to_model_inputs(batch, run.device, normalise=config.normalise)
         with run.autocast():
             out = run.ddp_model(batch)
         loss = out["loss"]
@@ -246,39 +293,82 @@ def train_epoch(run: Run, epoch: int) -> dict:
             "data_time": data_time, "skipped_samples": skipped}
 
 
+def select(run: Run, epoch: int, val: dict | None, test: dict | None) -> bool:
+    """Update both protocols' choices with this epoch's scores; whether it is the `val` protocol's
+    new best (then best.pt is written)."""
+    if test is not None and test["war"] > run.best_test.get("test", {}).get("war", -1.0):
+        run.best_test = {"epoch": epoch + 1, "test": test}
+    if val is None or not val["samples"]:
+        score = float(epoch)                          # no validation split: the last epoch
+    elif run.zero_shot:
+        loss = val.get("description_loss")            # never a label
+        score = -loss if loss is not None else float(epoch)
+    else:
+        score = val["uar"]
+    if score > run.best_uar:
+        run.best_uar, run.best_epoch = score, epoch + 1
+        return True
+    return False
+
+
 def end_epoch(run: Run, epoch: int, figures: dict) -> None:
-    """Validate, record the epoch, keep best.pt (best validation UAR) and last.pt."""
-    val = evaluate(run.model, run.loaders["val"], run.device, run.classes, run.autocast)
+    """Validate (and test, for the paper protocol), record the epoch, keep best.pt and last.pt."""
+    val = run.evaluate("val") if run.has_validation else None
+    test = run.evaluate("test") if run.config.paper_protocol else None
     elapsed = figures["seconds"]
     record = {"epoch": epoch + 1, "step": run.step, "train_loss": figures["train_loss"],
-              "val_uar": val["uar"], "val_war": val["war"], "seconds": round(elapsed, 2),
-              "clips_per_s": round(figures["seen"] * run.world / max(elapsed, 1e-9), 2),
+              "val_uar": val["uar"] if val else None, "val_war": val["war"] if val else None,
+              "seconds": round(elapsed, 2), "clips_per_s": round(figures["seen"] * run.world / max(elapsed, 1e-9), 2),
               "data_wait": round(figures["data_time"] / max(elapsed, 1e-9), 3),
               "skipped_samples": figures["skipped_samples"]}
+    if val and val.get("description_loss") is not None:
+        record["val_description_loss"] = val["description_loss"]
+    if test:
+        record.update(test_uar=test["uar"], test_war=test["war"])
     run.history.append(record)
+    improved = select(run, epoch, val, test)
     if not run.main_process:
         return
     print(json.dumps(record))
     run.log.write(json.dumps(record) + "\n")
     run.log.flush()
-    run.writer.add_scalar("val/uar", val["uar"], epoch + 1)
-    run.writer.add_scalar("val/war", val["war"], epoch + 1)
-    if val["uar"] > run.best_uar:
-        run.best_uar = val["uar"]
+    for name in ("val_uar", "val_war", "test_uar", "test_war", "val_description_loss"):
+        if record.get(name) is not None:
+            run.writer.add_scalar(name.replace("_", "/", 1), record[name], epoch + 1)
+    if improved:
         run.checkpoint("best.pt", epoch)
     run.checkpoint("last.pt", epoch)
 
 
+def val_selection(run: Run) -> str:
+    if not run.has_validation:
+        return "last epoch (val_fraction=0: no validation split)"
+    if run.zero_shot:
+        return "lowest validation description loss (zero-shot: no label is used)"
+    return "best validation UAR"
+
+
 def final_test(run: Run) -> dict:
-    """The best-on-validation model on the held-out fold; metrics.json, confusion.png, curves.png."""
+    """Both protocols on the held-out fold: `val` loads best.pt and tests it; `paper` is the test
+    pass of the best-test-WAR epoch. metrics.json, confusion.png, curves.png."""
     config = run.config
     if run.world > 1:
         dist.barrier()   # rank 0 alone writes best.pt: every rank reads it once it is there
     if (run.run_dir / "best.pt").exists():
         run.model.load_state_dict(load_checkpoint(run.run_dir / "best.pt")["model"], strict=False)
-    test = evaluate(run.model, run.loaders["test"], run.device, run.classes, run.autocast)
-    result = {"dataset": config.dataset, "model": config.model, "fold": config.fold, "test": test,
-              "best_val_uar": run.best_uar, "trainable_parameters": run.trainable_parameters,
+    test = run.evaluate("test")
+    trained_on = ("all training folds" if not run.has_validation
+                  else f"training folds less a {config.val_fraction:.0%} validation split")
+    protocols = {"val": {"selection": val_selection(run), "epoch": run.best_epoch, "trained_on": trained_on,
+                         "test": test}}
+    if run.best_test:
+        protocols["paper"] = {"selection": "best test WAR over the epochs (test-set selection, as the papers "
+                                           "report; not an unbiased estimate)",
+                              "epoch": run.best_test["epoch"], "trained_on": trained_on,
+                              "test": run.best_test["test"]}
+    result = {"dataset": config.dataset, "model": config.model, "recipe": config.recipe, "fold": config.fold,
+              "test": test, "protocols": protocols, "best_val_uar": run.best_uar if run.has_validation else None,
+              "unscored_test_clips": len(run.unscored), "trainable_parameters": run.trainable_parameters,
               "epochs": len(run.history)}
     if run.main_process:
         (run.run_dir / "metrics.json").write_text(json.dumps(result, indent=1) + "\n")
@@ -286,7 +376,11 @@ def final_test(run: Run) -> dict:
                        f"{config.dataset} fold {config.fold}: UAR {test['uar']:.1f} WAR {test['war']:.1f}")
         if run.history:
             plot_curves(run.history, run.run_dir / "curves.png")
-        print(f"test fold {config.fold}: UAR {test['uar']:.2f}  WAR {test['war']:.2f}  -> {run.run_dir}/metrics.json")
+        lines = [f"test fold {config.fold}, protocol {name} (epoch {p['epoch']}, {p['selection']}): "
+                 f"UAR {p['test']['uar']:.2f}  WAR {p['test']['war']:.2f}" for name, p in protocols.items()]
+        if run.unscored:
+            lines.append(f"{len(run.unscored)} test clips failed preprocessing and count as wrong")
+        print("\n".join(lines) + f"  -> {run.run_dir}/metrics.json")
     return result
 
 
@@ -319,18 +413,34 @@ def train(config: TrainConfig, resume: Path | None = None, run_dir: Path | None 
         close_run(run)
 
 
+def fold_summary(results: list[dict]) -> dict:
+    """Mean ± std (population) of UAR and WAR over folds, per protocol."""
+    summary: dict = {}
+    for protocol in ("val", "paper"):
+        if not all(protocol in r.get("protocols", {}) for r in results):
+            continue
+        summary[protocol] = {"selection": results[0]["protocols"][protocol]["selection"]}
+        for metric in ("uar", "war"):
+            values = np.array([r["protocols"][protocol]["test"][metric] for r in results])
+            summary[protocol][metric] = {"mean": float(values.mean()), "std": float(values.std()),
+                                         "per_fold": values.tolist()}
+    return summary
+
+
 def train_folds(config: TrainConfig, folds: list[int]) -> dict:
-    """Each fold in turn, then mean ± std of UAR and WAR over them (the 5-fold protocol)."""
+    """Each fold in turn, then mean ± std of UAR and WAR over them per protocol (the 5-fold protocol).
+    The top-level uar/war are the `val` protocol's."""
     results = [train(TrainConfig(**{**config.to_dict(), "fold": k})) for k in folds]
-    summary = {"dataset": config.dataset, "model": config.model, "folds": folds}
-    for metric in ("uar", "war"):
-        values = np.array([r["test"][metric] for r in results])
-        summary[metric] = {"mean": float(values.mean()), "std": float(values.std()), "per_fold": values.tolist()}
-    out = Path(config.runs_dir) / f"{config.dataset}-{config.model}-all"
+    protocols = fold_summary(results)
+    summary = {"dataset": config.dataset, "model": config.model, "recipe": config.recipe, "folds": folds,
+               "uar": protocols["val"]["uar"], "war": protocols["val"]["war"], "protocols": protocols}
+    out = Path(config.runs_dir) / f"{config.run_stem()}-all"
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(summary, indent=1) + "\n")
-    print(f"{len(folds)} folds: UAR {summary['uar']['mean']:.2f} ± {summary['uar']['std']:.2f}  "
-          f"WAR {summary['war']['mean']:.2f} ± {summary['war']['std']:.2f}  -> {out}/metrics.json")
+    for name, p in protocols.items():
+        print(f"{len(folds)} folds, protocol {name}: UAR {p['uar']['mean']:.2f} ± {p['uar']['std']:.2f}  "
+              f"WAR {p['war']['mean']:.2f} ± {p['war']['std']:.2f}")
+    print(f"-> {out}/metrics.json")
     return summary
 
 

@@ -1,0 +1,137 @@
+"""Recipes (ours / reference), both selection protocols, DFER-CLIP's reference temporal block and
+class-description files: each checked against the reference code's values or by training for real."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from trainer.config import resolve
+from trainer.train import multistep_factor, train
+
+CLASSES = ["happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear"]
+
+
+def test_dferclip_reference_recipe_has_the_reference_values():
+    """zengqunzhao/DFER-CLIP train_DFEW.sh / main.py / dataloader/video_dataloader.py."""
+    config = resolve("dferclip-b32", "dfew", {"recipe": "reference"})
+    assert (config.optimizer, config.momentum, config.weight_decay, config.lr) == ("sgd", 0.9, 1e-4, 1e-2)
+    assert (config.schedule, config.lr_milestones, config.lr_gamma, config.epochs) == ("multistep", (30, 40), 0.1, 50)
+    assert (config.batch_size, config.precision, config.grad_clip, config.num_frames) == (48, "fp32", 0, 16)
+    assert (config.crop_scale, config.flip, config.normalise, config.val_fraction) == ((0.08, 1.0), True, "unit", 0)
+    assert (config.brightness, config.rotation) == (0.5, 0)                      # DFEW: ColorJitter(0.5)
+    assert resolve("dferclip-b32", "ferv39k", {"recipe": "reference"}).rotation == 4   # FERV39k: RandomRotation(4)
+    assert resolve("dferclip-b32", "mafw", {"recipe": "reference"}).brightness == 0    # MAFW: neither
+    assert config.model_options["temporal_block"] == "dferclip" and config.run_name() == "dfew-dferclip-b32-reference-fold1"
+    model = config.build_model(CLASSES, pretrained=False)
+    rates = {g["name"]: g["lr"] for g in model.param_groups(config.lr)}
+    assert rates == pytest.approx({"temporal": 1e-2, "image_encoder": 1e-5, "context": 1e-3})
+    # the default stays ours; an override of one model option keeps the recipe's others
+    assert resolve("dferclip-b32", "dfew").optimizer == "adamw"
+    merged = resolve("dferclip-b32", "dfew", {"recipe": "reference", "model_options": {"context_tokens": 4}})
+    assert merged.model_options["context_tokens"] == 4 and merged.model_options["temporal_block"] == "dferclip"
+    with pytest.raises(ValueError, match="no 'reference' recipe.*not published"):
+        resolve("fineclip-b16", "dfew", {"recipe": "reference"})
+    with pytest.raises(ValueError, match="recipe must be one of|unknown recipe"):
+        resolve("tiny", "sample", {"recipe": "mine"})
+
+
+def test_multistep_schedule_is_torch_multisteplr_stepped_per_epoch():
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[30, 40], gamma=0.1)
+    for epoch in range(50):
+        assert multistep_factor(epoch, (30, 40), 0.1) == pytest.approx(optimizer.param_groups[0]["lr"]), epoch
+        optimizer.step()
+        scheduler.step()
+
+
+def reference_parameter_count(width: int, layers: int, frames: int) -> int:
+    """DFER-CLIP's Temporal_Transformer_Cls(num_patches=frames, input_dim=width, depth=layers, heads=8,
+    mlp_dim=1024, dim_head=64), counted from models/Temporal_Model.py."""
+    inner = 8 * 64
+    per_layer = (2 * width              # PreNorm LayerNorm (attention)
+                 + width * 3 * inner    # to_qkv, no bias
+                 + inner * width + width   # to_out
+                 + 2 * width              # PreNorm LayerNorm (feed-forward)
+                 + width * 1024 + 1024 + 1024 * width + width)
+    return width + (frames + 1) * width + layers * per_layer   # class token, positions, blocks
+
+
+def test_reference_temporal_block_matches_dferclip_architecture():
+    from trainer.temporal import TemporalTransformer
+
+    block = TemporalTransformer(512, 1, 16, class_token=True, block="dferclip")
+    assert sum(p.numel() for p in block.parameters()) == reference_parameter_count(512, 1, 16)
+    assert float(block.positional_embedding.detach().std()) == pytest.approx(1.0, abs=0.05)   # N(0, 1), not 0.01·N
+    x = torch.randn(3, 16, 512)
+    out = block(x)
+    assert out.shape == (3, 512)
+    # pre-norm residual: with the attention and MLP outputs zeroed, the class token passes through
+    with torch.no_grad():
+        for layer in block.transformer:
+            layer.attention.out.weight.zero_(), layer.attention.out.bias.zero_()
+            layer.mlp[-1].weight.zero_(), layer.mlp[-1].bias.zero_()
+    assert torch.allclose(block(x), (block.class_token + block.positional_embedding[0]).expand(3, -1))
+    # the attention is softmax(q kᵀ / 8) v per head of 64
+    attention = block.transformer[0].attention
+    y = torch.randn(2, 5, 512)
+    q, k, v = attention.qkv(y).view(2, 5, 3, 8, 64).permute(2, 0, 3, 1, 4)
+    manual = torch.softmax(q @ k.transpose(-1, -2) / 8, dim=-1) @ v
+    assert torch.allclose(attention(y), attention.out(manual.transpose(1, 2).reshape(2, 5, 512)), atol=1e-5)
+    assert resolve("tiny-dferclip", "sample", {"recipe": "reference"}).build_model(CLASSES).temporal.block == "dferclip"
+
+
+def test_class_descriptions_from_the_reference_text_file_or_one_per_line(tmp_path):
+    from trainer.dferclip import read_class_descriptions
+    from trainer.models import build_model
+
+    text_py = tmp_path / "Text.py"   # the layout of DFER-CLIP's models/Text.py (our own sentences here)
+    text_py.write_text("class_names_7 = ['a.', 'b.']\nclass_descriptor_7 = [\n"
+                       + "".join(f"'cue number {i} of the face.',\n" for i in range(7))
+                       + "]\nclass_descriptor_11 = ['x']\nraise SystemExit('never executed')\n")
+    assert read_class_descriptions(text_py, CLASSES) == [f"cue number {i} of the face." for i in range(7)]
+    lines = tmp_path / "mine.txt"
+    lines.write_text("\n".join(f"line {i}" for i in range(7)) + "\n\n")
+    assert read_class_descriptions(lines, CLASSES)[6] == "line 6"
+    with pytest.raises(ValueError, match="6 descriptions for 7 classes"):
+        lines.write_text("\n".join(f"line {i}" for i in range(6)))
+        read_class_descriptions(lines, CLASSES)
+    with pytest.raises(ValueError, match="1 descriptions for 11 classes"):
+        read_class_descriptions(text_py, CLASSES + ["contempt", "anxiety", "helplessness", "disappointment"])
+    model = build_model("tiny-dferclip", CLASSES, class_descriptions=str(text_py))
+    assert model.prompt_tokens.shape[0] == 7
+
+
+def test_both_protocols_in_metrics_with_all_training_folds(sample_shards, tmp_path):
+    """val_fraction=0: `val` keeps the last epoch, `paper` the best test WAR; both name how they chose."""
+    out, _ = sample_shards
+    config = resolve("tiny", "sample", {"shards": str(out), "runs_dir": str(tmp_path), "epochs": 3, "workers": 0,
+                                        "val_fraction": 0, "lr": 0.01})
+    result = train(config)
+    metrics = json.loads((tmp_path / "sample-tiny-fold1" / "metrics.json").read_text())
+    history = [json.loads(line) for line in (tmp_path / "sample-tiny-fold1" / "log.jsonl").read_text().splitlines()]
+    val, paper = metrics["protocols"]["val"], metrics["protocols"]["paper"]
+    assert val["epoch"] == 3 and val["selection"].startswith("last epoch") and val["trained_on"] == "all training folds"
+    best = max(range(3), key=lambda i: (history[i]["test_war"], -i))     # the first epoch of the best WAR
+    assert paper["epoch"] == best + 1 and paper["test"]["war"] == history[best]["test_war"]
+    assert "test-set selection" in paper["selection"]
+    assert metrics["test"] == val["test"] and val["test"]["war"] == pytest.approx(history[-1]["test_war"])
+    assert all(h["val_uar"] is None for h in history) and result["best_val_uar"] is None
+
+
+def test_reference_recipe_trains_with_sgd_and_fp32(sample_shards, tmp_path):
+    from trainer.train import prepare_run
+
+    out, _ = sample_shards
+    config = resolve("tiny-dferclip", "sample", {"recipe": "reference", "shards": str(out), "runs_dir": str(tmp_path),
+                                                 "epochs": 2, "workers": 0, "batch_size": 8, "num_frames": 8,
+                                                 "lr_milestones": [1]})
+    run = prepare_run(config, tmp_path / "probe")
+    assert isinstance(run.optimizer, torch.optim.SGD) and run.optimizer.defaults["momentum"] == 0.9
+    assert "val" not in run.loaders
+    result = train(config)
+    log = tmp_path / "sample-tiny-dferclip-reference-fold1" / "log.jsonl"
+    assert len(log.read_text().splitlines()) == 2 and result["recipe"] == "reference"
+    assert set(result["protocols"]) == {"val", "paper"} and np.isfinite(result["test"]["uar"])
