@@ -150,8 +150,8 @@ def describer_backend(name: str) -> Backend:
     return _backend(DESCRIBERS, "describer", name)
 
 
-def face_weights(detector: str, landmarker: str, parser: str) -> list[WeightFile]:
-    """The weight files the face stage's three backends read, in that order."""
+def face_weights(detector: str | None, landmarker: str, parser: str) -> list[WeightFile]:
+    """The weight files the face stage's three backends read, in that order (detector None: none runs)."""
     return [file for registry, kind, name in ((DETECTORS, "detector", detector), (LANDMARKERS, "landmark", landmarker),
-                                              (PARSERS, "parser", parser))
+                                              (PARSERS, "parser", parser)) if name is not None
             for file in _backend(registry, kind, name).weights]

@@ -46,7 +46,7 @@ def summary(folder: Path) -> str:
         lines.append(c.ljust(width) + "".join(f"{n:9d}" for n in row) + f"{sum(row):9d}")
     lines.append("failures: " + (", ".join(f"{k} {v}" for k, v in index["failures"].items()) or "none"))
     config = index["config"]
-    lines.append(f"profile {config.get('profile')}, crop {config.get('crop_size')} px, "
+    lines.append(f"profile {config.get('profile')}, crop {config.get('crop', 'detect')} {config.get('crop_size')} px, "
                  f"at most {config.get('max_frames')} frames, describer {config.get('describer')}")
     for part, identity in index["models"].items():
         if identity:

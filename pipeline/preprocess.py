@@ -1,7 +1,7 @@
 """`make preprocess`: a dataset's videos in, WebDataset shards of face crops, landmarks and masks out.
 
     python -m pipeline.preprocess mafw --data-root /data/MAFW [--out shards/mafw] [--profile full|cpu]
-        [--workers N] [--shard-size 64] [--overwrite] [--weights-dir DIR] [--ray-address ADDR]
+        [--crop official|detect] [--workers N] [--shard-size 64] [--overwrite] [--weights-dir DIR] [--ray-address ADDR]
     python -m pipeline.preprocess mafw --data-root /data/MAFW --check     # `make manifest`
 
 Plans shards from the manifest (each partition's rows in manifest order, `--shard-size` per
@@ -26,7 +26,7 @@ from pathlib import Path
 from pipeline.backends import (DESCRIBERS, DETECTORS, INLINE_DESCRIBERS, LANDMARKERS, PARSERS, PROFILES,
                                face_weights, make_detector, make_landmarker, make_parser)
 from pipeline.inputs.datasets import DATASETS
-from pipeline.inputs.manifest import ManifestError, load_manifest, presence, summary
+from pipeline.inputs.manifest import CROP_MODES, Manifest, ManifestError, load_manifest, presence, summary
 from pipeline.shards.folder import FolderBusyError, OutputFolder
 from pipeline.run.progress import ProgressBar
 from pipeline.run.ray_runner import SHARD_ATTEMPTS
@@ -43,6 +43,16 @@ def choose_profile(requested: str | None, dataset: str) -> tuple[str, str]:
     return "full", f"the default for {dataset} (the paper stack); PROFILE=cpu runs the offline stack"
 
 
+def choose_crop(requested: str | None, manifest: Manifest) -> tuple[str, str]:
+    """(crop mode, why) — the dataset's own face crops where it has them (the papers trained on them)."""
+    if requested:
+        return requested, f"--crop {requested}"
+    if manifest.default_crop == "official":
+        return "official", (f"the default for {manifest.name}: its own face crops, as the papers used; "
+                            "--crop detect re-detects the face")
+    return "detect", f"the default for {'the sample dataset' if manifest.name == 'sample' else 'your own dataset'}"
+
+
 def gpus_available(ray_address: str | None) -> float:
     if ray_address:
         import ray
@@ -54,8 +64,9 @@ def gpus_available(ray_address: str | None) -> float:
 
 
 def model_identities(config: FaceConfig, describe: DescribeConfig | None) -> dict:
+    """Each model's identity; no detector runs on official crops (null)."""
     return {
-        "detector": make_detector(config.detector, config.weights_dir).identity(),
+        "detector": make_detector(config.detector, config.weights_dir).identity() if config.crop == "detect" else None,
         "landmarks": make_landmarker(config.landmarker, config.weights_dir).identity(),
         "masks": make_parser(config.parser, config.weights_dir).identity(),
         "description": describe_identity(describe),
@@ -71,9 +82,10 @@ def read_manifest(dataset: str, data_root: Path):
     return load_manifest(dataset, data_root)
 
 
-def check_resources(chosen, profile: str, ray_address: str | None, weights_dir: str | None) -> tuple[dict, float]:
-    """Start (or join) Ray; stop before any work when the profile's GPU or weight files are missing.
-    Returns Ray's resources and the GPUs seen."""
+def check_resources(chosen, profile: str, ray_address: str | None, weights_dir: str | None,
+                    crop: str = "detect") -> tuple[dict, float]:
+    """Start (or join) Ray; stop before any work when the profile's GPU or weight files are missing
+    (the detector's only when it runs). Returns Ray's resources and the GPUs seen."""
     from pipeline.run.ray_runner import init_ray
     from pipeline.weights import check_weights
 
@@ -82,7 +94,8 @@ def check_resources(chosen, profile: str, ray_address: str | None, weights_dir: 
     if chosen.needs_gpu and gpus == 0:
         raise RuntimeError(f"PROFILE={profile} runs S3FD, FAN and BiSeNet on a GPU and none was found; "
                            "use PROFILE=cpu for the offline stack (dlib and landmark masks)")
-    check_weights(face_weights(chosen.detector, chosen.landmarker, chosen.parser), weights_dir)  # names every missing file
+    detector = chosen.detector if crop == "detect" else None
+    check_weights(face_weights(detector, chosen.landmarker, chosen.parser), weights_dir)  # names every missing file
     return resources, gpus
 
 
@@ -123,12 +136,15 @@ def run_jobs(folder: OutputFolder, todo: list, stages: list, progress: bool) -> 
 def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = None, workers: int | None = None,
                shard_size: int | None = None, overwrite: bool = False, weights_dir: str | None = None,
                ray_address: str | None = None, progress: bool = True, backends: dict[str, str] | None = None,
-               describer_options: dict | None = None, face_stage: type = FaceStage, **face_options) -> dict:
+               describer_options: dict | None = None, face_stage: type = FaceStage, crop: str | None = None,
+               **face_options) -> dict:
     """Run the pipeline; returns the dataset index. Raises on problems found before any work.
 
     `backends` may override the profile's choice of backend by kind ("detector", "landmarker", "parser",
     "describer": a name in pipeline/backends.py's registries, or "none" for the describer);
-    `describer_options` go to the describer (e.g. {"model_id": …, "revision": …}); `face_stage` is
+    `describer_options` go to the describer (e.g. {"model_id": …, "revision": …}); `crop` is "official"
+    (the dataset's own face crops, used whole) or "detect" (None: official where the dataset has
+    its own crops, DFEW, FERV39k and MAFW, else detect); `face_stage` is
     the face stage's class (a subclass may add instrumentation, as the benchmark's does). Ray is
     shut down at the end only when this call started it.
     """
@@ -141,11 +157,13 @@ def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = N
     manifest = read_manifest(dataset, data_root)
     profile, why = choose_profile(profile, manifest.name)
     chosen = dataclasses.replace(PROFILES[profile], **{k: v for k, v in (backends or {}).items() if v})
-    print(f"profile {profile} ({why}): detector {chosen.detector}, landmarks {chosen.landmarker}, "
-          f"masks {chosen.parser}, description {chosen.describer}")
+    crop, crop_why = choose_crop(crop, manifest)
+    print(f"profile {profile} ({why}): detector {chosen.detector if crop == 'detect' else 'none'}, "
+          f"landmarks {chosen.landmarker}, masks {chosen.parser}, description {chosen.describer}")
+    print(f"crop {crop} ({crop_why})")
     if not data_root.is_dir():
         raise FileNotFoundError(f"DATA_ROOT {data_root} does not exist (set DATA_ROOT=/path/to/{manifest.name})")
-    resources, gpus = check_resources(chosen, profile, ray_address, weights_dir)
+    resources, gpus = check_resources(chosen, profile, ray_address, weights_dir, crop)
     cpus = int(resources.get("CPU", os.cpu_count() or 1))
     workers = workers or (cpus if not chosen.needs_gpu else max(1, int(gpus * 2)))
     shard_size = shard_size or (8 if manifest.name == "sample" else 64)
@@ -156,7 +174,7 @@ def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = N
         config = FaceConfig(dataset=manifest.name, manifest=str(manifest.source), data_root=str(data_root.resolve()),
                             work_dir=str(folder.work_dir(uuid.uuid4().hex[:8])), detector=chosen.detector,
                             landmarker=chosen.landmarker, parser=chosen.parser, weights_dir=weights_dir,
-                            gpus_per_worker=(0.5 if chosen.needs_gpu else 0.0), **face_options)
+                            gpus_per_worker=(0.5 if chosen.needs_gpu else 0.0), crop=crop, **face_options)
         describe = describe_config(chosen.describer, Path(config.work_dir), describer_options or {}, gpus)
         manifest_digest = hashlib.sha256(manifest.source.read_bytes()).hexdigest()
         run_config = run_configuration(profile, shard_size, manifest_digest, config, describe)
@@ -194,8 +212,9 @@ def _summary(index: dict, out: Path, seconds: float, processed: int) -> None:
               "the offending rows from the manifest")
 
 
-def check_manifest(dataset: str, data_root: Path | None) -> int:
-    """Print the manifest's clips per class and partition and, given DATA_ROOT, how many are there."""
+def check_manifest(dataset: str, data_root: Path | None, crop: str | None = None) -> int:
+    """Print the manifest's clips per class and partition and, given DATA_ROOT, how many are there
+    (and, where the run would read the dataset's own face crops, how many of those)."""
     try:
         manifest = load_manifest(dataset, data_root)
     except (ManifestError, KeyError) as err:
@@ -204,6 +223,10 @@ def check_manifest(dataset: str, data_root: Path | None) -> int:
     print(summary(manifest))
     if data_root is not None:
         print(presence(manifest, data_root))
+        crop, why = choose_crop(crop, manifest)
+        if crop == "official" and data_root.is_dir():
+            print(f"crop {crop} ({why}):")
+            print(presence(manifest, data_root, crop))
     return 0
 
 
@@ -219,6 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="delete the output folder's shards and start over")
     parser.add_argument("--weights-dir", default=os.environ.get("WEIGHTS_DIR") or None)
     parser.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS") or None)
+    parser.add_argument("--crop", choices=CROP_MODES[::-1], default=None,
+                        help="official: the dataset's own face-crop frames as they are (no detection, the whole "
+                             "frame is the crop); detect: find and crop the face; default: official for dfew, "
+                             "ferv39k and mafw, detect otherwise")
     parser.add_argument("--crop-size", type=int, default=224)
     parser.add_argument("--max-frames", type=int, default=256)
     parser.add_argument("--detect-every", type=int, default=3)
@@ -237,14 +264,14 @@ def main(argv: list[str] | None = None) -> int:
     data_root = args.data_root or Path("data") / name
     out = args.out or Path("shards") / name
     if args.check:
-        return check_manifest(args.dataset, data_root if args.data_root else None)
+        return check_manifest(args.dataset, data_root if args.data_root else None, args.crop)
     try:
         index = preprocess(args.dataset, data_root, out, args.profile, args.workers, args.shard_size, args.overwrite,
                    args.weights_dir, args.ray_address, progress=not args.no_progress,
                    backends={"detector": args.detector, "landmarker": args.landmarker, "parser": args.parser,
                              "describer": args.describer},
                    describer_options={"model_id": args.describer_model, "revision": args.describer_revision},
-                   crop_size=args.crop_size, max_frames=args.max_frames, detect_every=args.detect_every)
+                   crop=args.crop, crop_size=args.crop_size, max_frames=args.max_frames, detect_every=args.detect_every)
     except (ManifestError, FolderBusyError, FileNotFoundError, RuntimeError, KeyError) as err:
         print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
         return 1

@@ -12,6 +12,8 @@ A manifest is a CSV file with `#`-comment header lines carrying its metadata:
 problem in a manifest is reported at once, each naming the file, the line and the fault.
 Locating a clip under DATA_ROOT is separate from loading: a missing file or a path that
 escapes DATA_ROOT is a per-clip `ClipPathError`, which the pipeline records as a failure.
+With `--crop official` only the dataset's own face-crop folders are accepted (`no_official_crop`
+when the clip is there only in another form, such as the raw video).
 
 `make manifest DATASET=… DATA_ROOT=…` (`python -m pipeline.preprocess DATASET --data-root DIR
 --check`) checks a manifest and shows how many of its clips are present under DATA_ROOT.
@@ -28,6 +30,7 @@ from pathlib import Path, PurePosixPath
 
 from pipeline.inputs.datasets import DATASETS, dataset_spec
 
+CROP_MODES = ("detect", "official")   # find and crop the face | the dataset's own face crops as they are
 COLUMNS = ("clip_id", "path", "label", "partition", "frames")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")  # dataset, class and partition names
 _CLIP_SEGMENT = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -80,6 +83,12 @@ class Manifest:
     partitions: tuple[str, ...]
     rows: tuple[ManifestRow, ...]
     layouts: tuple[str, ...] = ()
+    official_layouts: tuple[str, ...] = ()   # where the dataset's own face crops are (datasets.py)
+
+    @property
+    def default_crop(self) -> str:
+        """`official` for a dataset that ships its own face crops (DFEW, FERV39k, MAFW), else `detect`."""
+        return "official" if self.official_layouts else "detect"
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -102,10 +111,43 @@ class Manifest:
                 seen.append(rel)
         return seen
 
-    def locate(self, row: ManifestRow, data_root: Path | str) -> Path:
-        """The file or frame folder of `row` under `data_root`; raises ClipPathError."""
+    def official_paths(self, row: ManifestRow) -> list[str]:
+        """Where the dataset's own face crops of `row` may be (`--crop official`): its official-crop
+        layouts; for a dataset with none (a user's own), the manifest's path, taken as a crop already."""
+        if not self.official_layouts:
+            return [row.path]
+        return list(dict.fromkeys(t.format(clip_id=row.clip_id) for t in self.official_layouts))
+
+    def locate(self, row: ManifestRow, data_root: Path | str, crop: str = "detect") -> Path:
+        """The file or frame folder of `row` under `data_root`; raises ClipPathError.
+
+        `crop="official"` accepts only the dataset's own face crops: a clip present only in another
+        form (a raw video) is `no_official_crop`, naming the paths looked at and the file found."""
+        if crop == "detect":
+            return self._first(row, data_root, self.candidate_paths(row))
+        if crop != "official":
+            raise ValueError(f"unknown crop mode {crop!r}; choose from {', '.join(CROP_MODES)}")
+        tried = self.official_paths(row)
+        try:
+            return self._first(row, data_root, tried)
+        except ClipPathError as err:
+            if err.reason != "missing_file":
+                raise
+            try:
+                other = self._first(row, data_root, self.candidate_paths(row))
+            except ClipPathError:
+                raise err from None
         root = Path(data_root).resolve()
-        tried = self.candidate_paths(row)
+        raise ClipPathError(
+            "no_official_crop",
+            f"clip {row.clip_id!r}: none of the dataset's own face crops under {root} ({', '.join(tried)}); "
+            f"found only {other.relative_to(root) if other.is_relative_to(root) else other}, which needs "
+            "face detection: add the face-crop frames, or run with --crop detect")
+
+    @staticmethod
+    def _first(row: ManifestRow, data_root: Path | str, tried: list[str]) -> Path:
+        """The first of `tried` (paths relative to `data_root`) that exists; raises ClipPathError."""
+        root = Path(data_root).resolve()
         for rel in tried:
             candidate = root / rel
             # '..' or an absolute path (refused by load_manifest, but rows can be made by hand):
@@ -179,6 +221,7 @@ class _Header:
     classes: tuple[str, ...]
     partitions: tuple[str, ...]
     layouts: tuple[str, ...]
+    official_layouts: tuple[str, ...] = ()
 
 
 def _read_header(meta: dict[str, str], default_name: str, problems: list[str]) -> _Header:
@@ -188,7 +231,7 @@ def _read_header(meta: dict[str, str], default_name: str, problems: list[str]) -
         spec = DATASETS[name]
         if "classes" in meta and _split_list(meta["classes"]) != spec.classes:
             problems.append(f"header: '# classes:' differs from the built-in {name} classes {', '.join(spec.classes)}")
-        return _Header(name, spec.classes, spec.partitions, tuple(spec.layouts))
+        return _Header(name, spec.classes, spec.partitions, tuple(spec.layouts), tuple(spec.official_crops))
     if not _NAME.match(name):
         problems.append(f"header: dataset name {name!r} must be lower-case letters, digits, '_' or '-'")
     classes = _split_list(meta.get("classes", ""))
@@ -299,7 +342,7 @@ def load_manifest(dataset: str | Path, data_root: Path | str | None = None) -> M
         raise ManifestError(source, ["no rows"])
     return Manifest(name=header.name, source=source, classes=tuple(header.classes),
                     partitions=tuple(header.partitions) or tuple(sorted(seen_partitions)),
-                    rows=tuple(rows), layouts=tuple(header.layouts))
+                    rows=tuple(rows), layouts=tuple(header.layouts), official_layouts=header.official_layouts)
 
 
 def write_manifest(path: Path | str, rows: list[ManifestRow] | list[dict], *, dataset: str | None = None,
@@ -341,8 +384,9 @@ def summary(manifest: Manifest) -> str:
     return "\n".join(lines)
 
 
-def presence(manifest: Manifest, data_root: str | Path) -> str:
-    """How many of the manifest's clips are under `data_root`, by layout found, and why the others are not."""
+def presence(manifest: Manifest, data_root: str | Path, crop: str = "detect") -> str:
+    """How many of the manifest's clips are under `data_root` (in the form `crop` mode reads), by
+    layout found, and why the others are not."""
     root = Path(data_root)
     if not root.is_dir():
         return (f"DATA_ROOT {root} does not exist: clips not located "
@@ -351,10 +395,12 @@ def presence(manifest: Manifest, data_root: str | Path) -> str:
     failures: Counter = Counter()
     for row in manifest.rows:
         try:
-            found[str(manifest.locate(row, root).relative_to(root.resolve())).replace(row.clip_id, "{clip_id}")] += 1
+            where = manifest.locate(row, root, crop).relative_to(root.resolve())
+            found[str(where).replace(row.clip_id, "{clip_id}")] += 1
         except ClipPathError as err:
             failures[err.reason] += 1
-    lines = [f"under {root}: {sum(found.values())} of {len(manifest)} clips found"]
+    lines = [f"under {root}: {sum(found.values())} of {len(manifest)} clips found"
+             + (" as the dataset's own face crops (--crop official)" if crop == "official" else "")]
     lines += [f"  {n:7d}  {layout}" for layout, n in found.most_common(5)]
     lines += [f"  {n:7d}  {reason}" for reason, n in failures.most_common()]
     return "\n".join(lines)

@@ -6,7 +6,9 @@ the shard's manifest rows, each row's status so far, and the path of the working
 stage wrote — never frames: the object store carries paths and small records only.
 
 `FaceStage` turns videos into samples: locate → decode → detect and track the face →
-crop → landmarks → parsing masks → write the working tar. Every clip that cannot be made
+crop → landmarks → parsing masks → write the working tar. With `crop="official"` the frames
+are the dataset's own face crops: no detection, the whole frame is the crop
+(pipeline/face/whole_frame.py). Every clip that cannot be made
 into a sample gets a recorded reason; the shard goes on. A describer light enough to need
 no actor of its own (the geometric one) runs inside it, on each sample before it is
 written; `DescribeStage` runs any describer as a stage of its own, over the working tar.
@@ -26,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.backends import PROFILES, describer_backend, make_describer, make_detector, make_landmarker, make_parser
-from pipeline.inputs.manifest import ClipPathError, Manifest, ManifestRow, load_manifest
+from pipeline.inputs.manifest import CROP_MODES, ClipPathError, Manifest, ManifestRow, load_manifest
 from pipeline.shards.format import make_sample
 from pipeline.shards.tar import ShardWriter
 
@@ -85,6 +87,8 @@ class FaceConfig:
     detector: str = PROFILES["cpu"].detector      # backend names (pipeline/backends.py)
     landmarker: str = PROFILES["cpu"].landmarker
     parser: str = PROFILES["cpu"].parser
+    crop: str = "detect"          # "detect": find, track and crop the face; "official": the frames are
+    #                               the dataset's own face crops, used whole (CROP_MODES)
     crop_size: int = 224
     max_frames: int = 256         # longer clips are subsampled uniformly to this many frames
     max_frame_bytes: int = 512 * 2**20   # decoded frames held per worker, at most
@@ -95,6 +99,10 @@ class FaceConfig:
     folder_fps: float = 25.0      # frame rate assumed for frame-folder clips
     weights_dir: str | None = None
     gpus_per_worker: float = 0.0
+
+    def __post_init__(self):
+        if self.crop not in CROP_MODES:
+            raise ValueError(f"unknown crop mode {self.crop!r}; choose from {', '.join(CROP_MODES)}")
 
 
 class StepTimes:
@@ -135,7 +143,7 @@ class FaceStage(Stage):
 
     def setup(self) -> None:
         c = self.config
-        self.detector = make_detector(c.detector, c.weights_dir)
+        self.detector = make_detector(c.detector, c.weights_dir) if c.crop == "detect" else None
         self.landmarker = make_landmarker(c.landmarker, c.weights_dir)
         self.parser = make_parser(c.parser, c.weights_dir)
         self.manifest = load_manifest(c.manifest, c.data_root) if c.manifest else None
@@ -187,47 +195,32 @@ class FaceStage(Stage):
     def make_sample(self, row: dict):
         """The sample of one manifest row (raises ClipPathError, DecodeError, NoFaceError)."""
         manifest_row = ManifestRow(**row)
-        path = self.manifest.locate(manifest_row, self.config.data_root)
+        path = self.manifest.locate(manifest_row, self.config.data_root, self.config.crop)
         meta = {"dataset": self.manifest.name, "clip_id": row["clip_id"], "label": row["label"],
                 "partition": row["partition"]}
         root = Path(self.config.data_root).resolve()
         return self.sample_from_file(path, manifest_row.key, meta, str(path.relative_to(root)), root=root)
 
     def sample_from_file(self, path: Path, key: str, meta: dict, source_path: str, root: Path | None = None):
-        """Decode, track, crop, landmark and parse one video file or frame folder into a ClipSample.
+        """Decode, track, crop, landmark and parse one video file or frame folder into a ClipSample
+        (`crop="official"`: the frames are face crops already; no detection, no cutting).
 
         `root`: images of a frame folder must not be links leading outside it (None: not checked)."""
         from pipeline.inputs.decode import decode_clip
-        from pipeline.face.track import crop_affines, crop_squares, cut_crops, main_face_track, map_boxes
 
         c, steps = self.config, self.steps
         with steps.time("decode"):
             clip = decode_clip(path, max_frames=c.max_frames, max_bytes=c.max_frame_bytes, folder_fps=c.folder_fps,
                                root=root)
-        n = len(clip.frames)
-        steps.count(frames_decoded=int(clip.source["frames"]), frames_kept=n,
+        steps.count(frames_decoded=int(clip.source["frames"]), frames_kept=len(clip.frames),
                     pixels_kept=int(np.prod(clip.frames.shape[:3])))
-        probe = list(range(0, n, c.detect_every))
-        if probe[-1] != n - 1:
-            probe.append(n - 1)
-        steps.count(frames_searched=len(probe))
-        with steps.time("detect"):
-            found = self.detector.detect([clip.frames[t] for t in probe])
-        with steps.time("track"):
-            track = main_face_track({t: faces for t, faces in zip(probe, found) if faces}, n, c.smooth_window)
-        if track is None:
-            raise NoFaceError(f"{path}: no face in any of the {len(probe)} frames searched")
-        with steps.time("crop"):
-            squares = crop_squares(track.boxes, c.crop_margin, c.crop_shift_up)
-            affines = crop_affines(squares, c.crop_size)
-            crops = cut_crops(clip.frames, affines, c.crop_size)
+        faces = self.official_faces(clip.frames) if c.crop == "official" else self.detect_faces(clip.frames, path)
         decoded_hw = clip.frames.shape[1:3]
         del clip.frames  # the crops are all we keep; free the full frames before the models run
-        face_in_crop = map_boxes(track.boxes, affines)
         with steps.time("landmarks"):
-            landmarks, confidence = self.landmarker.predict(crops, face_in_crop)
+            landmarks, confidence = self.landmarker.predict(faces.crops, faces.face_in_crop)
         with steps.time("masks"):
-            masks = self.parser.parse(crops, landmarks)
+            masks = self.parser.parse(faces.crops, landmarks)
         # The squares are in the pixels of the frames as decoded, which a memory budget may have
         # shrunk from W to w pixels across: in the source's own pixels (centres at integers, as
         # docs/shard-format.md states) x = (x_decoded + 0.5)·W/w − 0.5, per axis.
@@ -235,15 +228,61 @@ class FaceStage(Stage):
         meta = {
             **meta,
             "source": {"path": source_path, **clip.source},
-            "quality": {"face_frames": int(track.detected.sum()), "frames_searched": len(probe),
-                        "mean_landmark_confidence": round(float(confidence.mean()), 4),
-                        "mean_detector_score": round(float(track.scores[track.detected].mean()), 4)},
+            "crop": {"mode": c.crop},
+            "quality": {**faces.quality, "mean_landmark_confidence": round(float(confidence.mean()), 4)},
         }
         with steps.time("encode"):
             return make_sample(
-                key=key, meta=meta, frames=crops, timestamps=clip.timestamps,
-                boxes=((squares + 0.5) * ratio - 0.5).astype(np.float32), face_detected=track.detected,
+                key=key, meta=meta, frames=faces.crops, timestamps=clip.timestamps,
+                boxes=((faces.boxes + 0.5) * ratio - 0.5).astype(np.float32), face_detected=faces.detected,
                 landmarks=landmarks, landmarks_conf=confidence, masks=masks)
+
+    def detect_faces(self, frames: np.ndarray, path: Path) -> "FaceCrops":
+        """`crop="detect"`: the detector on every k-th frame, the subject's track, a steady square crop."""
+        from pipeline.face.track import crop_affines, crop_squares, cut_crops, main_face_track, map_boxes
+
+        c, steps, n = self.config, self.steps, len(frames)
+        probe = list(range(0, n, c.detect_every))
+        if probe[-1] != n - 1:
+            probe.append(n - 1)
+        steps.count(frames_searched=len(probe))
+        with steps.time("detect"):
+            found = self.detector.detect([frames[t] for t in probe])
+        with steps.time("track"):
+            track = main_face_track({t: faces for t, faces in zip(probe, found) if faces}, n, c.smooth_window)
+        if track is None:
+            raise NoFaceError(f"{path}: no face in any of the {len(probe)} frames searched")
+        with steps.time("crop"):
+            squares = crop_squares(track.boxes, c.crop_margin, c.crop_shift_up)
+            affines = crop_affines(squares, c.crop_size)
+            crops = cut_crops(frames, affines, c.crop_size)
+        return FaceCrops(crops=crops, boxes=squares, face_in_crop=map_boxes(track.boxes, affines),
+                         detected=track.detected,
+                         quality={"face_frames": int(track.detected.sum()), "frames_searched": len(probe),
+                                  "mean_detector_score": round(float(track.scores[track.detected].mean()), 4)})
+
+    def official_faces(self, frames: np.ndarray) -> "FaceCrops":
+        """`crop="official"`: each frame is the dataset's own face crop, resized whole to crop_size
+        when its size differs; the face box given to the landmark model is the whole crop."""
+        from pipeline.face.whole_frame import whole_frame_boxes, whole_frame_crops, whole_frame_face_box
+
+        c, (n, height, width) = self.config, frames.shape[:3]
+        with self.steps.time("crop"):
+            crops = whole_frame_crops(frames, c.crop_size)
+        return FaceCrops(crops=crops, boxes=whole_frame_boxes(n, width, height, c.crop_size),
+                         face_in_crop=whole_frame_face_box(n, c.crop_size), detected=np.ones(n, bool),
+                         quality={"face_frames": n, "frames_searched": 0})
+
+
+@dataclass
+class FaceCrops:
+    """The face of every frame of a clip, however it was found."""
+
+    crops: np.ndarray          # T×S×S×3 uint8 RGB
+    boxes: np.ndarray          # (T, 4) the crop regions in decoded-frame pixels (pixel centres at integers)
+    face_in_crop: np.ndarray   # (T, 4) the face box in crop pixels, for the landmark model
+    detected: np.ndarray       # (T,) bool: the face is known in this frame (found by the detector, or given)
+    quality: dict              # face_frames, frames_searched (and mean_detector_score when a detector ran)
 
 
 @dataclass(frozen=True)

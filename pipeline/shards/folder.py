@@ -29,6 +29,9 @@ from pipeline.shards.files import file_sha256, write_atomic
 
 INDEX = "index.json"
 RUN = "run.json"
+# Settings added to run.json after folders were made with it: the value they had before, so a
+# folder made by an older toolkit still resumes when the new setting keeps that value.
+ADDED_SETTINGS = {"crop": "detect"}
 
 
 class FolderBusyError(RuntimeError):
@@ -71,7 +74,7 @@ class OutputFolder:
         if overwrite:
             self.clear()
         elif run_file.exists():
-            previous = json.loads(run_file.read_text())
+            previous = {**ADDED_SETTINGS, **json.loads(run_file.read_text())}
             differs = sorted(k for k in set(previous) | set(config) if previous.get(k) != config.get(k))
             if differs:
                 raise RuntimeError(f"{self.path} holds shards made with a different configuration "
