@@ -5,23 +5,50 @@ by a hash of the clip key, so it never changes), and the test partition's shards
 evaluation. Each epoch the shard list is shuffled with a seed derived from the epoch before
 it is split across DDP ranks and loader workers by the shard reader's rule
 (`pipeline.shards.reader.shards_for_this_process`), so every process agrees on who reads
-what. In training, each worker then mixes its clips through a buffer of `shuffle_buffer` raw samples (seeded by seed, epoch and worker), because shards keep manifest
-order, which is often sorted by class. A sample that fails to decode is skipped and counted; a warning
-is logged for the first few and then every 100th.
+what. Shards keep manifest order, which is often sorted by class (FERV39k's by scene, then
+class: 92 % of one of its 64-clip shards is a single class), so in training each worker mixes
+its share twice: it reads `open_shards` of its shards at once, drawing each next sample from
+one of the open shards chosen uniformly at random and opening the share's next shard when one
+ends (`interleave`), and then passes the samples through a buffer of `shuffle_buffer` raw
+samples (`shuffled`); both seeded by seed, epoch and worker, so an epoch is reproducible and
+every clip is read exactly once. With FERV39k's manifest order, a training batch of 16 then
+holds 5.66 distinct classes on average with 2 loader workers (5.41 with 8 GPUs x 2 workers,
+whose shares are ~30 shards each) where a random permutation gives 5.84 and reading the shards
+one after another (`open_shards=1`, the former loader) gave 3.37 (tests/test_loader_mixing.py).
+Validation and test streams keep shard order. A sample that fails to decode is skipped and
+counted; a warning is logged for the first few and then every 100th.
 
 Per clip: 16 frames, one random frame per equal segment in training and the centre frame
 of each segment in evaluation; clips shorter than 16 frames repeat their last frame. In
-training the same random resized crop and horizontal flip are applied to the frames, the
-parsing masks (nearest-neighbour; left/right labels swapped on a flip) and the landmarks
-(mirrored and re-indexed on a flip). Masks become colour images and landmarks are drawn as
-images for the middle-level branches.
+training one draw of the augmentation per clip is applied to all its frames, in this order:
+
+- `brightness` b > 0 (DFER-CLIP's DFEW setting, 0.5): one factor uniform in
+  [max(0, 1 - b), 1 + b] multiplies the frames, truncated to [0, 255] as PIL's
+  `ImageEnhance.Brightness` (torchvision's `adjust_brightness` on PIL images) does; frames only.
+- `rotation` r > 0 (DFER-CLIP's FERV39k setting, 4): one angle uniform in [-r, r] degrees,
+  counter-clockwise, about the frame centre, same size, black fill, nearest neighbour: PIL's
+  `Image.rotate(angle)` default, which `cv2.warpAffine(..., INTER_NEAREST)` reproduces (both
+  round the source coordinate of each pixel centre; they differ only on ties at OpenCV's
+  1/1024-pixel precision). The parsing masks are rotated the same way (nearest, background
+  fill) and the landmarks by the same matrix, so the middle-level branches stay aligned.
+- the random resized crop (area in `crop_scale`, DFER-CLIP's 0.08-1; aspect ratio log-uniform
+  in [3/4, 4/3], symmetric under swapping w and h: DFER-CLIP draws it uniformly in that range
+  and swaps w and h with p = 0.5, which is symmetric too and differs only in the density
+  within the range, so the swap is not added) and the horizontal flip, on the frames, the parsing masks (nearest pixel centre; left/right
+  labels swapped on a flip) and the landmarks (mirrored and re-indexed on a flip), all three
+  with pixel centres at integers, so they agree to a fraction of a pixel even on 8 % crops.
+
+Masks become colour images and landmarks are drawn as images for the middle-level branches.
+Evaluation resizes the whole frame to `image_size`.
 
 The loader yields uint8 images, channels first: frames, masks and landmarks are (T, 3, H, W)
 per clip and (B, T, 3, H, W) per batch, 4x smaller than float32 in shared memory, pinned memory
-and on the way to the GPU. The float conversion and CLIP's mean/std normalisation, which cost
-two thirds of a clip's time in a loader worker, happen where the batch enters the model:
-`to_model_inputs(batch, device)` moves it to the device and normalises there (nearly free on a
-GPU), with exactly the same values as normalising in the worker.
+and on the way to the GPU. The float conversion and normalisation, which cost two thirds of a
+clip's time in a loader worker, happen where the batch enters the model:
+`to_model_inputs(batch, device, normalise=...)` moves it to the device and normalises there
+(nearly free on a GPU), with exactly the same values as normalising in the worker: "clip"
+(the default) is (x / 255 - mean) / std with CLIP's mean and std, "unit" is x / 255 in [0, 1]
+with no mean/std, as DFER-CLIP's reference code feeds its model.
 """
 
 from __future__ import annotations
@@ -33,8 +60,9 @@ import math
 import random
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import chain
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -85,7 +113,17 @@ class DataConfig:
     use_landmarks: bool = True
     crop_scale: tuple[float, float] = (0.8, 1.0)
     flip: bool = True
+    brightness: float = 0.0       # training: frames × a factor uniform in [max(0, 1 - b), 1 + b] per clip; 0: off
+    rotation: float = 0.0         # training: rotation uniform in ±`rotation` degrees per clip (frames, masks,
+    #                               landmarks); 0: off
     shuffle_buffer: int = 64      # training clips mixed across shards (raw bytes, ~0.7 MiB each); 0: shard order
+    open_shards: int = 64         # training: shards each loader worker reads at once, interleaved; 1: one by one
+
+    def __post_init__(self) -> None:
+        if self.brightness < 0 or self.rotation < 0:
+            raise ValueError(f"brightness and rotation must be >= 0, got {self.brightness}, {self.rotation}")
+        if self.open_shards < 1:
+            raise ValueError(f"open_shards must be >= 1, got {self.open_shards}")
 
 
 def read_index(shards: str | Path) -> dict:
@@ -136,6 +174,43 @@ def random_resized_crop(size: int, scale: tuple[float, float], rng: random.Rando
     return 0.0, 0.0, 1.0, 1.0
 
 
+@dataclass(frozen=True)
+class Augmentation:
+    """One clip's draw of the training augmentation (the identity in evaluation)."""
+    box: tuple[int, int, int, int]   # crop (x, y, w, h) in pixels of the source frame
+    flip: bool = False
+    angle: float = 0.0               # degrees, counter-clockwise about the frame centre; 0: no rotation
+    brightness: float = 1.0          # frame factor; 1: unchanged
+
+
+def rotation_matrix(angle: float, width: int, height: int) -> np.ndarray:
+    """The 2×3 matrix taking pixel coordinates (pixel centres at integers, as the landmarks) of a
+    width×height image to those of the image rotated by `angle` degrees counter-clockwise about its
+    centre, as PIL's `Image.rotate(angle)` (whose centre (w/2, h/2) in its edge-based coordinates is
+    ((w - 1)/2, (h - 1)/2) here)."""
+    return cv2.getRotationMatrix2D(((width - 1) / 2, (height - 1) / 2), angle, 1.0)
+
+
+def rotate_image(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """`image` (H×W or H×W×C) warped by `matrix` (`rotation_matrix`): nearest neighbour (PIL's default
+    for `Image.rotate`, and the only choice for label masks), zero fill, same size."""
+    height, width = image.shape[:2]
+    return cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_NEAREST,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def rotate_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """(..., 2) pixel coordinates moved by `matrix` (float32; non-finite points stay non-finite)."""
+    return (points @ matrix[:, :2].T.astype(np.float32) + matrix[:, 2].astype(np.float32)).astype(np.float32)
+
+
+def brightness_lut(factor: float) -> np.ndarray:
+    """The 256-entry table of PIL's brightness enhancement (`Image.blend` with black): each value
+    times `factor` in float32, clipped to [0, 255] and truncated, as its 8-bit blend does."""
+    values = np.arange(256, dtype=np.float32) * np.float32(factor)
+    return np.clip(values, 0, 255).astype(np.uint8)
+
+
 def colour_masks(masks: np.ndarray) -> np.ndarray:
     """T×H×W labels -> T×H×W×3 uint8 colour images."""
     return PARSING_PALETTE[np.minimum(masks, len(PARSING_PALETTE) - 1)]
@@ -180,17 +255,32 @@ def clip_normalise(images: torch.Tensor) -> torch.Tensor:
     return images.to(torch.float32).div_(scale).sub_(mean).div_(std)
 
 
-def to_model_inputs(batch: dict, device: torch.device | str, non_blocking: bool = True) -> dict:
+def unit_normalise(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (..., 3, H, W) -> float32 x / 255 in [0, 1], no mean/std: what DFER-CLIP's reference code
+    feeds its model (`ToTorchFormatTensor`), computed on `images`' device."""
+    scale = _clip_constants(images.device)[0]
+    return images.to(torch.float32).div_(scale)
+
+
+NORMALISE = {"clip": clip_normalise, "unit": unit_normalise}
+
+
+def to_model_inputs(batch: dict, device: torch.device | str, non_blocking: bool = True,
+                    normalise: str = "clip") -> dict:
     """A batch from the loader -> what the model reads: every tensor on `device` (asynchronously from
-    pinned memory) and the uint8 images (`IMAGE_KEYS`) converted to CLIP-normalised float32 there.
-    Image tensors that are floating point already are taken as normalised and only moved."""
+    pinned memory) and the uint8 images (`IMAGE_KEYS`) converted to float32 there, by `normalise`:
+    "clip" (CLIP's mean/std, `clip_normalise`) or "unit" (x / 255, `unit_normalise`). Image tensors
+    that are floating point already are taken as normalised and only moved."""
+    if normalise not in NORMALISE:
+        raise ValueError(f"normalise must be one of {', '.join(NORMALISE)}, got {normalise!r}")
+    convert = NORMALISE[normalise]
     device = torch.device(device)
     out = {}
     for key, value in batch.items():
         if torch.is_tensor(value):
             value = value.to(device, non_blocking=non_blocking)
             if key in IMAGE_KEYS and value.dtype == torch.uint8:
-                value = clip_normalise(value)
+                value = convert(value)
         out[key] = value
     return out
 
@@ -209,6 +299,18 @@ def decode_bgr(clip: ClipSample, indices: np.ndarray) -> list[np.ndarray]:
     return [decoded[int(i)] for i in indices]
 
 
+def map_distinct(function: Callable[[np.ndarray], np.ndarray], images: list[np.ndarray]) -> list[np.ndarray]:
+    """`function` applied once per distinct array of `images` (`decode_bgr` repeats the same array for
+    a repeated frame index), the list structure kept."""
+    done: dict[int, np.ndarray] = {}
+    out = []
+    for image in images:
+        if id(image) not in done:
+            done[id(image)] = function(image)
+        out.append(done[id(image)])
+    return out
+
+
 class ClipTransform:
     """ClipSample -> training/evaluation example (see the module docstring)."""
 
@@ -220,14 +322,25 @@ class ClipTransform:
         c = self.config
         indices = tsn_indices(clip.num_frames, c.num_frames, self.train, rng)
         frames = decode_bgr(clip, indices)
-        size = frames[0].shape[1]
+        height, size = frames[0].shape[:2]
         landmarks = clip.landmarks[indices].astype(np.float32).copy()
         masks = clip.masks(indices) if c.use_masks else None
-        box, flip = self.crop_box(size, rng)
+        aug = self.augmentation(size, rng)
+        box, flip = aug.box, aug.flip
+        if aug.brightness != 1.0:
+            lut = brightness_lut(aug.brightness)
+            frames = map_distinct(lambda frame: cv2.LUT(frame, lut), frames)
+        if aug.angle:
+            matrix = rotation_matrix(aug.angle, size, height)
+            frames = map_distinct(lambda frame: rotate_image(frame, matrix), frames)
+            landmarks = rotate_points(landmarks, matrix)
+            if masks is not None:
+                masks = np.stack([rotate_image(mask, matrix) for mask in masks])
         interpolation = cv2.INTER_AREA if box[2] > c.image_size else cv2.INTER_LINEAR
-        # landmarks follow the same crop, resize and flip
-        landmarks[..., 0] = (landmarks[..., 0] - box[0]) * c.image_size / box[2]
-        landmarks[..., 1] = (landmarks[..., 1] - box[1]) * c.image_size / box[3]
+        # landmarks follow the same crop, resize and flip: pixel centres at integers, as cv2.resize maps
+        # them (output x samples the crop at (x + 0.5) * w / S - 0.5)
+        landmarks[..., 0] = (landmarks[..., 0] - box[0] + 0.5) * c.image_size / box[2] - 0.5
+        landmarks[..., 1] = (landmarks[..., 1] - box[1] + 0.5) * c.image_size / box[3] - 0.5
         if flip:
             landmarks = mirror_landmarks(landmarks, c.image_size)
         example = {"frames": torch.from_numpy(self.crop_frames(frames, box, flip, interpolation)),
@@ -251,6 +364,16 @@ class ClipTransform:
         box = (int(round(x0 * size)), int(round(y0 * size)), max(1, int(round(w * size))), max(1, int(round(h * size))))
         return box, flip
 
+    def augmentation(self, size: int, rng: random.Random) -> Augmentation:
+        """One clip's augmentation: `crop_box`, then (training only, each drawn only when switched on,
+        so the other draws stay as they were) the rotation angle and the brightness factor."""
+        c = self.config
+        box, flip = self.crop_box(size, rng)
+        angle = rng.uniform(-c.rotation, c.rotation) if self.train and c.rotation > 0 else 0.0
+        brightness = (rng.uniform(max(0.0, 1 - c.brightness), 1 + c.brightness)
+                      if self.train and c.brightness > 0 else 1.0)
+        return Augmentation(box, flip, angle, brightness)
+
     def _resize(self, image: np.ndarray, box: tuple[int, int, int, int], flip: bool, interpolation: int) -> np.ndarray:
         x, y, w, h = box
         size = self.config.image_size
@@ -273,7 +396,9 @@ class ClipTransform:
         luts = _MASK_LUTS[flip]
         out = np.empty((len(masks), 3, size, size), np.uint8)
         for mask, planes in zip(masks, out):
-            labels = self._resize(mask, box, flip, cv2.INTER_NEAREST)
+            # INTER_NEAREST_EXACT: the nearest pixel centre, as the frames' resize and the landmarks map;
+            # cv2's INTER_NEAREST takes floor(x * w / S), up to half a source pixel up and left
+            labels = self._resize(mask, box, flip, cv2.INTER_NEAREST_EXACT)
             for lut, plane in zip(luts, planes):
                 cv2.LUT(labels, lut, dst=plane)
         return out
@@ -324,20 +449,16 @@ class ShardClips(torch.utils.data.IterableDataset):
             return True
         return is_validation(key, self.config.val_fraction, self.config.seed) == (self.split == "val")
 
+    def open_shard(self, url: str) -> Iterator[dict]:
+        """The raw samples of one shard (webdataset; a broken tar or sample is skipped and counted)."""
+        return iter(wds.WebDataset([url], shardshuffle=False, handler=self.skips, empty_check=False,
+                                   nodesplitter=None, workersplitter=None))
+
     def __iter__(self) -> Iterator[dict]:
-        # Training shards in the epoch's permutation, the same in every process; then this DDP rank's
-        # and loader worker's share, by the shard reader's one rule.
-        urls = shards_for_this_process(self.shards, self.config.seed, self.epoch, shuffle=self.split == "train")
-        if not urls:
-            return
-        worker = torch.utils.data.get_worker_info()
-        worker_id = worker.id if worker else 0
+        worker_id = _process_ids()[1]
         rng = random.Random(hash((self.config.seed, self.epoch, worker_id)))
-        dataset = wds.WebDataset(urls, shardshuffle=False, handler=self.skips, empty_check=False,
-                                 nodesplitter=None, workersplitter=None)
-        samples = (raw for raw in dataset if self._keep(str(raw.get("__key__", ""))))
-        if self.split == "train" and self.config.shuffle_buffer > 1:
-            samples = shuffled(samples, self.config.shuffle_buffer, random.Random(f"{self.config.seed}:{self.epoch}:{worker_id}"))
+        samples = epoch_samples(self.shards, self.open_shard, self.config, self.epoch, train=self.split == "train",
+                                keep=lambda raw: self._keep(str(raw.get("__key__", ""))))
         for raw in samples:
             try:
                 clip = decode_sample(raw)
@@ -351,6 +472,66 @@ class ShardClips(torch.utils.data.IterableDataset):
                     self.skips(error)
                     continue
                 yield {**example, "worker": worker_id, "skipped": self.skips.skipped}
+
+
+def _process_ids() -> tuple[int, int]:
+    """(DDP rank, DataLoader worker) of this process: 0 where there is none."""
+    rank = torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
+    worker = torch.utils.data.get_worker_info()
+    return rank, worker.id if worker else 0
+
+
+def epoch_samples(shards: Sequence, open_shard: Callable[[Any], Iterable], config: DataConfig, epoch: int,
+                  train: bool, keep: Callable[[Any], bool] | None = None) -> Iterator:
+    """The raw samples this process (DDP rank and loader worker) reads in `epoch`, in the loader's order.
+
+    Training: the epoch's seeded permutation of `shards` (the same in every process), this process's
+    share of it by the shard reader's one rule (`shards_for_this_process`), its shards opened with
+    `open_shard` and read `config.open_shards` at a time (`interleave`), the samples `keep` accepts,
+    then the shuffle buffer (`shuffled`). Evaluation: the share in shard order, one shard after another.
+    Pure over `open_shard`, so the same code runs on real shards and on label lists in the tests."""
+    urls = shards_for_this_process(shards, config.seed, epoch, shuffle=train)
+    rank, worker = _process_ids()
+    streams = (open_shard(url) for url in urls)
+    if train:
+        samples = interleave(streams, config.open_shards, random.Random(f"{config.seed}:{epoch}:{rank}:{worker}:open"))
+    else:
+        samples = chain.from_iterable(streams)
+    if keep is not None:
+        samples = filter(keep, samples)
+    if train and config.shuffle_buffer > 1:
+        samples = shuffled(samples, config.shuffle_buffer, random.Random(f"{config.seed}:{epoch}:{worker}"))
+    return samples
+
+
+def interleave(streams: Iterable[Iterable], open_shards: int, rng: random.Random) -> Iterator:
+    """The items of `streams` (one per shard, each opened, i.e. iterated, only when it is needed) read
+    `open_shards` at a time: each next item comes from one of the open streams chosen uniformly at
+    random with `rng`, and a stream that ends is replaced by the next one. Every item exactly once, each
+    stream's own order kept; `open_shards` <= 1: the streams one after another."""
+    streams = iter(streams)
+    if open_shards <= 1:
+        for stream in streams:
+            yield from stream
+        return
+    active: list[Iterator] = []
+    for stream in streams:
+        active.append(iter(stream))
+        if len(active) == open_shards:
+            break
+    while active:
+        i = rng.randrange(len(active)) if len(active) > 1 else 0
+        try:
+            item = next(active[i])
+        except StopIteration:
+            following = next(streams, None)
+            if following is not None:
+                active[i] = iter(following)
+            else:
+                active[i] = active[-1]
+                active.pop()
+            continue
+        yield item
 
 
 def shuffled(items: Iterable, size: int, rng: random.Random) -> Iterator:
