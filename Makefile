@@ -17,12 +17,14 @@ DATASET ?= sample
 DATA_ROOT ?= data/$(DATASET)
 OUT ?= shards/$(notdir $(basename $(DATASET)))
 PROFILE ?=
+CROP ?=
 WEIGHTS_DIR ?=
 OVERWRITE ?=
 DESCRIBER ?= geometric
 TRAIN_ARGS ?=
 FOLD ?= 1
 MODEL ?= fineclip-b16
+RECIPE ?= ours
 RAY_ADDRESS ?=
 export RAY_ADDRESS
 SAMPLE_SEED ?= 0
@@ -41,10 +43,12 @@ help: ## list targets and variables
 	@echo "  DATA_ROOT    folder holding the dataset's videos or frame folders     ($(DATA_ROOT))"
 	@echo "  OUT          folder the shards are written to                         ($(OUT))"
 	@echo "  PROFILE      full (paper stack, GPU) | cpu (offline stack); default: cpu for sample, full otherwise ($(PROFILE))"
+	@echo "  CROP         official (the datasets' own face crops; default for dfew, ferv39k, mafw) | detect (default otherwise) ($(CROP))"
 	@echo "  WEIGHTS_DIR  folder holding model weights for PROFILE=full           ($(WEIGHTS_DIR))"
 	@echo "  OVERWRITE    1: delete OUT's shards and start over (default: resume)"
 	@echo "  FOLD         1..5 | all (MAFW, DFEW); 1 for FERV39k's single split     ($(FOLD))"
 	@echo "  MODEL        fineclip-b16 | fineclip-b32 | fineclip-l14 | dferclip-b16 | dferclip-b32 | tiny  ($(MODEL))"
+	@echo "  RECIPE       ours | reference (the paper's or reference code's training settings, docs/training.md) ($(RECIPE))"
 	@echo "  TRAIN_ARGS   extra trainer options, e.g. TRAIN_ARGS='--set epochs=5 --set lr=1e-3'"
 	@echo "  RAY_ADDRESS  an existing Ray cluster to run the pipeline on (empty: local)"
 	@echo "  SAMPLE_SEED, CLIPS_PER_CLASS   for make sample                    ($(SAMPLE_SEED), $(CLIPS_PER_CLASS))"
@@ -93,18 +97,18 @@ sample: $(STAMP) ## generate the sample dataset into data/sample and its contact
 	$(PY) -m pipeline.sample generate --out data/sample --seed $(SAMPLE_SEED) --clips-per-class $(CLIPS_PER_CLASS)
 	$(PY) -m pipeline.sample sheet --data data/sample
 
-PREPROCESS_ARGS = --data-root "$(DATA_ROOT)" --out "$(OUT)" $(if $(PROFILE),--profile $(PROFILE)) \
+PREPROCESS_ARGS = --data-root "$(DATA_ROOT)" --out "$(OUT)" $(if $(PROFILE),--profile $(PROFILE)) $(if $(CROP),--crop $(CROP)) \
 	$(if $(WEIGHTS_DIR),--weights-dir "$(WEIGHTS_DIR)") $(if $(filter 1 yes true,$(OVERWRITE)),--overwrite)
 
-preprocess: $(STAMP) ## DATASET, DATA_ROOT, OUT, PROFILE, RAY_ADDRESS, WEIGHTS_DIR, OVERWRITE=1: videos -> shards
+preprocess: $(STAMP) ## DATASET, DATA_ROOT, OUT, PROFILE, CROP, RAY_ADDRESS, WEIGHTS_DIR, OVERWRITE=1: videos -> shards
 	$(if $(filter sample,$(DATASET)),$(PY) -m pipeline.sample generate --out "$(DATA_ROOT)" --if-missing)
 	$(PY) -m pipeline.preprocess $(DATASET) $(PREPROCESS_ARGS)
 
 describe: $(STAMP) ## OUT, DESCRIBER (geometric | videollava): describe finished shards again, keeping the face stage
 	$(PY) -m pipeline.describe "$(OUT)" --describer $(DESCRIBER)
 
-train: $(STAMP) ## DATASET, FOLD, MODEL, OUT, TRAIN_ARGS: train on the shards, evaluate on the held-out fold
-	$(PY) -m trainer.train --dataset $(DATASET) --model $(MODEL) --fold $(FOLD) --shards "$(OUT)" $(TRAIN_ARGS)
+train: $(STAMP) ## DATASET, FOLD, MODEL, RECIPE, OUT, TRAIN_ARGS: train on the shards, test on the held-out fold (both protocols)
+	$(PY) -m trainer.train --dataset $(DATASET) --model $(MODEL) --fold $(FOLD) --shards "$(OUT)" --set recipe=$(RECIPE) $(TRAIN_ARGS)
 
 summary: $(STAMP) ## OUT: a dataset folder's counts, failures, configuration and models
 	$(PY) -m pipeline.inspect_shards summary "$(OUT)"

@@ -135,3 +135,30 @@ def test_reference_recipe_trains_with_sgd_and_fp32(sample_shards, tmp_path):
     log = tmp_path / "sample-tiny-dferclip-reference-fold1" / "log.jsonl"
     assert len(log.read_text().splitlines()) == 2 and result["recipe"] == "reference"
     assert set(result["protocols"]) == {"val", "paper"} and np.isfinite(result["test"]["uar"])
+
+
+def test_zero_shot_run_selects_its_epoch_without_labels(sample_shards, tmp_path):
+    out, _ = sample_shards
+    config = resolve("tiny", "sample", {"shards": str(out), "runs_dir": str(tmp_path), "epochs": 3, "workers": 0,
+                                        "lr": 0.01, "paper_protocol": False,
+                                        "model_options": {"supervision": "descriptions"}})
+    result = train(config)
+    history = [json.loads(line) for line in (tmp_path / "sample-tiny-fold1" / "log.jsonl").read_text().splitlines()]
+    losses = [h["val_description_loss"] for h in history]
+    assert all(np.isfinite(losses)) and len(set(losses)) == 3
+    val = result["protocols"]["val"]
+    assert val["selection"].startswith("lowest validation description loss") and "paper" not in result["protocols"]
+    assert val["epoch"] == 1 + int(np.argmin(losses))
+    assert all("test_war" not in h for h in history)      # no test pass per epoch without the paper protocol
+
+
+def test_fold_summary_per_protocol():
+    from trainer.train import fold_summary
+
+    def run(val_uar, paper_uar):
+        return {"protocols": {"val": {"selection": "best validation UAR", "test": {"uar": val_uar, "war": 50.0}},
+                              "paper": {"selection": "best test WAR", "test": {"uar": paper_uar, "war": 60.0}}}}
+
+    summary = fold_summary([run(40.0, 45.0), run(50.0, 55.0)])
+    assert summary["val"]["uar"] == {"mean": 45.0, "std": 5.0, "per_fold": [40.0, 50.0]}
+    assert summary["paper"]["uar"]["mean"] == 50.0 and summary["paper"]["war"]["std"] == 0.0

@@ -60,7 +60,7 @@ class TrainConfig:
     rotation: float = 0.0         # training: rotation uniform in ±degrees per clip; 0: off
     normalise: str = "clip"       # model inputs: "clip" (CLIP's mean/std) or "unit" (x / 255, DFER-CLIP's code)
     shuffle_buffer: int = 64      # training clips mixed across shards; 0: shard order
-    open_shards: int = 16         # training: shards each loader worker reads at once, interleaved
+    open_shards: int = 64         # training: shards each loader worker reads at once, interleaved
     seed: int = 0
     runs_dir: str = "runs"
     clip_path: str = ""           # a CLIP checkpoint file, when not in the cache

@@ -154,7 +154,7 @@ class Run:
     unscored: list[int] = field(default_factory=list)   # labels of test clips that failed preprocessing
     start_epoch: int = 0
     step: int = 0
-    best_uar: float = -1.0      # the `val` protocol's best score so far (validation UAR, or -description loss)
+    best_uar: float = -math.inf   # the `val` protocol's best score so far (validation UAR, or -description loss)
     best_epoch: int = 0         # ... and its epoch (1-based; 0: none yet)
     best_test: dict = field(default_factory=dict)   # the `paper` protocol: {"epoch", "test"} of the best test WAR
     history: list[dict] = field(default_factory=list)
@@ -367,7 +367,8 @@ def final_test(run: Run) -> dict:
                               "epoch": run.best_test["epoch"], "trained_on": trained_on,
                               "test": run.best_test["test"]}
     result = {"dataset": config.dataset, "model": config.model, "recipe": config.recipe, "fold": config.fold,
-              "test": test, "protocols": protocols, "best_val_uar": run.best_uar if run.has_validation else None,
+              "test": test, "protocols": protocols, "best_val_uar": (run.best_uar if run.has_validation and not run.zero_shot and run.best_epoch
+                               else None),
               "unscored_test_clips": len(run.unscored), "trainable_parameters": run.trainable_parameters,
               "epochs": len(run.history)}
     if run.main_process:
