@@ -20,6 +20,7 @@ def test_dferclip_reference_recipe_has_the_reference_values():
     assert (config.optimizer, config.momentum, config.weight_decay, config.lr) == ("sgd", 0.9, 1e-4, 1e-2)
     assert (config.schedule, config.lr_milestones, config.lr_gamma, config.epochs) == ("multistep", (30, 40), 0.1, 50)
     assert (config.batch_size, config.precision, config.grad_clip, config.num_frames) == (48, "fp32", 0, 16)
+    assert config.drop_last and not resolve("dferclip-b32", "dfew").drop_last
     assert (config.crop_scale, config.flip, config.normalise, config.val_fraction) == ((0.08, 1.0), True, "unit", 0)
     assert (config.brightness, config.rotation) == (0.5, 0)                      # DFEW: ColorJitter(0.5)
     assert resolve("dferclip-b32", "ferv39k", {"recipe": "reference"}).rotation == 4   # FERV39k: RandomRotation(4)
@@ -126,15 +127,20 @@ def test_reference_recipe_trains_with_sgd_and_fp32(sample_shards, tmp_path):
 
     out, _ = sample_shards
     config = resolve("tiny-dferclip", "sample", {"recipe": "reference", "shards": str(out), "runs_dir": str(tmp_path),
-                                                 "epochs": 2, "workers": 0, "batch_size": 8, "num_frames": 8,
+                                                 "epochs": 2, "workers": 0, "batch_size": 2, "num_frames": 8,
                                                  "lr_milestones": [1]})
     run = prepare_run(config, tmp_path / "probe")
     assert isinstance(run.optimizer, torch.optim.SGD) and run.optimizer.defaults["momentum"] == 0.9
-    assert "val" not in run.loaders
+    assert "val" not in run.loaders and run.loaders["train"].drop_last and not run.loaders["test"].drop_last
     result = train(config)
     log = tmp_path / "sample-tiny-dferclip-reference-fold1" / "log.jsonl"
-    assert len(log.read_text().splitlines()) == 2 and result["recipe"] == "reference"
+    history = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [h["step"] for h in history] == [3, 6] and result["recipe"] == "reference"   # 7 clips: 3 full batches of 2
     assert set(result["protocols"]) == {"val", "paper"} and np.isfinite(result["test"]["uar"])
+    from trainer.checkpoint import load_checkpoint
+
+    groups = load_checkpoint(log.parent / "last.pt")["optimizer"]["param_groups"]
+    assert [g["lr"] for g in groups] == pytest.approx([1e-3, 1e-6, 1e-4])   # epoch 2 is past the milestone: × 0.1
 
 
 def test_zero_shot_run_selects_its_epoch_without_labels(sample_shards, tmp_path):

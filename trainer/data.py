@@ -117,6 +117,7 @@ class DataConfig:
     rotation: float = 0.0         # training: rotation uniform in ±`rotation` degrees per clip (frames, masks,
     #                               landmarks); 0: off
     shuffle_buffer: int = 64      # training clips mixed across shards (raw bytes, ~0.7 MiB each); 0: shard order
+    drop_last: bool = False       # training: drop each loader worker's last incomplete batch (DFER-CLIP's drop_last=True)
     open_shards: int = 64         # training: shards each loader worker reads at once, interleaved; 1: one by one
 
     def __post_init__(self) -> None:
@@ -561,4 +562,5 @@ def make_loader(config: DataConfig, split: str, classes: list[str] | None = None
     dataset = ShardClips(config, split, classes)
     return torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, num_workers=config.workers,
                                        collate_fn=collate, persistent_workers=False,
-                                       pin_memory=torch.cuda.is_available())
+                                       pin_memory=torch.cuda.is_available(),
+                                       drop_last=config.drop_last and split == "train")

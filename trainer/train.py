@@ -86,9 +86,11 @@ def multistep_factor(epoch: int, milestones: tuple[int, ...], gamma: float) -> f
     return gamma ** sum(epoch >= m for m in milestones)
 
 
-def schedule_factor(config: TrainConfig, step: int, steps_per_epoch: int, warmup: int, total: int) -> float:
+def schedule_factor(config: TrainConfig, step: int, epoch: int, warmup: int, total: int) -> float:
+    """The learning-rate multiplier at this step: per epoch for `multistep` (the real epoch, not one
+    estimated from the step, since dropped batches make epochs shorter than planned), per step for `cosine`."""
     if config.schedule == "multistep":
-        return multistep_factor(step // steps_per_epoch, config.lr_milestones, config.lr_gamma)
+        return multistep_factor(epoch, config.lr_milestones, config.lr_gamma)
     return lr_factor(step, warmup, total)
 
 
@@ -257,7 +259,7 @@ def train_epoch(run: Run, epoch: int) -> dict:
             break
         data_time += time.perf_counter() - fetched
         for group in run.optimizer.param_groups:
-            group["lr"] = group["initial_lr"] * schedule_factor(config, run.step, run.steps_per_epoch, run.warmup,
+            group["lr"] = group["initial_lr"] * schedule_factor(config, run.step, epoch, run.warmup,
                                                                 run.total_steps)
         # uint8 images -> normalised float32 on the device
         batch = to_model_inputs(batch, run.device, normalise=config.normalise)
