@@ -28,6 +28,7 @@ from pipeline.backends import (DESCRIBERS, DETECTORS, INLINE_DESCRIBERS, LANDMAR
 from pipeline.inputs.datasets import DATASETS
 from pipeline.inputs.manifest import CROP_MODES, Manifest, ManifestError, load_manifest, presence, summary
 from pipeline.shards.folder import FolderBusyError, OutputFolder
+from pipeline.run.placement import DESCRIBE_GPUS, FACE_GPUS, GpuPlacement, gpu_share
 from pipeline.run.progress import ProgressBar
 from pipeline.run.ray_runner import SHARD_ATTEMPTS
 from pipeline.run.stages import (DescribeConfig, DescribeStage, FaceConfig, FaceStage, describe_config, describe_identity,
@@ -110,12 +111,14 @@ def run_configuration(profile: str, shard_size: int, manifest_digest: str, confi
 
 
 def stage_pools(config: FaceConfig, describe: DescribeConfig | None, workers: int, gpus: float,
-                face_stage: type = FaceStage) -> list:
-    """(stage, actors) in order: the face stage (with an inline describer inside it), then a describer of its own."""
+                face_stage: type = FaceStage, placement: GpuPlacement | None = None) -> list:
+    """(stage, actors) in order: the face stage (with an inline describer inside it), then a describer of its own
+    (on GPUs, `placement.describe_actors`: one per GPU unless set)."""
     inline = describe is not None and describe.describer in INLINE_DESCRIBERS
     stages = [(face_stage(config, describe if inline else None), workers)]
     if describe is not None and not inline:
-        stages.append((DescribeStage(describe), max(1, int(gpus)) if describe.gpus_per_worker else workers))
+        stages.append((DescribeStage(describe), (placement or GpuPlacement()).describe_actors(gpus)
+                       if describe.gpus_per_worker else workers))
     return stages
 
 
@@ -137,6 +140,7 @@ def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = N
                shard_size: int | None = None, overwrite: bool = False, weights_dir: str | None = None,
                ray_address: str | None = None, progress: bool = True, backends: dict[str, str] | None = None,
                describer_options: dict | None = None, face_stage: type = FaceStage, crop: str | None = None,
+               placement: GpuPlacement | None = None,
                **face_options) -> dict:
     """Run the pipeline; returns the dataset index. Raises on problems found before any work.
 
@@ -145,7 +149,8 @@ def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = N
     `describer_options` go to the describer (e.g. {"model_id": …, "revision": …}); `crop` is "official"
     (the dataset's own face crops, used whole) or "detect" (None: official where the dataset has
     its own crops, DFEW, FERV39k and MAFW, else detect); `face_stage` is
-    the face stage's class (a subclass may add instrumentation, as the benchmark's does). Ray is
+    the face stage's class (a subclass may add instrumentation, as the benchmark's does); `placement`: the GPU share
+    of each face and describer actor, and the describer's actor count (pipeline/run/placement.py). Ray is
     shut down at the end only when this call started it.
     """
     import ray
@@ -165,7 +170,7 @@ def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = N
         raise FileNotFoundError(f"DATA_ROOT {data_root} does not exist (set DATA_ROOT=/path/to/{manifest.name})")
     resources, gpus = check_resources(chosen, profile, ray_address, weights_dir, crop)
     cpus = int(resources.get("CPU", os.cpu_count() or 1))
-    workers = workers or (cpus if not chosen.needs_gpu else max(1, int(gpus * 2)))
+    placement = placement or GpuPlacement()
     shard_size = shard_size or (8 if manifest.name == "sample" else 64)
 
     folder = OutputFolder(out)
@@ -174,8 +179,13 @@ def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = N
         config = FaceConfig(dataset=manifest.name, manifest=str(manifest.source), data_root=str(data_root.resolve()),
                             work_dir=str(folder.work_dir(uuid.uuid4().hex[:8])), detector=chosen.detector,
                             landmarker=chosen.landmarker, parser=chosen.parser, weights_dir=weights_dir,
-                            gpus_per_worker=(0.5 if chosen.needs_gpu else 0.0), crop=crop, **face_options)
+                            gpus_per_worker=(placement.face_gpus if chosen.needs_gpu else 0.0), crop=crop, **face_options)
         describe = describe_config(chosen.describer, Path(config.work_dir), describer_options or {}, gpus)
+        if describe is not None and describe.gpus_per_worker:  # Video-LLaVA on the GPUs
+            describe = dataclasses.replace(describe, gpus_per_worker=placement.describe_gpus)
+        if not workers:  # face actors: every CPU, or on GPUs as many as their share fits beside the describer
+            workers = (placement.face_actors(gpus, bool(describe and describe.gpus_per_worker))
+                       if config.gpus_per_worker else cpus)
         manifest_digest = hashlib.sha256(manifest.source.read_bytes()).hexdigest()
         run_config = run_configuration(profile, shard_size, manifest_digest, config, describe)
         folder.check_run_config(run_config, overwrite)
@@ -184,7 +194,7 @@ def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = N
         todo = [job for job in jobs if job.name not in done]
         print(f"{len(manifest)} clips in {len(jobs)} shards; {len(jobs) - len(todo)} already complete, "
               f"{len(todo)} to do with {min(workers, max(1, len(todo)))} workers")
-        crashed = run_jobs(folder, todo, stage_pools(config, describe, workers, gpus, face_stage), progress)
+        crashed = run_jobs(folder, todo, stage_pools(config, describe, workers, gpus, face_stage, placement), progress)
         folder.finish_work()
         index = folder.write_index(
             dataset=manifest.name, classes=list(manifest.classes), partitions=list(manifest.partitions),
@@ -237,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="default: shards/<dataset>")
     parser.add_argument("--profile", choices=sorted(PROFILES), default=None,
                         help="full (GPU paper stack) or cpu (offline); default: cpu for sample, full otherwise")
-    parser.add_argument("--workers", type=int, default=None, help="actors per stage (default: all CPUs, or 2 per GPU)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="face-stage actors (default: all CPUs; on GPUs, as many as --face-gpus fits "
+                             "beside the describer: 2 per GPU by default)")
     parser.add_argument("--shard-size", type=int, default=None, help="clips per shard (default 64; sample 8)")
     parser.add_argument("--overwrite", action="store_true", help="delete the output folder's shards and start over")
     parser.add_argument("--weights-dir", default=os.environ.get("WEIGHTS_DIR") or None)
@@ -256,6 +268,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="override the profile's describer (none: no descriptions)")
     parser.add_argument("--describer-model", help="videollava: model id or local folder")
     parser.add_argument("--describer-revision", help="videollava: model revision (commit, tag)")
+    parser.add_argument("--face-gpus", type=gpu_share, default=FACE_GPUS,
+                        help=f"GPU share of each face-stage actor on GPUs (default {FACE_GPUS}: two per GPU)")
+    parser.add_argument("--describe-gpus", type=gpu_share, default=DESCRIBE_GPUS,
+                        help=f"GPU share of each Video-LLaVA actor (default {DESCRIBE_GPUS:g}: a GPU each; 0.5 with "
+                             "--face-gpus 0.25 runs it beside two face actors on every GPU)")
+    parser.add_argument("--describe-workers", type=int, default=None,
+                        help="Video-LLaVA actors on GPUs (default: one per GPU)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--check", action="store_true",
                         help="only check the manifest and count the clips found under DATA_ROOT (make manifest)")
@@ -271,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
                    backends={"detector": args.detector, "landmarker": args.landmarker, "parser": args.parser,
                              "describer": args.describer},
                    describer_options={"model_id": args.describer_model, "revision": args.describer_revision},
+                   placement=GpuPlacement(args.face_gpus, args.describe_gpus, args.describe_workers),
                    crop=args.crop, crop_size=args.crop_size, max_frames=args.max_frames, detect_every=args.detect_every)
     except (ManifestError, FolderBusyError, FileNotFoundError, RuntimeError, KeyError) as err:
         print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
