@@ -24,7 +24,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from pipeline.backends import (DESCRIBERS, DETECTORS, INLINE_DESCRIBERS, LANDMARKERS, PARSERS, PROFILES,
-                               face_weights, make_detector, make_landmarker, make_parser)
+                               face_weights, make_describer, make_detector, make_landmarker, make_parser)
 from pipeline.inputs.datasets import DATASETS
 from pipeline.inputs.manifest import CROP_MODES, Manifest, ManifestError, load_manifest, presence, summary
 from pipeline.shards.folder import FolderBusyError, OutputFolder
@@ -83,21 +83,35 @@ def read_manifest(dataset: str, data_root: Path):
     return load_manifest(dataset, data_root)
 
 
+def describer_hub_models(describer: str | None, options: dict | None) -> list:
+    """The Hugging Face models the describer loads (Video-LLaVA's), checked with the weight files."""
+    if not describer or describer == "none":
+        return []
+    made = make_describer(describer, **{k: v for k, v in (options or {}).items() if v is not None})
+    return [made.hub_model()] if hasattr(made, "hub_model") else []
+
+
 def check_resources(chosen, profile: str, ray_address: str | None, weights_dir: str | None,
-                    crop: str = "detect") -> tuple[dict, float]:
-    """Start (or join) Ray; stop before any work when the profile's GPU or weight files are missing
-    (the detector's only when it runs). Returns Ray's resources and the GPUs seen."""
+                    crop: str = "detect", allow_cpu: bool = False,
+                    describer_options: dict | None = None) -> tuple[dict, float]:
+    """Stop before any work when the profile's GPU (unless `allow_cpu`) or weights are missing (the
+    detector's only when it runs; the describer's Hugging Face model too), downloading what may be;
+    then start (or join) Ray. Returns Ray's resources and the GPUs seen."""
     from pipeline.run.ray_runner import init_ray
     from pipeline.weights import check_weights
 
-    resources = init_ray(ray_address)
+    resources = init_ray(ray_address) if ray_address else None  # a local run counts its GPUs without Ray
     gpus = gpus_available(ray_address)
-    if chosen.needs_gpu and gpus == 0:
+    if chosen.needs_gpu and gpus == 0 and not allow_cpu:
         raise RuntimeError(f"PROFILE={profile} runs S3FD, FAN and BiSeNet on a GPU and none was found; "
-                           "use PROFILE=cpu for the offline stack (dlib and landmark masks)")
+                           "use PROFILE=cpu for the offline stack (dlib and landmark masks), or --allow-cpu "
+                           "(DFER_ALLOW_CPU=1) to run these models on the CPU, slowly")
+    if chosen.needs_gpu and gpus == 0:
+        print(f"no GPU: PROFILE={profile}'s models run on the CPU (--allow-cpu), slowly")
     detector = chosen.detector if crop == "detect" else None
-    check_weights(face_weights(detector, chosen.landmarker, chosen.parser), weights_dir)  # names every missing file
-    return resources, gpus
+    check_weights(face_weights(detector, chosen.landmarker, chosen.parser), weights_dir,  # names every missing file
+                  hub_models=describer_hub_models(chosen.describer, describer_options))
+    return (resources if resources is not None else init_ray(None)), gpus
 
 
 def run_configuration(profile: str, shard_size: int, manifest_digest: str, config: FaceConfig,
@@ -141,14 +155,15 @@ def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = N
                ray_address: str | None = None, progress: bool = True, backends: dict[str, str] | None = None,
                describer_options: dict | None = None, face_stage: type = FaceStage, crop: str | None = None,
                placement: GpuPlacement | None = None,
-               **face_options) -> dict:
+               allow_cpu: bool = False, **face_options) -> dict:
     """Run the pipeline; returns the dataset index. Raises on problems found before any work.
 
     `backends` may override the profile's choice of backend by kind ("detector", "landmarker", "parser",
     "describer": a name in pipeline/backends.py's registries, or "none" for the describer);
     `describer_options` go to the describer (e.g. {"model_id": …, "revision": …}); `crop` is "official"
     (the dataset's own face crops, used whole) or "detect" (None: official where the dataset has
-    its own crops, DFEW, FERV39k and MAFW, else detect); `face_stage` is
+    its own crops, DFEW, FERV39k and MAFW, else detect); `allow_cpu` runs a GPU profile's models on
+    the CPU where there is no GPU (instead of stopping); `face_stage` is
     the face stage's class (a subclass may add instrumentation, as the benchmark's does); `placement`: the GPU share
     of each face and describer actor, and the describer's actor count (pipeline/run/placement.py). Ray is
     shut down at the end only when this call started it.
@@ -168,8 +183,9 @@ def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = N
     print(f"crop {crop} ({crop_why})")
     if not data_root.is_dir():
         raise FileNotFoundError(f"DATA_ROOT {data_root} does not exist (set DATA_ROOT=/path/to/{manifest.name})")
-    resources, gpus = check_resources(chosen, profile, ray_address, weights_dir, crop)
+    resources, gpus = check_resources(chosen, profile, ray_address, weights_dir, crop, allow_cpu, describer_options)
     cpus = int(resources.get("CPU", os.cpu_count() or 1))
+    on_gpu = chosen.needs_gpu and gpus > 0
     placement = placement or GpuPlacement()
     shard_size = shard_size or (8 if manifest.name == "sample" else 64)
 
@@ -179,7 +195,7 @@ def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = N
         config = FaceConfig(dataset=manifest.name, manifest=str(manifest.source), data_root=str(data_root.resolve()),
                             work_dir=str(folder.work_dir(uuid.uuid4().hex[:8])), detector=chosen.detector,
                             landmarker=chosen.landmarker, parser=chosen.parser, weights_dir=weights_dir,
-                            gpus_per_worker=(placement.face_gpus if chosen.needs_gpu else 0.0), crop=crop, **face_options)
+                            gpus_per_worker=(placement.face_gpus if on_gpu else 0.0), crop=crop, **face_options)
         describe = describe_config(chosen.describer, Path(config.work_dir), describer_options or {}, gpus)
         if describe is not None and describe.gpus_per_worker:  # Video-LLaVA on the GPUs
             describe = dataclasses.replace(describe, gpus_per_worker=placement.describe_gpus)
@@ -275,6 +291,10 @@ def main(argv: list[str] | None = None) -> int:
                              "--face-gpus 0.25 runs it beside two face actors on every GPU)")
     parser.add_argument("--describe-workers", type=int, default=None,
                         help="Video-LLaVA actors on GPUs (default: one per GPU)")
+    parser.add_argument("--allow-cpu", action="store_true",
+                        default=os.environ.get("DFER_ALLOW_CPU", "").strip().lower() in ("1", "true", "yes", "on"),
+                        help="PROFILE=full without a GPU: run its models on the CPU, slowly, instead of stopping "
+                             "(default from DFER_ALLOW_CPU=1)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--check", action="store_true",
                         help="only check the manifest and count the clips found under DATA_ROOT (make manifest)")
@@ -291,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
                              "describer": args.describer},
                    describer_options={"model_id": args.describer_model, "revision": args.describer_revision},
                    placement=GpuPlacement(args.face_gpus, args.describe_gpus, args.describe_workers),
-                   crop=args.crop, crop_size=args.crop_size, max_frames=args.max_frames, detect_every=args.detect_every)
+                   crop=args.crop, allow_cpu=args.allow_cpu, crop_size=args.crop_size, max_frames=args.max_frames, detect_every=args.detect_every)
     except (ManifestError, FolderBusyError, FileNotFoundError, RuntimeError, KeyError) as err:
         print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
         return 1

@@ -28,16 +28,9 @@ def offline(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def weights_dir(tmp_path_factory):
-    from face_alignment.detection.sfd.net_s3fd import s3fd
-    from face_alignment.models import FAN
-    from facexlib.parsing.bisenet import BiSeNet
+    from tiny_models import save_face_weights
 
-    folder = tmp_path_factory.mktemp("weights")
-    torch.manual_seed(0)
-    torch.save(FAN(4).state_dict(), folder / FAN_2D.name)
-    torch.save(s3fd().state_dict(), folder / S3FD.name)
-    torch.save(BiSeNet(num_class=19).state_dict(), folder / BISENET.name)
-    return folder
+    return save_face_weights(tmp_path_factory.mktemp("weights"))
 
 
 def test_fan_landmarks(weights_dir):

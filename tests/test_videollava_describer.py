@@ -8,7 +8,6 @@ folder, the way it loads the Hub checkpoint.
 """
 
 import hashlib
-import string
 from pathlib import Path
 
 import numpy as np
@@ -20,56 +19,8 @@ from pipeline.describers.videollava import (PROMPT_FILE, ModelUnavailableError, 
                                            load_processor, processor_inputs, uniform_frame_indices,
                                            video_token_count)
 
-IMAGE_SIZE, PATCH_SIZE, NUM_FRAMES = 32, 16, 8
-TOKENS_PER_FRAME = (IMAGE_SIZE // PATCH_SIZE) ** 2 + 1  # patches + CLIP's class token
-
-
-def _tokenizer():
-    """A character-level Llama tokenizer (BPE without merges) with Video-LLaVA's special tokens."""
-    from transformers import LlamaTokenizer
-
-    chars = sorted(set(string.ascii_letters + string.digits + string.punctuation + "▁"))
-    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{c: i + 3 for i, c in enumerate(chars)}}
-    tokenizer = LlamaTokenizer(vocab=vocab, merges=[], pad_token="<pad>", add_bos_token=True)
-    tokenizer.add_tokens(["<image>", "<video>"], special_tokens=True)
-    return tokenizer
-
-
-def _tiny_model(tokenizer):
-    import torch
-    from transformers import CLIPVisionConfig, LlamaConfig, VideoLlavaConfig, VideoLlavaForConditionalGeneration
-
-    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                       num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
-                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                       pad_token_id=tokenizer.pad_token_id)
-    vision = CLIPVisionConfig(image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, hidden_size=32, intermediate_size=64,
-                              num_hidden_layers=2, num_attention_heads=4, projection_dim=32)
-    config = VideoLlavaConfig(vision_config=vision, text_config=text,
-                              image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-                              video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
-                              image_seq_length=TOKENS_PER_FRAME - 1, video_seq_length=NUM_FRAMES * TOKENS_PER_FRAME)
-    torch.manual_seed(0)
-    return VideoLlavaForConditionalGeneration(config).eval()
-
-
-def _processor(tokenizer, patch_size: int = PATCH_SIZE):
-    """transformers' VideoLlavaProcessor around the tokenizer, with Video-LLaVA's processors at IMAGE_SIZE."""
-    from transformers import VideoLlavaImageProcessor, VideoLlavaProcessor, VideoLlavaVideoProcessor
-
-    size, crop = {"shortest_edge": IMAGE_SIZE}, {"height": IMAGE_SIZE, "width": IMAGE_SIZE}
-    return VideoLlavaProcessor(image_processor=VideoLlavaImageProcessor(size=size, crop_size=crop),
-                               video_processor=VideoLlavaVideoProcessor(size=size, crop_size=crop),
-                               tokenizer=tokenizer, patch_size=patch_size, vision_feature_select_strategy="default",
-                               num_additional_image_tokens=1)
-
-
-def save_tiny_checkpoint(folder: Path) -> Path:
-    """A tiny Video-LLaVA saved into `folder` like the Hub checkpoint (config, weights, processor files)."""
-    tokenizer = _tokenizer()
-    _tiny_model(tokenizer).save_pretrained(folder)
-    _processor(tokenizer).save_pretrained(folder)
-    return folder
+# The tiny model's builders live in tests/tiny_models.py (test_pipeline and test_full_stack use them too).
+from tiny_models import IMAGE_SIZE, NUM_FRAMES, PATCH_SIZE, TOKENS_PER_FRAME, save_tiny_checkpoint, tiny_processor
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +85,7 @@ def test_processor_matches_the_models_video_token_rule(tiny_checkpoint):
         processor_inputs(processor, ["no video here"], videos[:1], PATCH_SIZE)
     # A processor whose patch size does not fit the model's makes the wrong number of video tokens.
     with pytest.raises(ValueError, match=f"model needs {count}"):
-        processor_inputs(_processor(processor.tokenizer, patch_size=8), prompts[:1], videos[:1], PATCH_SIZE)
+        processor_inputs(tiny_processor(processor.tokenizer, patch_size=8), prompts[:1], videos[:1], PATCH_SIZE)
 
 
 def test_describe_with_a_tiny_video_llava(tiny_checkpoint):

@@ -21,9 +21,13 @@ Preprocessing is transformers' `VideoLlavaProcessor` from the checkpoint: its vi
 resizes, centre-crops and normalises the frames as CLIP does, and each "<video>" of a prompt
 becomes one token per patch and class token of every frame; prompts are padded on the left.
 
-Weights are read by `from_pretrained` from the Hugging Face cache (`HF_HOME`), fetched on a
-connected machine, or taken from a local folder given as `model_id`; when none works the
-error says what to download and where to put it.
+Weights. A `model_id` that is a local folder is loaded from it. A Hub id is fetched by
+pipeline/weights.py (`fetch_hub_model`: huggingface_hub's `snapshot_download` into the Hugging
+Face cache, `HF_HOME`, from `HF_ENDPOINT`; every newly downloaded file hash-checked against the
+ETag the Hub gives it) or, with downloads off, found in that cache; the processor and the model
+are then loaded from that local snapshot. The pipeline asks for the model (`hub_model`) with
+the face models' weight files before any work; when it is missing the error says what to
+download and where to put it.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import numpy as np
 
 from pipeline.backends import Description
 from pipeline.resources import PROMPTS_DIR
+from pipeline.weights import CorruptDownloadError, HubModel, HubModelUnavailable, fetch_hub_model
 
 DEFAULT_MODEL_ID = "LanguageBind/Video-LLaVA-7B-hf"
 DEFAULT_NUM_FRAMES = 8
@@ -99,11 +104,6 @@ def _is_local_folder(model_id: str) -> bool:
     return Path(model_id).expanduser().is_dir()
 
 
-def _looks_like_path(model_id: str) -> bool:
-    # Hub ids are "name" or "owner/name"; anything else can only be meant as a folder.
-    return model_id.startswith(("/", ".", "~")) or model_id.count("/") > 1 or "\\" in model_id
-
-
 def cached_commit(model_id: str, revision: str | None) -> str | None:
     """The commit of `model_id` at `revision` if known without the network: a full hash, or the HF cache's."""
     if revision is not None and _HEX_COMMIT.match(revision):
@@ -124,7 +124,7 @@ def missing_model_message(model_id: str, revision: str | None, error: BaseExcept
     wanted = model_id if revision is None else f"{model_id} (revision {revision})"
     reason = (str(error).strip().splitlines() or [""])[0]
     lines = [f"The videollava describer could not load the Video-LLaVA model {wanted}:"]
-    if _looks_like_path(model_id) and not _is_local_folder(model_id):
+    if HubModel(model_id).is_folder() and not _is_local_folder(model_id):
         lines.append(f"  there is no folder {Path(model_id).expanduser()}")
     else:
         lines.append(f"  {type(error).__name__}: {reason}")
@@ -199,6 +199,7 @@ class VideoLlavaDescriber:
         self._dtype = dtype
         self._model = model
         self._processor = processor
+        self._folder: Path | None = None
         self.instruction, self.prompt_sha256 = read_instruction()
         if "<video>" in self.instruction or "<image>" in self.instruction:
             raise ValueError(f"{PROMPT_FILE} must not contain <video> or <image>; the prompt format adds the video")
@@ -226,26 +227,40 @@ class VideoLlavaDescriber:
             self._model = self._load_model()
         return self._model
 
+    def hub_model(self) -> HubModel:
+        """The model as pipeline/weights.py fetches it (a Hub id and revision, or a local folder)."""
+        return HubModel(self.model_id, self.revision, model="Video-LLaVA (config, weights, tokenizer, processor)",
+                        size="about 15 GB" if self.model_id == DEFAULT_MODEL_ID else "")
+
+    def local_folder(self) -> Path:
+        """The folder the checkpoint is loaded from: `model_id` itself, or its snapshot in the Hugging Face
+        cache (downloaded and hash-checked first where downloads are allowed)."""
+        if self._folder is None:
+            try:
+                self._folder = fetch_hub_model(self.hub_model())
+            except (HubModelUnavailable, CorruptDownloadError) as err:
+                raise ModelUnavailableError(missing_model_message(self.model_id, self.revision, err)) from err
+        return self._folder
+
     @property
     def processor(self):
         """The checkpoint's `transformers.VideoLlavaProcessor`."""
         if self._processor is None:
-            from huggingface_hub.errors import HFValidationError
-
+            folder = self.local_folder()
             try:
-                self._processor = load_processor(self.model_id, revision=self.revision, local_files_only=_offline())
-            except (OSError, HFValidationError) as err:  # the latter: a folder that does not exist
+                self._processor = load_processor(str(folder), local_files_only=True)
+            except OSError as err:
                 raise ModelUnavailableError(missing_model_message(self.model_id, self.revision, err)) from err
         return self._processor
 
     def _load_model(self):
-        from huggingface_hub.errors import HFValidationError
         from transformers import VideoLlavaForConditionalGeneration
 
+        folder = self.local_folder()
         try:
-            model = VideoLlavaForConditionalGeneration.from_pretrained(self.model_id, revision=self.revision,
-                                                                       dtype=self.dtype, local_files_only=_offline())
-        except (OSError, HFValidationError) as err:
+            model = VideoLlavaForConditionalGeneration.from_pretrained(str(folder), dtype=self.dtype,
+                                                                       local_files_only=True)
+        except OSError as err:
             raise ModelUnavailableError(missing_model_message(self.model_id, self.revision, err)) from err
         return model.to(self.device).eval()
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from facexlib.parsing.bisenet import BiSeNet
 
 from pipeline.shards.files import file_sha256
-from pipeline.weights import BISENET, resolve_weight
+from pipeline.weights import BISENET, load_state_dict, resolve_weight
 
 INPUT_SIZE = 512
 NUM_CLASSES = 19
@@ -46,7 +46,7 @@ class BisenetParser:
     @cached_property
     def net(self) -> torch.nn.Module:
         net = BiSeNet(num_class=NUM_CLASSES)
-        state = torch.load(self.weights_path, map_location="cpu", weights_only=True)
+        state = load_state_dict(self.weights_path, "BiSeNet")
         try:
             net.load_state_dict(state)
         except RuntimeError as error:

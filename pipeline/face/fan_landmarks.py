@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from pipeline.shards.files import file_sha256
-from pipeline.weights import FAN_2D, resolve_weight
+from pipeline.weights import FAN_2D, load_state_dict, resolve_weight
 
 HEATMAP_SIZE = 64
 
@@ -67,7 +67,7 @@ class FanLandmarks:
         from face_alignment.models import FAN
 
         net = FAN(4)
-        state = torch.load(self.weights_path, map_location="cpu", weights_only=True)
+        state = load_state_dict(self.weights_path, "2DFAN4")
         try:
             net.load_state_dict(state)
         except RuntimeError as error:

@@ -45,10 +45,13 @@ class SfdDetector:
     def detector(self):
         from face_alignment.detection.sfd.sfd_detector import SFDDetector
 
+        # The library reads the file itself; a corrupted one fails in torch.load (zip, pickle or EOF
+        # errors), a wrong one in load_state_dict: either way the message names the file.
         try:
             return SFDDetector(self.device, path_to_detector=str(self.weights_path), filter_threshold=self.threshold)
-        except RuntimeError as error:
-            raise RuntimeError(f"{self.weights_path} is not an S3FD state dict: {error}") from error
+        except Exception as error:  # noqa: BLE001
+            raise RuntimeError(f"{self.weights_path} is not a readable S3FD state dict "
+                               f"({type(error).__name__}: {error})") from error
 
     def identity(self) -> dict[str, Any]:
         return {"backend": self.name, "model": "S3FD", "weights": S3FD.name, "sha256": file_sha256(self.weights_path),
