@@ -18,6 +18,8 @@ DATA_ROOT ?= data/$(DATASET)
 OUT ?= shards/$(notdir $(basename $(DATASET)))
 PROFILE ?=
 CROP ?=
+FACE_GPUS ?=
+DESCRIBE_GPUS ?=
 WEIGHTS_DIR ?=
 OVERWRITE ?=
 DESCRIBER ?= geometric
@@ -44,6 +46,7 @@ help: ## list targets and variables
 	@echo "  OUT          folder the shards are written to                         ($(OUT))"
 	@echo "  PROFILE      full (paper stack, GPU) | cpu (offline stack); default: cpu for sample, full otherwise ($(PROFILE))"
 	@echo "  CROP         official (the datasets' own face crops; default for dfew, ferv39k, mafw) | detect (default otherwise) ($(CROP))"
+	@echo "  FACE_GPUS, DESCRIBE_GPUS   GPU share of each face / Video-LLaVA actor, e.g. 0.25 and 0.5 to share a card (defaults 0.5, 1)"
 	@echo "  WEIGHTS_DIR  folder holding model weights for PROFILE=full           ($(WEIGHTS_DIR))"
 	@echo "  OVERWRITE    1: delete OUT's shards and start over (default: resume)"
 	@echo "  FOLD         1..5 | all (MAFW, DFEW); 1 for FERV39k's single split     ($(FOLD))"
@@ -98,9 +101,10 @@ sample: $(STAMP) ## generate the sample dataset into data/sample and its contact
 	$(PY) -m pipeline.sample sheet --data data/sample
 
 PREPROCESS_ARGS = --data-root "$(DATA_ROOT)" --out "$(OUT)" $(if $(PROFILE),--profile $(PROFILE)) $(if $(CROP),--crop $(CROP)) \
+	$(if $(FACE_GPUS),--face-gpus $(FACE_GPUS)) $(if $(DESCRIBE_GPUS),--describe-gpus $(DESCRIBE_GPUS)) \
 	$(if $(WEIGHTS_DIR),--weights-dir "$(WEIGHTS_DIR)") $(if $(filter 1 yes true,$(OVERWRITE)),--overwrite)
 
-preprocess: $(STAMP) ## DATASET, DATA_ROOT, OUT, PROFILE, CROP, RAY_ADDRESS, WEIGHTS_DIR, OVERWRITE=1: videos -> shards
+preprocess: $(STAMP) ## DATASET, DATA_ROOT, OUT, PROFILE, CROP, FACE_GPUS, DESCRIBE_GPUS, RAY_ADDRESS, WEIGHTS_DIR, OVERWRITE=1: videos -> shards
 	$(if $(filter sample,$(DATASET)),$(PY) -m pipeline.sample generate --out "$(DATA_ROOT)" --if-missing)
 	$(PY) -m pipeline.preprocess $(DATASET) $(PREPROCESS_ARGS)
 
