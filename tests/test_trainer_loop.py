@@ -173,7 +173,7 @@ def test_train_writes_a_run_and_resume_reproduces_it(sample_shards, tmp_path):
 
     assert finished_run(tiny_config(out, tmp_path / "a")) and not finished_run(tiny_config(out, tmp_path / "a", lr=0.1))
     lines = "\n".join(summary_lines(out, run, []))
-    assert f"({result['test']['samples']} clips, {len(failed)} failed preprocessing and count as wrong): " \
+    assert f"({result['test']['samples']} clips, {len(failed)} failed preprocessing, counted as wrong): " \
            f"UAR {result['test']['uar']:.1f} %" in lines and "no_face 1" in lines
     assert "protocol val: epoch" in lines and "paper      UAR" in lines
     # interrupted after one epoch, then resumed: the same final state as the uninterrupted run

@@ -35,7 +35,7 @@ def summary_lines(shards: Path, run: Path, sheets: list[Path]) -> list[str]:
         f"model      {metrics['model']}, {metrics['trainable_parameters'] / 1e6:.2f} M trainable, "
         f"{metrics['epochs']} epochs",
         f"test fold  {metrics['fold']} ({test['samples']} clips"
-        + (f", {test['unscored']} failed preprocessing and count as wrong" if test.get("unscored") else "")
+        + (f", {test['unscored']} failed preprocessing, counted as wrong" if test.get("unscored") else "")
         + f"): UAR {test['uar']:.1f} %, WAR {test['war']:.1f} % (chance {chance:.1f} %), "
         f"{protocol_note(metrics, 'val')}",
         f"run        {run}: metrics.json, confusion.png, curves.png, best.pt",
