@@ -32,7 +32,7 @@ export RAY_ADDRESS
 SAMPLE_SEED ?= 0
 CLIPS_PER_CLASS ?= 10
 
-.PHONY: help env lock test demo manifest sample preprocess describe summary verify inspect train eval bench predict clean
+.PHONY: help env lock test demo manifest sample preprocess describe summary verify inspect train eval zero-shot pretrain-tiny bench predict clean
 
 help: ## list targets and variables
 	@echo "DFER toolkit. Usage: make <target> [VAR=value ...]"
@@ -90,7 +90,11 @@ demo: $(STAMP) ## the whole system on the generated sample dataset, in minutes o
 	$(PY) -m pipeline.inspect_shards sheet shards/sample --clip surprise_03 --out runs/sample-surprise_03.png
 	@echo ">> predicting a held-out clip from its raw video"
 	$(PY) -m trainer.predict --video data/sample/videos/surprise_00.avi --checkpoint runs/sample-tiny-fold1/best.pt
+	@echo ">> predicting every held-out (fold 1) clip from its raw video"
+	$(PY) -m trainer.predict --manifest data/sample/manifest.csv --partition fold1 \
+		--checkpoint runs/sample-tiny-fold1/best.pt --out runs/sample-tiny-fold1/predict-fold1.json
 	$(PY) -m trainer.run_summary --shards shards/sample --run runs/sample-tiny-fold1 \
+		--predictions runs/sample-tiny-fold1/predict-fold1.json \
 		--sheet data/sample/contact_sheet.png --sheet runs/sample-surprise_03.png
 
 manifest: $(STAMP) ## validate DATASET's manifest; with DATA_ROOT, count the clips found there
@@ -113,6 +117,12 @@ describe: $(STAMP) ## OUT, DESCRIBER (geometric | videollava): describe finished
 
 train: $(STAMP) ## DATASET, FOLD, MODEL, RECIPE, OUT, TRAIN_ARGS: train on the shards, test on the held-out fold (both protocols)
 	$(PY) -m trainer.train --dataset $(DATASET) --model $(MODEL) --fold $(FOLD) --shards "$(OUT)" --set recipe=$(RECIPE) $(TRAIN_ARGS)
+
+zero-shot: $(STAMP) ## DATASET, FOLD, MODEL, OUT: the backbone with no training (class prompts against clips) on the test fold
+	$(PY) -m trainer.zero_shot --dataset $(DATASET) --model $(MODEL) --fold $(FOLD) --shards "$(OUT)"
+
+pretrain-tiny: $(STAMP) ## pretrain the tiny-synthetic CLIP on synthetic clip-caption pairs into runs/tiny-synthetic/ (~30 min on 2 cores; docs/training.md)
+	$(PY) -m trainer.pretrain_tiny --out runs/tiny-synthetic/tiny-synthetic.pt
 
 summary: $(STAMP) ## OUT: a dataset folder's counts, failures, configuration and models
 	$(PY) -m pipeline.inspect_shards summary "$(OUT)"

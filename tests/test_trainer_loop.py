@@ -246,6 +246,18 @@ def test_evaluate_a_checkpoint_and_zero_shot_training(sample_shards, tmp_path):
     assert "jaw" in prediction["description"]
     assert predict_main(["--video", str(_sample_root(out) / truth["hard_no_face"]["path"]),
                          "--checkpoint", str(run / "best.pt")]) == 1
+    # every clip of a partition from its raw file (make demo): the truncated one is counted, not first
+    from trainer.predict import predict_partition
+    from trainer.run_summary import summary_lines
+
+    report = predict_partition(predictor, _sample_root(out) / "manifest.csv", "fold1", log=lambda line: None)
+    fold1 = {k: c for k, c in truth.items() if c["partition"] == "fold1"}
+    assert report["clips"] == len(fold1) and report["unreadable"] == 1
+    assert {c["clip_id"] for c in report["per_clip"]} == set(fold1)
+    assert report["true_class_first"] == sum(c["predicted"] == c["label"] for c in report["per_clip"])
+    (run / "predict-fold1.json").write_text(json.dumps(report))
+    lines = "\n".join(summary_lines(out, run, [], run / "predict-fold1.json"))
+    assert f"true class first for {report['true_class_first']} of {len(fold1)} fold1 clips" in lines
     # zero-shot: trained on descriptions only, scored by similarity to the class prompts
     model = build_model("tiny", ["happiness", "sadness", "surprise"], supervision="descriptions")
     model.train()

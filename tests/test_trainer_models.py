@@ -166,6 +166,29 @@ def test_unreadable_checkpoints_fail_clearly(tmp_path):
         load_clip("ViT-B/17")
 
 
+def test_shipped_checkpoint_loads_by_name_through_the_same_path_and_is_hash_checked(tmp_path, monkeypatch,
+                                                                                     tiny_reference):
+    """A checkpoint shipped in the package (SHIPPED_CLIPS) is found by name and checked by SHA-256 like OpenAI's."""
+    shipped = tmp_path / "tiny-shipped.pt"
+    torch.save({k: v.half() for k, v in tiny_reference[0].state_dict().items()}, shipped)
+    entry = clip_loader.ShippedClip(str(shipped), clip_loader.file_sha256(shipped))
+    monkeypatch.setitem(clip_loader.SHIPPED_CLIPS, "tiny-shipped", entry)
+    monkeypatch.setenv("DFER_OFFLINE", "1")                   # shipped: no download, ever
+    assert "tiny-shipped" in clip_loader.pretrained_names()
+    model, resolution = load_clip("tiny-shipped")
+    assert resolution == 64 and isinstance(model, clip_model_module().CLIP)
+    assert all(torch.equal(model.state_dict()[k], v.half().float()) for k, v in tiny_reference[0].state_dict().items())
+    data = bytearray(shipped.read_bytes())
+    data[len(data) // 2] ^= 1
+    shipped.write_bytes(bytes(data))
+    with pytest.raises(ClipWeightsError, match="is not the shipped tiny-shipped") as error:
+        load_clip("tiny-shipped")
+    assert str(shipped) in str(error.value) and entry.sha256 in str(error.value)
+    shipped.unlink()
+    with pytest.raises(ClipWeightsError, match="make pretrain-tiny"):
+        load_clip("tiny-shipped")
+
+
 # --- adapters ------------------------------------------------------------------------------
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Sequence
@@ -44,7 +45,8 @@ CLIP_URLS: dict[str, str] = _MODELS
 
 # `clip.model.CLIP` hyper-parameters of the ViT checkpoints (what `build_model` derives from
 # their state dicts), to build a randomly initialised model of the real size without weights.
-# "tiny" is ours: small enough for CPU tests and the demo. Its heads are width // 64, as
+# "tiny" is ours: a random CLIP small enough for CPU tests and the demo; "tiny-synthetic" is
+# the larger one `make pretrain-tiny` trains. Its heads are width // 64, as
 # `build_model` assumes, so a saved tiny checkpoint loads back into the identical model.
 CLIP_ARCHITECTURES: dict[str, dict[str, int]] = {
     "ViT-B/32": dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768, vision_patch_size=32,
@@ -62,7 +64,28 @@ CLIP_ARCHITECTURES: dict[str, dict[str, int]] = {
     "tiny": dict(embed_dim=64, image_resolution=64, vision_layers=2, vision_width=64, vision_patch_size=8,
                  context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1,
                  transformer_layers=2),
+    # The CLIP `make pretrain-tiny` trains (trainer/pretrain_tiny.py).
+    "tiny-synthetic": dict(embed_dim=128, image_resolution=64, vision_layers=3, vision_width=128,
+                           vision_patch_size=8, context_length=77, vocab_size=49408, transformer_width=128,
+                           transformer_heads=2, transformer_layers=3),
 }
+
+
+@dataclass(frozen=True)
+class ShippedClip:
+    """A CLIP checkpoint that ships inside this package, found by name and checked by hash like OpenAI's."""
+
+    path: str      # inside the trainer package
+    sha256: str
+
+    def file(self) -> Path:
+        return Path(__file__).resolve().parent / self.path
+
+
+# Checkpoints shipped inside the package, by name. Empty for now: `make pretrain-tiny` builds the
+# "tiny-synthetic" CLIP (trainer/pretrain_tiny.py), but it does not yet learn features that carry
+# to held-out clips (docs/training.md, "Pretraining a tiny CLIP"), so none is shipped.
+SHIPPED_CLIPS: dict[str, ShippedClip] = {}
 
 
 class ClipWeightsError(RuntimeError):
@@ -90,9 +113,11 @@ def checkpoint_path(name_or_path: str | os.PathLike, cache_dir: str | os.PathLik
     if path.is_file():
         return path
     name = str(name_or_path)
+    if name in SHIPPED_CLIPS:
+        return shipped_checkpoint(name)
     if name not in CLIP_URLS:
         raise ClipWeightsError(f"{name!r} is neither a file nor a CLIP model name; "
-                               f"names: {', '.join(CLIP_URLS)}")
+                               f"names: {', '.join(pretrained_names())}")
     url, sha256 = CLIP_URLS[name], expected_sha256(name)
     folder = clip_cache_dir(cache_dir)
     target = folder / url.rsplit("/", 1)[-1]
@@ -116,6 +141,26 @@ def checkpoint_path(name_or_path: str | os.PathLike, cache_dir: str | os.PathLik
         torch.hub.download_url_to_file(url, str(target), hash_prefix=sha256, progress=True)
     except Exception as error:  # no network, HTTP error, wrong hash, unwritable folder
         raise ClipWeightsError(f"could not download CLIP {name}: {type(error).__name__}: {error}. {where}") from error
+    return target
+
+
+def pretrained_names() -> list[str]:
+    """Every CLIP name `load_clip` accepts: OpenAI's and the ones shipped with this package."""
+    return [*CLIP_URLS, *SHIPPED_CLIPS]
+
+
+def shipped_checkpoint(name: str) -> Path:
+    """The file of a checkpoint shipped in this package, after checking its SHA-256."""
+    shipped = SHIPPED_CLIPS[name]
+    target = shipped.file()
+    if not target.is_file():
+        raise ClipWeightsError(f"CLIP checkpoint {name} should ship with this package at {target} but is missing; "
+                               f"reinstall the package, or rebuild it with `make pretrain-tiny`")
+    found = file_sha256(target)
+    if found != shipped.sha256:
+        raise ClipWeightsError(f"{target} is not the shipped {name} checkpoint: its SHA-256 is {found}, expected "
+                               f"{shipped.sha256}. Restore it (git checkout {shipped.path} in the trainer package), "
+                               f"or pass a rebuilt file's path instead of the name {name!r}")
     return target
 
 

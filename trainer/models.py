@@ -33,7 +33,7 @@ from typing import Sequence
 
 from torch import nn
 
-from trainer.clip_loader import CLIP_URLS, load_clip, random_clip
+from trainer.clip_loader import load_clip, pretrained_names, random_clip
 from trainer.dferclip import DFERCLIP
 from trainer.fineclip import FineCLIPER
 from trainer.model_config import ModelConfig
@@ -80,14 +80,15 @@ def build_model(name: str, classes: Sequence[str], *, config: ModelConfig | None
     """A model by name, for `classes` (their order is the label order).
 
     `config` replaces the preset (then `overrides` apply to it). CLIP weights come from
-    `clip_path` if given, else OpenAI's checkpoint for `config.clip` (see trainer/clip_loader.py);
+    `clip_path` if given, else OpenAI's checkpoint for `config.clip`, or a checkpoint shipped in
+    the package under that name (see trainer/clip_loader.py);
     `pretrained=False`, and the "tiny" CLIP always, use random weights (seeded by `seed`).
     """
     family = model_preset(name).family
     config = dataclasses.replace(config, **overrides) if config is not None else model_config(name, **overrides)
     if clip_path is not None:
         clip, _ = load_clip(clip_path)
-    elif pretrained and config.clip in CLIP_URLS:
+    elif pretrained and config.clip in pretrained_names():
         clip, _ = load_clip(config.clip, cache_dir=cache_dir)
     else:
         clip = random_clip(config.clip, seed=seed)

@@ -1,6 +1,7 @@
 """`make predict`: class probabilities for one video from a trained checkpoint.
 
     python -m trainer.predict --video clip.mp4 --checkpoint runs/sample-tiny-fold1/best.pt
+    python -m trainer.predict --manifest data/sample/manifest.csv --partition fold1 --checkpoint ... [--out P.json]
 
     from trainer.predict import predict
     result = predict("clip.mp4", "runs/sample-tiny-fold1/best.pt")
@@ -8,7 +9,9 @@
 
 The video goes through the same face stage and describer as the shards the model was trained
 on (their profile and settings are read from that dataset's index.json), then through the
-evaluation transform (16 centre-of-segment frames) and the model.
+evaluation transform (16 centre-of-segment frames) and the model. With `--manifest` and
+`--partition`, every clip of that partition is predicted from its raw file and the report says
+for how many the true class came first (a clip that cannot be read or has no face counts as not).
 """
 
 from __future__ import annotations
@@ -87,15 +90,56 @@ def predict(video: str | Path, checkpoint: str | Path) -> dict:
     return Predictor(checkpoint)(video)
 
 
+def predict_partition(predictor: Predictor, manifest_path: Path, partition: str, data_root: Path | None = None,
+                      log=print) -> dict:
+    """Predict every clip of `partition` in a manifest from its raw file: how often the true class is first."""
+    from pipeline.inputs.manifest import ClipPathError, load_manifest
+
+    manifest = load_manifest(manifest_path)
+    root = data_root or manifest_path.parent
+    rows = [r for r in manifest.rows if r.partition == partition]
+    if not rows:
+        raise ValueError(f"{manifest_path}: no clips in partition {partition!r}; partitions: {', '.join(manifest.partitions)}")
+    clips = []
+    for row in rows:
+        entry = {"clip_id": row.clip_id, "label": row.label}
+        try:
+            result = predictor(manifest.locate(row, root))
+            ranked = list(result["probabilities"])
+            entry.update(predicted=ranked[0], rank=ranked.index(row.label) + 1 if row.label in ranked else None,
+                         probability=result["probabilities"].get(row.label))
+        except (DecodeError, NoFaceError, FileNotFoundError, ClipPathError) as err:
+            entry.update(predicted=None, rank=None, error=f"{type(err).__name__}: {err}")
+        clips.append(entry)
+        mark = "ok " if entry["predicted"] == row.label else "-- "
+        log(f"  {mark}{row.clip_id:22s} true {row.label:10s} predicted {entry['predicted'] or entry.get('error', '')}")
+    first = sum(c["predicted"] == c["label"] for c in clips)
+    return {"manifest": str(manifest_path), "partition": partition, "clips": len(clips), "true_class_first": first,
+            "unreadable": sum(c["predicted"] is None for c in clips), "per_clip": clips}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer.predict", description=__doc__.split("\n")[0])
-    parser.add_argument("--video", type=Path, required=True, nargs="+")
+    parser.add_argument("--video", type=Path, nargs="+", default=[])
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--manifest", type=Path, help="predict the clips of --partition in this manifest")
+    parser.add_argument("--partition", help="e.g. fold1 (with --manifest)")
+    parser.add_argument("--data-root", type=Path, help="where the manifest's paths are (default: its folder)")
+    parser.add_argument("--out", type=Path, help="write the --manifest report as JSON here")
     args = parser.parse_args(argv)
+    if bool(args.manifest) != bool(args.partition) or not (args.video or args.manifest):
+        parser.error("give --video, or --manifest with --partition")
     try:
         predictor = Predictor(args.checkpoint)
-    except FileNotFoundError as err:
+        if args.manifest:
+            report = predict_partition(predictor, args.manifest, args.partition, args.data_root)
+            print(f"{report['partition']}: true class first for {report['true_class_first']} of {report['clips']} "
+                  f"clips ({report['unreadable']} unreadable or without a face)")
+            if args.out:
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text(json.dumps(report, indent=1) + "\n")
+    except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     status = 0

@@ -1,9 +1,11 @@
 """The few lines `make demo` ends with: what the pipeline made, how the model did, where to look.
 
     python -m trainer.run_summary --shards shards/sample --run runs/sample-tiny-fold1 [--sheet PNG ...]
+        [--predictions runs/sample-tiny-fold1/predict-fold1.json]
 
 Reads only what the pipeline and the trainer wrote (the dataset folder's index.json, the run
-folder's metrics.json), so it can be pointed at any finished run.
+folder's metrics.json, and `trainer.predict --manifest ... --out` reports), so it can be
+pointed at any finished run.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ def protocol_note(metrics: dict, name: str) -> str:
     return f"protocol {name}: epoch {protocol['epoch']}, {protocol['selection'].split(' (')[0]}"
 
 
-def summary_lines(shards: Path, run: Path, sheets: list[Path]) -> list[str]:
+def summary_lines(shards: Path, run: Path, sheets: list[Path], predictions: Path | None = None) -> list[str]:
     index = json.loads((shards / "index.json").read_text())
     metrics = json.loads((run / "metrics.json").read_text())
     failures = ", ".join(f"{reason} {n}" for reason, n in index["failures"].items()) or "none"
@@ -44,6 +46,12 @@ def summary_lines(shards: Path, run: Path, sheets: list[Path]) -> list[str]:
     if paper:
         lines.insert(4, f"paper      UAR {paper['test']['uar']:.1f} %, WAR {paper['test']['war']:.1f} %: "
                         f"{protocol_note(metrics, 'paper')}")
+    if predictions is not None:
+        report = json.loads(predictions.read_text())
+        lines.append(f"predict    true class first for {report['true_class_first']} of {report['clips']} "
+                     f"{report['partition']} clips, each predicted from its raw video"
+                     + (f" ({report['unreadable']} unreadable, counted as wrong)" if report["unreadable"] else "")
+                     + f": {predictions}")
     lines += [f"sheet      {sheet}" for sheet in sheets if sheet.is_file()]
     lines.append(f"next       make predict VIDEO=<a video> CHECKPOINT={run / 'best.pt'}")
     return lines
@@ -54,9 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shards", type=Path, required=True, help="the dataset folder the run trained on")
     parser.add_argument("--run", type=Path, required=True, help="the run folder (holds metrics.json)")
     parser.add_argument("--sheet", type=Path, action="append", default=[], help="contact sheets to point to")
+    parser.add_argument("--predictions", type=Path, help="a `trainer.predict --manifest ... --out` report")
     args = parser.parse_args(argv)
     try:
-        lines = summary_lines(args.shards, args.run, args.sheet)
+        lines = summary_lines(args.shards, args.run, args.sheet, args.predictions)
     except FileNotFoundError as err:
         print(f"error: {err.filename} is missing (has the pipeline or the run finished?)", file=sys.stderr)
         return 1

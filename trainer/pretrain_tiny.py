@@ -1,0 +1,245 @@
+"""Pretrain the tiny CLIP we ship (`make pretrain-tiny`): OpenAI's `clip.model.CLIP`, small, on synthetic pairs.
+
+    python -m trainer.pretrain_tiny [--out trainer/weights/tiny-synthetic.pt] [--seed 0] [--pairs N] [--epochs E]
+
+The model is `clip.model.CLIP` with the "tiny-synthetic" hyper-parameters of
+trainer/clip_loader.py, initialised by its own `initialize_parameters`. The data are the
+video–caption pairs of trainer/synthetic_pairs.py. The objective is CLIP's: a symmetric
+cross-entropy over the batch's video–caption cosines scaled by the learned `logit_scale`
+(clamped at 100, as OpenAI's training code clamps it). A clip's embedding is the mean of its
+frames' image embeddings (each step picks `frames` of the 8 rendered ones, in order).
+
+Deterministic from `--seed`: pairs depend only on (seed, index), the batch order and frame
+picks on a torch generator seeded from it. The result is saved as a plain fp16 state dict
+(OpenAI's checkpoints are fp16 too) that `trainer.clip_loader.load_clip` reads like theirs;
+the run's numbers (zero-shot accuracy on held-out prototype clips, caption retrieval) go to
+a JSON file beside it.
+
+Status (docs/training.md, "Pretraining a tiny CLIP"): the run completes, but the loss stays at
+ln(batch) on the full pair set, so nothing is shipped yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pipeline.shards.files import AtomicFile, file_sha256
+from pipeline.inputs.datasets import DATASETS
+from trainer.clip_loader import CLIP_ARCHITECTURES, SHIPPED_CLIPS, clip_model_module, tokenize
+
+DEFAULT_OUT = Path("runs/tiny-synthetic/tiny-synthetic.pt")
+EVAL_SEED_OFFSET = 10_000  # held-out pairs come from stream seed + this
+PROMPT = "A person with an expression of {label}."  # the positive prompt of pipeline/prompts/label_templates.yaml
+
+_WORKER: dict = {}
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _init_worker() -> None:
+    import cv2
+
+    from pipeline.describers.geometric import GeometricDescriber
+    from trainer.synthetic_pairs import load_identity
+
+    cv2.setNumThreads(1)
+    _WORKER["identity"] = load_identity()
+    _WORKER["describer"] = GeometricDescriber()
+
+
+def _make(args: tuple[int, int, int, float]):
+    from trainer.synthetic_pairs import make_pair
+
+    seed, index, frames, name_rate = args
+    pair = make_pair(_WORKER["identity"], _WORKER["describer"], seed, index, frames_per_clip=frames,
+                     name_rate=name_rate)
+    return pair.frames, pair.caption, pair.label
+
+
+def generate_pairs(seed: int, count: int, frames: int = 8, name_rate: float = 0.25, workers: int | None = None,
+                   log=say) -> tuple[np.ndarray, list[str], list[str | None]]:
+    """`count` pairs of stream `seed`, in index order whatever the number of workers."""
+    workers = workers or os.cpu_count() or 1
+    start = time.perf_counter()
+    jobs = [(seed, i, frames, name_rate) for i in range(count)]
+    clips, captions, labels = [], [], []
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker) as pool:
+        for done, (f, c, l) in enumerate(pool.map(_make, jobs, chunksize=64), 1):
+            clips.append(f)
+            captions.append(c)
+            labels.append(l)
+            if done % 2000 == 0:
+                log(f"  pairs: {done}/{count} ({time.perf_counter() - start:.0f} s)")
+    return np.stack(clips), captions, labels
+
+
+def build_clip(seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return clip_model_module().CLIP(**CLIP_ARCHITECTURES["tiny-synthetic"]).float()
+
+
+_MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 1, 3, 1, 1)
+_STD = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 1, 3, 1, 1)
+
+
+def to_images(clips: torch.Tensor) -> torch.Tensor:
+    """(B, K, S, S, 3) uint8 → (B, K, 3, S, S) CLIP-normalised float."""
+    x = clips.permute(0, 1, 4, 2, 3).float() / 255.0
+    return (x - _MEAN) / _STD
+
+
+def encode_clips(model: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
+    """Unit-norm clip embeddings: the mean of the frames' image embeddings."""
+    b, k = clips.shape[:2]
+    frames = model.encode_image(to_images(clips).flatten(0, 1)).view(b, k, -1)
+    return F.normalize(frames.mean(1), dim=-1)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, clips: np.ndarray, tokens: torch.Tensor, labels: list[str | None],
+             classes: list[str], batch: int = 256) -> dict[str, float]:
+    """Zero-shot class accuracy on the prototype clips, and caption→clip retrieval top-1 in
+    groups of 256 (chance 1/256); clips use all their frames."""
+    model.eval()
+    video = torch.cat([encode_clips(model, torch.from_numpy(clips[i:i + batch])) for i in range(0, len(clips), batch)])
+    text = torch.cat([F.normalize(model.encode_text(tokens[i:i + batch]), dim=-1) for i in range(0, len(tokens), batch)])
+    prompts = F.normalize(model.encode_text(tokenize([PROMPT.format(label=c) for c in classes])), dim=-1)
+    named = [i for i, l in enumerate(labels) if l is not None]
+    predicted = (video[named] @ prompts.T).argmax(1)
+    truth = torch.tensor([classes.index(labels[i]) for i in named])
+    per_class = [float((predicted[truth == c] == c).float().mean()) for c in range(len(classes)) if (truth == c).any()]
+    hits, total = 0, 0
+    for i in range(0, len(video) - 255, 256):
+        sims = text[i:i + 256] @ video[i:i + 256].T
+        hits += int((sims.argmax(1) == torch.arange(256)).sum())
+        total += 256
+    model.train()
+    return {"zero_shot_war": float((predicted == truth).float().mean()), "zero_shot_uar": float(np.mean(per_class)),
+            "retrieval_top1": hits / max(total, 1), "eval_clips": len(clips)}
+
+
+def pretrain(out: Path, seed: int = 0, pairs: int = 8000, eval_pairs: int = 512, epochs: int = 8,
+             batch_size: int = 64, frames: int = 4, lr: float = 3e-4, weight_decay: float = 0.1,
+             warmup_steps: int = 20, warm_pairs: int = 1024, warm_steps: int = 250,
+             name_rate: float = 0.25, threads: int | None = None, log=say) -> dict:
+    start = time.perf_counter()
+    if threads:
+        torch.set_num_threads(threads)
+    classes = list(DATASETS["sample"].classes)
+    log(f">> generating {pairs} training and {eval_pairs} held-out pairs (seed {seed})")
+    clips, captions, _ = generate_pairs(seed, pairs, name_rate=name_rate, log=log)
+    eval_clips, eval_captions, eval_labels = generate_pairs(seed + EVAL_SEED_OFFSET, eval_pairs, name_rate=0.0, log=log)
+    generated = time.perf_counter() - start
+    tokens, eval_tokens = tokenize(captions), tokenize(eval_captions)
+    model = build_clip(seed)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                                   {"params": rest, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98), eps=1e-6)
+    steps_per_epoch = pairs // batch_size
+    total = warm_steps + steps_per_epoch * epochs
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup_steps)
+                                                 * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    generator = torch.Generator().manual_seed(seed)
+    clips_t = torch.from_numpy(clips)
+    # Phases: `warm_steps` on the first `warm_pairs` pairs only (repeated pairs break the symmetry of
+    # a random CLIP whose clips all embed alike: on all 8,000 pairs the loss sat at ln(batch) for
+    # 375 steps, on 1,536 it left it after ~150), then `epochs` passes over every pair.
+    phases = [("warm-up subset", warm_pairs, -(-warm_steps * batch_size // warm_pairs), warm_steps)]
+    phases += [(f"epoch {e + 1}/{epochs}", pairs, 1, steps_per_epoch) for e in range(epochs)]
+    history = []
+    log(f">> pretraining: {total} steps of {batch_size} pairs, {frames} frames each "
+        f"({warm_steps} on the first {warm_pairs} pairs)")
+    for name, pool, passes, steps in phases:
+        if steps == 0:
+            continue
+        order = torch.cat([torch.randperm(pool, generator=generator) for _ in range(passes)])
+        losses = []
+        for step in range(steps):
+            idx = order[step * batch_size:(step + 1) * batch_size]
+            picks = torch.sort(torch.rand(len(idx), clips.shape[1], generator=generator).argsort(1)[:, :frames], 1).values
+            batch = clips_t[idx[:, None], picks]
+            video = encode_clips(model, batch)
+            text = F.normalize(model.encode_text(tokens[idx]), dim=-1)
+            logits = model.logit_scale.exp() * video @ text.T
+            target = torch.arange(len(idx))
+            loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            with torch.no_grad():
+                model.logit_scale.clamp_(0, math.log(100))
+            losses.append(loss.item())
+        metrics = evaluate(model, eval_clips, eval_tokens, eval_labels, classes)
+        history.append({"phase": name, "steps": steps, "loss": float(np.mean(losses)), **metrics})
+        log(f"  {name}: loss {np.mean(losses):.3f}, zero-shot UAR {metrics['zero_shot_uar']:.3f}, "
+            f"retrieval@1 {metrics['retrieval_top1']:.3f} ({time.perf_counter() - start:.0f} s)")
+    state = {k: v.detach().half().contiguous() for k, v in model.state_dict().items()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with AtomicFile(out) as f:
+        torch.save(state, f)
+    record = {"checkpoint": str(out), "sha256": file_sha256(out), "bytes": out.stat().st_size,
+              "architecture": CLIP_ARCHITECTURES["tiny-synthetic"],
+              "settings": dict(seed=seed, pairs=pairs, eval_pairs=eval_pairs, epochs=epochs, batch_size=batch_size,
+                               frames=frames, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
+                               warm_pairs=warm_pairs, warm_steps=warm_steps,
+                               name_rate=name_rate, torch_threads=torch.get_num_threads()),
+              "torch": torch.__version__, "seconds_generating": round(generated, 1),
+              "seconds_total": round(time.perf_counter() - start, 1), "history": history, "final": history[-1]}
+    out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
+    log(f">> wrote {out} ({record['bytes'] / 2**20:.1f} MiB, SHA-256 {record['sha256']}) in {record['seconds_total']:.0f} s")
+    compare_with_shipped(record, log)
+    return record
+
+
+def compare_with_shipped(record: dict, log=say) -> None:
+    """Say whether a rebuilt checkpoint is the shipped one, bit for bit, or how far its numbers are."""
+    if "tiny-synthetic" not in SHIPPED_CLIPS:
+        return
+    shipped = SHIPPED_CLIPS["tiny-synthetic"]
+    card = shipped.file().with_suffix(".json")
+    if Path(record["checkpoint"]).resolve() == shipped.file() or not card.is_file():
+        return
+    theirs = json.loads(card.read_text())["final"]
+    if record["sha256"] == shipped.sha256:
+        log(">> identical to the shipped checkpoint (same SHA-256)")
+        return
+    ours = record["final"]
+    log(">> differs from the shipped checkpoint (SHA-256 " + shipped.sha256[:16] + "…); held-out numbers, "
+        "rebuilt vs shipped: " + ", ".join(f"{k} {ours[k]:.3f} vs {theirs[k]:.3f}"
+                                           for k in ("zero_shot_uar", "zero_shot_war", "retrieval_top1")))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pairs", type=int, default=8000)
+    parser.add_argument("--eval-pairs", type=int, default=512)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--frames", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--name-rate", type=float, default=0.25)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (fixed: results depend on it)")
+    a = parser.parse_args(argv)
+    pretrain(a.out, seed=a.seed, pairs=a.pairs, eval_pairs=a.eval_pairs, epochs=a.epochs, batch_size=a.batch_size,
+             frames=a.frames, lr=a.lr, name_rate=a.name_rate, threads=a.threads)
+
+
+if __name__ == "__main__":
+    main()
