@@ -134,14 +134,15 @@ def _timeline(rng: np.random.Generator) -> tuple[int, float, np.ndarray, np.ndar
     return n, float(fps), curve, blink
 
 
-def _poses(rng: np.random.Generator, identity: Identity, n: int, fps: float, size: int) -> list[HeadPose]:
+def _poses(rng: np.random.Generator, identity: Identity, n: int, fps: float, size: int,
+           variation: float = 1.0) -> list[HeadPose]:
     box = identity.box
-    side = rng.uniform(1.3, 1.75) * float(box[2] - box[0])
+    side = (1.5 + variation * rng.uniform(-0.2, 0.25)) * float(box[2] - box[0])
     centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2 - 0.08 * side])
     base = size / side
-    roll0, roll_amp = rng.uniform(-6, 6), rng.uniform(0, 6)
-    zoom, shift = rng.uniform(0, 0.1), rng.uniform(0, 0.08) * size
-    offset = rng.uniform(-0.06, 0.06, size=2) * size
+    roll0, roll_amp = variation * rng.uniform(-6, 6), variation * rng.uniform(0, 6)
+    zoom, shift = variation * rng.uniform(0, 0.1), variation * rng.uniform(0, 0.08) * size
+    offset = variation * rng.uniform(-0.06, 0.06, size=2) * size
     period, phase = rng.uniform(1.0, 4.0), rng.uniform(0, 2 * np.pi)
     poses = []
     for t in range(n):
@@ -152,11 +153,12 @@ def _poses(rng: np.random.Generator, identity: Identity, n: int, fps: float, siz
     return poses
 
 
-def _photometric(frames: list[np.ndarray], rng: np.random.Generator, out_size: int) -> np.ndarray:
-    brightness, contrast = rng.uniform(-45, 45), rng.uniform(0.6, 1.4)
-    cast = rng.uniform(0.88, 1.12, size=3)
-    sigma = rng.uniform(0.0, 1.2) if rng.random() < 0.5 else 0.0
-    quality = int(rng.integers(35, 96))
+def _photometric(frames: list[np.ndarray], rng: np.random.Generator, out_size: int,
+                 variation: float = 1.0) -> np.ndarray:
+    brightness, contrast = variation * rng.uniform(-45, 45), 1 + variation * rng.uniform(-0.4, 0.4)
+    cast = 1 + variation * rng.uniform(-0.12, 0.12, size=3)
+    sigma = variation * rng.uniform(0.0, 1.2) if rng.random() < 0.5 else 0.0
+    quality = int(round(95 - variation * rng.integers(0, 61)))
     out = []
     for frame in frames:
         x = np.clip((frame.astype(np.float32) * contrast + brightness) * cast, 0, 255).astype(np.uint8)
@@ -195,12 +197,14 @@ def caption_for(description: str, short: str, label: str | None, rng: np.random.
 
 
 def make_pair(identity: Identity, describer, seed: int, index: int, frames_per_clip: int = 8,
-              image_size: int = 64, name_rate: float = 0.25) -> Pair:
-    """The `index`-th pair of the stream `seed` (see the module docstring)."""
+              image_size: int = 64, name_rate: float = 0.25, variation: float = 1.0,
+              short_rate: float = 0.6) -> Pair:
+    """The `index`-th pair of the stream `seed` (see the module docstring). `variation` scales every
+    nuisance (pose, crop, light, blur, JPEG) from none (0) to the full ranges above (1)."""
     rng = np.random.default_rng([TAG, seed, index])
     weights, label = _weights(rng)
     n, fps, curve, blink = _timeline(rng)
-    poses = _poses(rng, identity, n, fps, RENDER_SIZE)
+    poses = _poses(rng, identity, n, fps, RENDER_SIZE, variation)
     flip = bool(rng.random() < 0.5)
     neutral = identity.warper.neutral
     expression = to_image_offsets(expression_field(weights), neutral)
@@ -220,5 +224,5 @@ def make_pair(identity: Identity, describer, seed: int, index: int, frames_per_c
         mouth_open = float(np.linalg.norm(points[t, 66] - points[t, 62]) - np.linalg.norm(rest[66] - rest[62])) / iod
         frame, _ = identity.warper.render(points[t], poses[t], (RENDER_SIZE, RENDER_SIZE), mouth_open)
         rendered.append(np.ascontiguousarray(frame[:, ::-1]) if flip else frame)
-    frames = _photometric(rendered, rng, image_size)
-    return Pair(frames, caption_for(description, short, label, rng, name_rate), description, label, weights)
+    frames = _photometric(rendered, rng, image_size, variation)
+    return Pair(frames, caption_for(description, short, label, rng, name_rate, short_rate), description, label, weights)
