@@ -134,6 +134,11 @@ def read_index(shards: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
+def dataset_folds(index: dict) -> list[int]:
+    """The fold numbers of the dataset in `index` (`FOLD=all`); [1] for a single official split."""
+    return sorted(int(p[4:]) for p in index["partitions"] if p.startswith("fold")) or [1]
+
+
 def fold_partitions(index: dict, fold: int) -> tuple[list[str], str]:
     """(training partitions, test partition) for fold `fold` of the dataset in `index`."""
     partitions = index["partitions"]

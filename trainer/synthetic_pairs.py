@@ -35,8 +35,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from pipeline.sample.face_animation import (ACTION_UNITS, EXPRESSIONS, FaceWarper, HeadPose, envelope,
-                                            expression_field, relaxed_rest_pose, to_image_offsets)
+from pipeline.sample.face_animation import (ACTION_UNITS, EXPRESSIONS, FaceWarper, HeadPose, blink_curve,
+                                            envelope, expression_field, relaxed_rest_pose, to_image_offsets)
 from pipeline.shards.layout import interocular_distance, mirror_landmarks
 
 TAG = 0x7E1C11  # the pretraining stream's own namespace in numpy's SeedSequence
@@ -126,11 +126,7 @@ def _timeline(rng: np.random.Generator) -> tuple[int, float, np.ndarray, np.ndar
     if rng.random() < 0.5 and apex + 2 < n - 2:
         offset = int(rng.integers(apex + 1, n - 2))
     curve = envelope(n, onset, apex, offset, float(rng.uniform(0.2, 1.0)))
-    blink = np.zeros(n)
-    for start in rng.integers(0, max(1, n - 4), size=int(rng.integers(0, 4))):
-        for k, v in enumerate((0.5, 1.0, 1.0, 0.5)):
-            if start + k < n:
-                blink[start + k] = max(blink[start + k], v)
+    blink = blink_curve(n, rng.integers(0, max(1, n - 4), size=int(rng.integers(0, 4))))
     return n, float(fps), curve, blink
 
 
@@ -164,7 +160,7 @@ def _photometric(frames: list[np.ndarray], rng: np.random.Generator, out_size: i
         x = np.clip((frame.astype(np.float32) * contrast + brightness) * cast, 0, 255).astype(np.uint8)
         if sigma > 0.05:
             x = cv2.GaussianBlur(x, (0, 0), sigma)
-        ok, jpeg = cv2.imencode(".jpg", x, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        _, jpeg = cv2.imencode(".jpg", x, [cv2.IMWRITE_JPEG_QUALITY, quality])
         x = cv2.imdecode(jpeg, cv2.IMREAD_UNCHANGED)
         out.append(cv2.resize(x, (out_size, out_size), interpolation=cv2.INTER_AREA))
     return np.stack(out)

@@ -41,7 +41,7 @@ import torch
 import torch.distributed as dist
 
 from trainer.config import TrainConfig, from_dict, parse_value, resolve
-from trainer.data import make_loader, read_index, to_model_inputs
+from trainer.data import dataset_folds, make_loader, read_index, to_model_inputs
 from trainer.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, trainable_state
 from trainer.metrics import evaluate, plot_confusion, plot_curves, unscored_test_labels
 
@@ -486,8 +486,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides["shards"] = args.shards
         index = read_index(overrides.get("shards") or f"shards/{args.dataset}")
         if args.fold == "all":
-            folds = sorted(int(p[4:]) for p in index["partitions"] if p.startswith("fold")) or [1]
-            train_folds(resolve(args.model, args.dataset, overrides), folds)
+            train_folds(resolve(args.model, args.dataset, overrides), dataset_folds(index))
         else:
             config = resolve(args.model, args.dataset, {**overrides, "fold": int(args.fold)})
             if args.reuse and finished_run(config):

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from trainer.config import parse_value, resolve
-from trainer.data import make_loader, read_index
+from trainer.data import dataset_folds, make_loader, read_index
 from trainer.metrics import evaluate, unscored_test_labels
 from trainer.models import model_preset
 from trainer.fineclip import FineCLIPER
@@ -84,8 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.fold == "all":
             index = read_index(overrides.get("shards") or f"shards/{args.dataset}")
-            folds = sorted(int(p[4:]) for p in index["partitions"] if p.startswith("fold")) or [1]
-            zero_shot_folds(args.dataset, args.model, folds, overrides)
+            zero_shot_folds(args.dataset, args.model, dataset_folds(index), overrides)
         else:
             zero_shot(args.dataset, args.model, int(args.fold), overrides)
     except (FileNotFoundError, ValueError) as err:

@@ -113,6 +113,16 @@ def smoothstep(x: np.ndarray) -> np.ndarray:
     return x * x * (3 - 2 * x)
 
 
+def blink_curve(n_frames: int, starts) -> np.ndarray:
+    """AU45 weight per frame for blinks beginning at `starts`: 0.5, 1, 1, 0.5 over four frames each."""
+    blink = np.zeros(n_frames)
+    for start in starts:
+        for k, v in enumerate((0.5, 1.0, 1.0, 0.5)):
+            if start + k < n_frames:
+                blink[start + k] = max(blink[start + k], v)
+    return blink
+
+
 def envelope(n_frames: int, onset: int, apex: int, offset: int | None, release: float) -> np.ndarray:
     """Intensity per frame in [0, 1]: 0 until `onset`, rising to 1 at `apex`, then (from `offset`)
     falling to `1 - release` by the end."""

@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 
 from pipeline.inputs.datasets import DATASETS, FOLDS
-from pipeline.sample.face_animation import (ACTION_UNITS, EXPRESSIONS, FaceWarper, HeadPose, envelope,
+from pipeline.sample.face_animation import (ACTION_UNITS, EXPRESSIONS, FaceWarper, HeadPose, blink_curve, envelope,
                                      expression_field, relaxed_rest_pose, to_image_offsets)
 from pipeline.shards.layout import interocular_distance, mirror_landmarks
 from pipeline.inputs.manifest import write_manifest
@@ -174,11 +174,7 @@ def render_clip(plan: ClipPlan, rest: np.ndarray, warper: FaceWarper) -> tuple[n
     neutral = warper.neutral
     n = plan.num_frames
     curve = plan.intensity * envelope(n, plan.onset, plan.apex, plan.offset, plan.release)
-    blink = np.zeros(n)
-    for start in plan.blinks:
-        for k, v in enumerate((0.5, 1.0, 1.0, 0.5)):
-            if start + k < n:
-                blink[start + k] = max(blink[start + k], v)
+    blink = blink_curve(n, plan.blinks)
     expression = to_image_offsets(expression_field(EXPRESSIONS[plan.label]), neutral)
     blink_field = to_image_offsets(ACTION_UNITS["AU45_blink"], neutral)
     iod = float(interocular_distance(neutral))
