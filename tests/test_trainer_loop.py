@@ -151,14 +151,14 @@ def _sample_root(out: Path) -> Path:
 
 
 def tiny_config(out: Path, runs: Path, **extra):
-    return resolve("tiny", "sample", {"shards": str(out), "runs_dir": str(runs), "epochs": 2, "workers": 0,
+    return resolve("tiny-random", "sample", {"shards": str(out), "runs_dir": str(runs), "epochs": 2, "workers": 0,
                                       "batch_size": 8, **extra})
 
 
 def test_train_writes_a_run_and_resume_reproduces_it(sample_shards, tmp_path):
     out, _ = sample_shards
     result = train(tiny_config(out, tmp_path / "a"))
-    run = tmp_path / "a" / "sample-tiny-fold1"
+    run = tmp_path / "a" / "sample-tiny-random-fold1"
     for name in ("config.json", "log.jsonl", "metrics.json", "confusion.png", "curves.png", "best.pt", "last.pt"):
         assert (run / name).is_file(), name
     # every test clip is in the denominators, those that failed preprocessing as wrong answers
@@ -178,8 +178,8 @@ def test_train_writes_a_run_and_resume_reproduces_it(sample_shards, tmp_path):
     assert "protocol val: epoch" in lines and "paper      UAR" in lines
     # interrupted after one epoch, then resumed: the same final state as the uninterrupted run
     assert train(tiny_config(out, tmp_path / "b"), stop_after=1) is None
-    resumed = train(tiny_config(out, tmp_path / "b"), resume=tmp_path / "b" / "sample-tiny-fold1")
-    a, b = load_checkpoint(run / "last.pt"), load_checkpoint(tmp_path / "b" / "sample-tiny-fold1" / "last.pt")
+    resumed = train(tiny_config(out, tmp_path / "b"), resume=tmp_path / "b" / "sample-tiny-random-fold1")
+    a, b = load_checkpoint(run / "last.pt"), load_checkpoint(tmp_path / "b" / "sample-tiny-random-fold1" / "last.pt")
     assert a["step"] == b["step"] and a["history"][-1]["train_loss"] == pytest.approx(b["history"][-1]["train_loss"])
     for name, tensor in a["model"].items():
         assert torch.allclose(tensor, b["model"][name], atol=1e-6), name
@@ -192,12 +192,12 @@ def test_ddp_two_processes_on_cpu(sample_shards, tmp_path):
     out, _ = sample_shards
     settings = {"epochs": 1, "workers": 0, "lr": 0, "runs_dir": str(tmp_path / "ddp")}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
-               "-m", "trainer.train", "--dataset", "sample", "--model", "tiny", "--shards", str(out)]
+               "-m", "trainer.train", "--dataset", "sample", "--model", "tiny-random", "--shards", str(out)]
     command += [f"--set={key}={value}" for key, value in settings.items()]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
-    metrics = json.loads((tmp_path / "ddp" / "sample-tiny-fold1" / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "ddp" / "sample-tiny-random-fold1" / "metrics.json").read_text())
     assert metrics["test"]["scored_only"]["samples"] == len(ok_keys_by_partition(out)["fold1"])
     single = train(tiny_config(out, tmp_path / "one", **{**settings, "runs_dir": str(tmp_path / "one")}))
     for protocol in ("val", "paper"):
@@ -214,12 +214,12 @@ def test_ddp_finishes_when_the_ranks_get_unequal_shares(sample_shards, tmp_path)
     for extra in training[3:]:
         extra.unlink()
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29534",
-               "-m", "trainer.train", "--dataset", "sample", "--model", "tiny", "--shards", str(uneven),
+               "-m", "trainer.train", "--dataset", "sample", "--model", "tiny-random", "--shards", str(uneven),
                "--set", "epochs=2", "--set", "workers=0", "--set", "batch_size=1", "--set", f"runs_dir={tmp_path}"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
-    metrics = json.loads((tmp_path / "sample-tiny-fold1" / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "sample-tiny-random-fold1" / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and metrics["test"]["scored_only"]["samples"] == len(ok_keys_by_partition(out)["fold1"])
 
 
@@ -229,7 +229,7 @@ def test_evaluate_a_checkpoint_and_zero_shot_training(sample_shards, tmp_path):
 
     out, _ = sample_shards
     result = train(tiny_config(out, tmp_path, epochs=1))
-    run = tmp_path / "sample-tiny-fold1"
+    run = tmp_path / "sample-tiny-random-fold1"
     again = evaluate_checkpoint(run / "best.pt")
     assert again["uar"] == pytest.approx(result["test"]["uar"]) and again["samples"] == result["test"]["samples"]
     assert (run / "eval-sample-fold1-test.json").is_file() and (run / "eval-sample-fold1-test.png").is_file()
@@ -259,7 +259,7 @@ def test_evaluate_a_checkpoint_and_zero_shot_training(sample_shards, tmp_path):
     lines = "\n".join(summary_lines(out, run, [], run / "predict-fold1.json"))
     assert f"true class first for {report['true_class_first']} of {len(fold1)} fold1 clips" in lines
     # zero-shot: trained on descriptions only, scored by similarity to the class prompts
-    model = build_model("tiny", ["happiness", "sadness", "surprise"], supervision="descriptions")
+    model = build_model("tiny-random", ["happiness", "sadness", "surprise"], supervision="descriptions")
     model.train()
     batch = {"frames": torch.randn(3, 4, 3, 64, 64), "masks": torch.randn(3, 4, 3, 64, 64),
              "landmarks": torch.randn(3, 4, 3, 64, 64), "labels": torch.tensor([0, 1, 2]),
@@ -281,7 +281,7 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_state(samp
     with pytest.raises(NonFiniteLoss, match="The last good state is .*last.pt") as error:
         train(tiny_config(out, tmp_path, **diverging))
     assert "lower lr" in str(error.value) and "clips " in str(error.value)
-    good = load_checkpoint(tmp_path / "sample-tiny-fold1" / "last.pt")
+    good = load_checkpoint(tmp_path / "sample-tiny-random-fold1" / "last.pt")
     assert good["model"] and all(torch.isfinite(t).all() for t in good["model"].values())
     assert good["history"] and all(np.isfinite(h["train_loss"]) for h in good["history"])
     args = ["--shards", str(out), "--set", "workers=0", "--set", f"runs_dir={tmp_path / 'cli'}"]
@@ -300,7 +300,7 @@ def test_an_interrupted_checkpoint_write_keeps_the_previous_checkpoint(sample_sh
 
     out, _ = sample_shards
     train(tiny_config(out, tmp_path, epochs=2), stop_after=1)
-    last = tmp_path / "sample-tiny-fold1" / "last.pt"
+    last = tmp_path / "sample-tiny-random-fold1" / "last.pt"
     before = last.read_bytes()
     payload = load_checkpoint(last)
     with pytest.raises(OSError, match="disk full"):  # fails after the tensors were partly written
@@ -328,25 +328,25 @@ def test_command_line_values_are_typed():
 
     assert parse_value("1e-3") == 0.001 and parse_value("20") == 20 and parse_value("true") is True
     assert parse_value("{use_parsing: false}") == {"use_parsing": False} and parse_value("runs/x") == "runs/x"
-    assert resolve("tiny", "sample", {"lr": 1, "epochs": 3}).lr == 1.0
+    assert resolve("tiny-random", "sample", {"lr": 1, "epochs": 3}).lr == 1.0
     with pytest.raises(ValueError, match="lr must be float"):
-        resolve("tiny", "sample", {"lr": "fast"})
+        resolve("tiny-random", "sample", {"lr": "fast"})
 
 
 def test_runs_saved_with_the_old_freeze_clip_switch_still_load():
     from trainer.models import model_config
 
-    assert model_config("tiny", freeze_clip=False).train_clip == "all"
+    assert model_config("tiny-random", freeze_clip=False).train_clip == "all"
     assert model_config("fineclip-b16", freeze_clip=True).train_clip == "none"
 
 
 def test_every_loader_setting_and_the_clip_length_come_from_the_run_configuration():
     from trainer.config import from_dict, resolve
 
-    config = resolve("tiny", "sample", {"crop_scale": [0.5, 1], "flip": False, "shuffle_buffer": 0, "num_frames": 4})
+    config = resolve("tiny-random", "sample", {"crop_scale": [0.5, 1], "flip": False, "shuffle_buffer": 0, "num_frames": 4})
     assert config.crop_scale == (0.5, 1.0)
     with pytest.raises(ValueError, match="crop_scale must be two numbers"):
-        resolve("tiny", "sample", {"crop_scale": 0.5})
+        resolve("tiny-random", "sample", {"crop_scale": 0.5})
     model = config.build_model(["happiness", "sadness"])
     data = config.data_config(model)
     assert (data.crop_scale, data.flip, data.shuffle_buffer, data.num_frames) == ((0.5, 1.0), False, 0, 4)

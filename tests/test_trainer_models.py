@@ -216,7 +216,7 @@ def test_adapter_sets_share_the_tower_and_start_as_identity(tiny_reference):
 
 @pytest.fixture(scope="module")
 def tiny_trained_step():
-    model = build_model("tiny", CLASSES)
+    model = build_model("tiny-random", CLASSES)
     out = model(make_batch(model))
     out["loss"].backward()
     return model, out
@@ -245,7 +245,7 @@ def test_tiny_fineclip_forward_backward(tiny_trained_step):
 
 
 def test_fineclip_without_labels_gives_logits_only():
-    model = build_model("tiny", CLASSES[:7])
+    model = build_model("tiny-random", CLASSES[:7])
     batch = make_batch(model)
     del batch["labels"], batch["descriptions"]
     with torch.no_grad():
@@ -254,7 +254,7 @@ def test_fineclip_without_labels_gives_logits_only():
 
 
 def test_negative_prompt_loss_points_the_right_way():
-    model = build_model("tiny", CLASSES[:4], use_text_adapters=False, use_visual_adapters=False)
+    model = build_model("tiny-random", CLASSES[:4], use_text_adapters=False, use_visual_adapters=False)
     dim, labels = 8, torch.tensor([2])
     positive = torch.nn.functional.normalize(torch.randn(4, dim, generator=torch.Generator().manual_seed(0)), dim=-1)
     clip = positive[2:3]
@@ -290,7 +290,7 @@ def test_fineclip_b16_forward_at_full_size(fineclip_b16):
 
 @pytest.fixture(scope="module")
 def full_tiny_count() -> int:
-    return build_model("tiny", CLASSES).count_trainable()
+    return build_model("tiny-random", CLASSES).count_trainable()
 
 ABLATIONS = [
     # override, parameter names that must disappear, loss part that must disappear, batch key no longer needed
@@ -308,7 +308,7 @@ ABLATIONS = [
 
 @pytest.mark.parametrize("override, gone, part_gone, key_unneeded", ABLATIONS, ids=lambda v: str(v))
 def test_fineclip_ablation_switches(override, gone, part_gone, key_unneeded, full_tiny_count):
-    model = build_model("tiny", CLASSES, **override)
+    model = build_model("tiny-random", CLASSES, **override)
     assert not any(name.startswith(gone) for name in trainable_names(model))
     assert model.count_trainable() < full_tiny_count
     batch = make_batch(model)
@@ -324,7 +324,7 @@ def test_fineclip_ablation_switches(override, gone, part_gone, key_unneeded, ful
 
 
 def test_fineclip_needs_masks_when_parsing_is_on():
-    model = build_model("tiny", CLASSES)
+    model = build_model("tiny-random", CLASSES)
     batch = make_batch(model)
     del batch["masks"]
     with pytest.raises(KeyError, match="masks"):
@@ -332,7 +332,7 @@ def test_fineclip_needs_masks_when_parsing_is_on():
 
 
 def test_description_loss_skips_empty_descriptions():
-    model = build_model("tiny", CLASSES)
+    model = build_model("tiny-random", CLASSES)
     out = model(make_batch(model, descriptions=("", "the mouth opens")))
     assert "description" not in out["parts"] and torch.isfinite(out["loss"])
     out = model(make_batch(model, descriptions=("the mouth opens", "the mouth opens")))
@@ -343,7 +343,7 @@ def test_description_loss_skips_empty_descriptions():
 
 
 def test_tiny_dferclip_forward_backward():
-    model = build_model("tiny-dferclip", CLASSES)
+    model = build_model("tiny-random-dferclip", CLASSES)
     assert model.inputs == {"frames", "labels"}
     batch = make_batch(model)
     del batch["masks"], batch["landmarks"], batch["descriptions"]  # frames only
@@ -367,13 +367,13 @@ def test_tiny_dferclip_forward_backward():
     assert ids[1] == {id(p) for p in visual} and ids[2] == {id(model.context)}
     assert ids[0] == {id(p) for p in model.temporal.parameters()}
     # the reference recipe's rates (DFER-CLIP train_*.sh): temporal 1e-2, image encoder 1e-5, context 1e-3
-    reference = build_model("tiny-dferclip", CLASSES, image_encoder_lr_scale=1e-3, context_lr_scale=0.1)
+    reference = build_model("tiny-random-dferclip", CLASSES, image_encoder_lr_scale=1e-3, context_lr_scale=0.1)
     assert [g["lr"] for g in reference.param_groups(1e-2)] == pytest.approx([1e-2, 1e-5, 1e-3])
 
 
 def test_dferclip_context_sits_after_the_start_token():
     torch.manual_seed(0)   # the context vectors are drawn from the global generator: fix them
-    model = build_model("tiny-dferclip", CLASSES, context_tokens=5)
+    model = build_model("tiny-random-dferclip", CLASSES, context_tokens=5)
     tokens = model.prompt_tokens
     assert (tokens[:, 0] == SOT).all() and (tokens.argmax(dim=1) > 6).all()
     assert (tokens[:, 1:6] == tokens[0, 1]).all() and (tokens[:, 6] != tokens[0, 1]).all()
@@ -399,12 +399,12 @@ def test_dferclip_b32_trainable_parameters():
 
 def test_registry_and_config_errors():
     assert set(MODELS) == {"fineclip-b16", "fineclip-b32", "fineclip-l14", "dferclip-b16", "dferclip-b32",
-                           "tiny", "tiny-dferclip"}
+                           "tiny", "tiny-dferclip", "tiny-random", "tiny-random-dferclip"}
     assert model_config("fineclip-l14").clip == "ViT-L/14"
     with pytest.raises(KeyError, match="fineclip-b16"):
         model_config("fineclip-b8")
     with pytest.raises(TypeError, match="use_parsing"):
-        model_config("tiny", use_parsin=False)
+        model_config("tiny-random", use_parsin=False)
     with pytest.raises(ValueError, match="fusion"):
         ModelConfig(fusion="max")
 

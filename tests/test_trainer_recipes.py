@@ -36,7 +36,7 @@ def test_dferclip_reference_recipe_has_the_reference_values():
     with pytest.raises(ValueError, match="no 'reference' recipe.*not published"):
         resolve("fineclip-b16", "dfew", {"recipe": "reference"})
     with pytest.raises(ValueError, match="recipe must be one of|unknown recipe"):
-        resolve("tiny", "sample", {"recipe": "mine"})
+        resolve("tiny-random", "sample", {"recipe": "mine"})
 
 
 def test_multistep_schedule_is_torch_multisteplr_stepped_per_epoch():
@@ -81,7 +81,7 @@ def test_reference_temporal_block_matches_dferclip_architecture():
     q, k, v = attention.qkv(y).view(2, 5, 3, 8, 64).permute(2, 0, 3, 1, 4)
     manual = torch.softmax(q @ k.transpose(-1, -2) / 8, dim=-1) @ v
     assert torch.allclose(attention(y), attention.out(manual.transpose(1, 2).reshape(2, 5, 512)), atol=1e-5)
-    assert resolve("tiny-dferclip", "sample", {"recipe": "reference"}).build_model(CLASSES).temporal.block == "dferclip"
+    assert resolve("tiny-random-dferclip", "sample", {"recipe": "reference"}).build_model(CLASSES).temporal.block == "dferclip"
 
 
 def test_class_descriptions_from_the_reference_text_file_or_one_per_line(tmp_path):
@@ -101,18 +101,18 @@ def test_class_descriptions_from_the_reference_text_file_or_one_per_line(tmp_pat
         read_class_descriptions(lines, CLASSES)
     with pytest.raises(ValueError, match="1 descriptions for 11 classes"):
         read_class_descriptions(text_py, CLASSES + ["contempt", "anxiety", "helplessness", "disappointment"])
-    model = build_model("tiny-dferclip", CLASSES, class_descriptions=str(text_py))
+    model = build_model("tiny-random-dferclip", CLASSES, class_descriptions=str(text_py))
     assert model.prompt_tokens.shape[0] == 7
 
 
 def test_both_protocols_in_metrics_with_all_training_folds(sample_shards, tmp_path):
     """val_fraction=0: `val` keeps the last epoch, `paper` the best test WAR; both name how they chose."""
     out, _ = sample_shards
-    config = resolve("tiny", "sample", {"shards": str(out), "runs_dir": str(tmp_path), "epochs": 3, "workers": 0,
+    config = resolve("tiny-random", "sample", {"shards": str(out), "runs_dir": str(tmp_path), "epochs": 3, "workers": 0,
                                         "val_fraction": 0, "lr": 0.01})
     result = train(config)
-    metrics = json.loads((tmp_path / "sample-tiny-fold1" / "metrics.json").read_text())
-    history = [json.loads(line) for line in (tmp_path / "sample-tiny-fold1" / "log.jsonl").read_text().splitlines()]
+    metrics = json.loads((tmp_path / "sample-tiny-random-fold1" / "metrics.json").read_text())
+    history = [json.loads(line) for line in (tmp_path / "sample-tiny-random-fold1" / "log.jsonl").read_text().splitlines()]
     val, paper = metrics["protocols"]["val"], metrics["protocols"]["paper"]
     assert val["epoch"] == 3 and val["selection"].startswith("last epoch") and val["trained_on"] == "all training folds"
     best = max(range(3), key=lambda i: (history[i]["test_war"], -i))     # the first epoch of the best WAR
@@ -126,14 +126,14 @@ def test_reference_recipe_trains_with_sgd_and_fp32(sample_shards, tmp_path):
     from trainer.train import prepare_run
 
     out, _ = sample_shards
-    config = resolve("tiny-dferclip", "sample", {"recipe": "reference", "shards": str(out), "runs_dir": str(tmp_path),
+    config = resolve("tiny-random-dferclip", "sample", {"recipe": "reference", "shards": str(out), "runs_dir": str(tmp_path),
                                                  "epochs": 2, "workers": 0, "batch_size": 2, "num_frames": 8,
                                                  "lr_milestones": [1]})
     run = prepare_run(config, tmp_path / "probe")
     assert isinstance(run.optimizer, torch.optim.SGD) and run.optimizer.defaults["momentum"] == 0.9
     assert "val" not in run.loaders and run.loaders["train"].drop_last and not run.loaders["test"].drop_last
     result = train(config)
-    log = tmp_path / "sample-tiny-dferclip-reference-fold1" / "log.jsonl"
+    log = tmp_path / "sample-tiny-random-dferclip-reference-fold1" / "log.jsonl"
     history = [json.loads(line) for line in log.read_text().splitlines()]
     assert [h["step"] for h in history] == [3, 6] and result["recipe"] == "reference"   # 7 clips: 3 full batches of 2
     assert set(result["protocols"]) == {"val", "paper"} and np.isfinite(result["test"]["uar"])
@@ -145,11 +145,11 @@ def test_reference_recipe_trains_with_sgd_and_fp32(sample_shards, tmp_path):
 
 def test_zero_shot_run_selects_its_epoch_without_labels(sample_shards, tmp_path):
     out, _ = sample_shards
-    config = resolve("tiny", "sample", {"shards": str(out), "runs_dir": str(tmp_path), "epochs": 3, "workers": 0,
+    config = resolve("tiny-random", "sample", {"shards": str(out), "runs_dir": str(tmp_path), "epochs": 3, "workers": 0,
                                         "lr": 0.01, "paper_protocol": False,
                                         "model_options": {"supervision": "descriptions"}})
     result = train(config)
-    history = [json.loads(line) for line in (tmp_path / "sample-tiny-fold1" / "log.jsonl").read_text().splitlines()]
+    history = [json.loads(line) for line in (tmp_path / "sample-tiny-random-fold1" / "log.jsonl").read_text().splitlines()]
     losses = [h["val_description_loss"] for h in history]
     assert all(np.isfinite(losses)) and len(set(losses)) == 3
     val = result["protocols"]["val"]

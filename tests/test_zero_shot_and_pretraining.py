@@ -18,7 +18,7 @@ CLASSES = ["happiness", "sadness", "neutral", "anger", "surprise", "disgust", "f
 
 def test_neutral_fineclip_is_exactly_the_plain_clip_zero_shot_classifier():
     """Untrained, with NEUTRAL settings, FineCLIPER's logits are CLIP's: mean frame embedding vs prompts."""
-    model = build_model("tiny", CLASSES, **NEUTRAL).eval()
+    model = build_model("tiny-random", CLASSES, **NEUTRAL).eval()
     clip = tiny_clip(seed=0)                                  # build_model's random tiny CLIP (seed 0)
     frames = torch.randn(3, 4, 3, 64, 64)
     with torch.no_grad():

@@ -82,10 +82,13 @@ class ShippedClip:
         return Path(__file__).resolve().parent / self.path
 
 
-# Checkpoints shipped inside the package, by name. Empty for now: `make pretrain-tiny` builds the
-# "tiny-synthetic" CLIP (trainer/pretrain_tiny.py), but it does not yet learn features that carry
-# to held-out clips (docs/training.md, "Pretraining a tiny CLIP"), so none is shipped.
-SHIPPED_CLIPS: dict[str, ShippedClip] = {}
+# Checkpoints shipped inside the package, by name. "tiny-synthetic": the CLIP `make pretrain-tiny`
+# trains on synthetic face clips (trainer/pretrain_tiny.py; model card docs/tiny-clip.md); the
+# JSON beside it is that run's record (settings, held-out numbers, time).
+SHIPPED_CLIPS: dict[str, ShippedClip] = {
+    "tiny-synthetic": ShippedClip("weights/tiny-synthetic.pt",
+                                  "9098b6d81b98b939387940b6b62e7da338e505e8e9b97bb4e5cbf2ae3214a8c0"),
+}
 
 
 class ClipWeightsError(RuntimeError):

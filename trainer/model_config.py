@@ -35,7 +35,7 @@ class ModelConfig:
     use_visual_adapters: bool = True  # off: frozen vision tower for every branch
     fusion: str = "learned"  # "learned": input-dependent branch weights; "mean": equal weights
     # Which CLIP weights train besides the adapters. "none" is FineCLIPER (CLIP stays frozen);
-    # "vision" is for a random CLIP (tiny, demo): its vision tower learns from scratch while its
+    # "vision" is for a random CLIP (tiny-random): its vision tower learns from scratch while its
     # text tower stays a fixed random encoder, so the class prompts cannot collapse onto one point.
     train_clip: str = "none"
     supervision: str = "labels"  # "labels", or "descriptions": zero-shot training on sample-level text

@@ -4,7 +4,8 @@
 | --- | --- | --- |
 | fineclip-b16 / -b32 / -l14 | FineCLIPER (trainer/fineclip.py) | OpenAI ViT-B/16, ViT-B/32, ViT-L/14 |
 | dferclip-b16 / -b32 | DFER-CLIP (trainer/dferclip.py) | OpenAI ViT-B/16, ViT-B/32 |
-| tiny / tiny-dferclip | FineCLIPER / DFER-CLIP | a small random CLIP (tests, demo) |
+| tiny / tiny-dferclip | FineCLIPER / DFER-CLIP | "tiny-synthetic": a small CLIP pretrained on synthetic faces, shipped (demo, learning test; docs/tiny-clip.md) |
+| tiny-random / tiny-random-dferclip | FineCLIPER / DFER-CLIP | "tiny": a smaller random CLIP (shape and loop tests) |
 
 Batch contract. The data loader (trainer/data.py) yields images as uint8, on the CPU (pinned when
 a GPU is present); `trainer.data.to_model_inputs(batch, device)` moves the batch to the model's
@@ -51,8 +52,10 @@ MODELS: dict[str, ModelPreset] = {
     "fineclip-l14": ModelPreset(FineCLIPER, "ViT-L/14"),
     "dferclip-b16": ModelPreset(DFERCLIP, "ViT-B/16"),
     "dferclip-b32": ModelPreset(DFERCLIP, "ViT-B/32"),
-    "tiny": ModelPreset(FineCLIPER, "tiny"),
-    "tiny-dferclip": ModelPreset(DFERCLIP, "tiny"),
+    "tiny": ModelPreset(FineCLIPER, "tiny-synthetic"),
+    "tiny-dferclip": ModelPreset(DFERCLIP, "tiny-synthetic"),
+    "tiny-random": ModelPreset(FineCLIPER, "tiny"),
+    "tiny-random-dferclip": ModelPreset(DFERCLIP, "tiny"),
 }
 
 
@@ -82,7 +85,8 @@ def build_model(name: str, classes: Sequence[str], *, config: ModelConfig | None
     `config` replaces the preset (then `overrides` apply to it). CLIP weights come from
     `clip_path` if given, else OpenAI's checkpoint for `config.clip`, or a checkpoint shipped in
     the package under that name (see trainer/clip_loader.py);
-    `pretrained=False`, and the "tiny" CLIP always, use random weights (seeded by `seed`).
+    `pretrained=False`, and the "tiny" CLIP (no weights exist for it) always, use random weights
+    (seeded by `seed`).
     """
     family = model_preset(name).family
     config = dataclasses.replace(config, **overrides) if config is not None else model_config(name, **overrides)

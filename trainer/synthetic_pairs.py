@@ -132,13 +132,15 @@ def _timeline(rng: np.random.Generator) -> tuple[int, float, np.ndarray, np.ndar
 
 def _poses(rng: np.random.Generator, identity: Identity, n: int, fps: float, size: int,
            variation: float = 1.0) -> list[HeadPose]:
+    """Head motion and framing; at `variation` 1 about 1.5 × the sample dataset's ranges (its clips:
+    roll 1–6°, shift 1–4 %, zoom up to 6 %, framed by the pipeline's detector)."""
     box = identity.box
-    side = (1.5 + variation * rng.uniform(-0.2, 0.25)) * float(box[2] - box[0])
+    side = (1.5 + variation * rng.uniform(-0.1, 0.1)) * float(box[2] - box[0])
     centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2 - 0.08 * side])
     base = size / side
-    roll0, roll_amp = variation * rng.uniform(-6, 6), variation * rng.uniform(0, 6)
-    zoom, shift = variation * rng.uniform(0, 0.1), variation * rng.uniform(0, 0.08) * size
-    offset = variation * rng.uniform(-0.06, 0.06, size=2) * size
+    roll0, roll_amp = variation * rng.uniform(-3, 3), variation * rng.uniform(0, 6)
+    zoom, shift = variation * rng.uniform(0, 0.08), variation * rng.uniform(0, 0.05) * size
+    offset = variation * rng.uniform(-0.04, 0.04, size=2) * size
     period, phase = rng.uniform(1.0, 4.0), rng.uniform(0, 2 * np.pi)
     poses = []
     for t in range(n):
@@ -149,21 +151,46 @@ def _poses(rng: np.random.Generator, identity: Identity, n: int, fps: float, siz
     return poses
 
 
-def _photometric(frames: list[np.ndarray], rng: np.random.Generator, out_size: int,
-                 variation: float = 1.0) -> np.ndarray:
-    brightness, contrast = variation * rng.uniform(-45, 45), 1 + variation * rng.uniform(-0.4, 0.4)
-    cast = 1 + variation * rng.uniform(-0.12, 0.12, size=3)
-    sigma = variation * rng.uniform(0.0, 1.2) if rng.random() < 0.5 else 0.0
-    quality = int(round(95 - variation * rng.integers(0, 61)))
+def _camera(frames: list[np.ndarray], rng: np.random.Generator, out_size: int, variation: float = 1.0) -> np.ndarray:
+    """What the camera and the codec do to the rendered frames: blur (half the clips) and JPEG
+    quality 95 down to 70 at `variation` 1, then the area resize to `out_size`. Light (brightness,
+    contrast, colour cast) is not baked in here: `light_jitter` draws it anew every time a
+    clip is used (trainer/pretrain_tiny.py)."""
+    sigma = variation * rng.uniform(0.0, 0.8) if rng.random() < 0.5 else 0.0
+    quality = int(round(95 - variation * rng.uniform(0, 25)))
     out = []
     for frame in frames:
-        x = np.clip((frame.astype(np.float32) * contrast + brightness) * cast, 0, 255).astype(np.uint8)
+        x = frame
         if sigma > 0.05:
             x = cv2.GaussianBlur(x, (0, 0), sigma)
         _, jpeg = cv2.imencode(".jpg", x, [cv2.IMWRITE_JPEG_QUALITY, quality])
         x = cv2.imdecode(jpeg, cv2.IMREAD_UNCHANGED)
         out.append(cv2.resize(x, (out_size, out_size), interpolation=cv2.INTER_AREA))
     return np.stack(out)
+
+
+# Light drawn per clip at strength 1: about 1.4 × the sample dataset's ranges (brightness ±25,
+# contrast 0.8–1.2), plus a small colour cast the sample does not have.
+LIGHT = dict(brightness=35.0, contrast=0.3, cast=0.06)
+
+
+def light_jitter(clips, generator, strength: float = 1.0):
+    """(B, K, 3, H, W) uint8 or float pixel tensors -> float32 pixels in [0, 255] with one brightness
+    shift, contrast gain and colour cast per clip (the same for its frames), drawn from the torch
+    `generator` with ranges `strength` × LIGHT (one number, or one per clip)."""
+    import torch
+
+    b = clips.shape[0]
+    u = torch.rand(b, 5, generator=generator) * 2 - 1
+    per_clip = not isinstance(strength, (int, float))
+    if per_clip:
+        strength = torch.as_tensor(strength, dtype=torch.float32).expand(b)
+    brightness = strength * LIGHT["brightness"] * u[:, 0]
+    contrast = 1 + strength * LIGHT["contrast"] * u[:, 1]
+    cast = 1 + (strength[:, None] if per_clip else strength) * LIGHT["cast"] * u[:, 2:]
+    cast = cast / cast.mean(1, keepdim=True)
+    gain = (contrast[:, None] * cast).view(b, 1, 3, 1, 1)
+    return (clips.float() * gain + brightness.view(b, 1, 1, 1, 1) * cast.view(b, 1, 3, 1, 1)).clamp_(0, 255)
 
 
 def short_description(events: list[dict]) -> str:
@@ -194,9 +221,12 @@ def caption_for(description: str, short: str, label: str | None, rng: np.random.
 
 def make_pair(identity: Identity, describer, seed: int, index: int, frames_per_clip: int = 8,
               image_size: int = 64, name_rate: float = 0.25, variation: float = 1.0,
-              short_rate: float = 0.6) -> Pair:
-    """The `index`-th pair of the stream `seed` (see the module docstring). `variation` scales every
-    nuisance (pose, crop, light, blur, JPEG) from none (0) to the full ranges above (1)."""
+              short_rate: float = 0.6, drawing: bool = False) -> Pair:
+    """The `index`-th pair of the stream `seed` (see the module docstring). `variation` scales the
+    nuisances baked into the frames (pose, crop, blur, JPEG) from none (0) to the full ranges (1);
+    light is drawn per use by `light_jitter`. With `drawing`, the frames are the clip's 68 landmarks
+    drawn on black the way the trainer draws them for FineCLIPER's landmark branch
+    (`trainer.data.draw_landmarks`) instead of the face: the same motion, the same caption."""
     rng = np.random.default_rng([TAG, seed, index])
     weights, label = _weights(rng)
     n, fps, curve, blink = _timeline(rng)
@@ -215,10 +245,17 @@ def make_pair(identity: Identity, describer, seed: int, index: int, frames_per_c
     description, short = described.text, short_description(described.record["events"])
     # Frames at the centres of K equal segments (the loader's test-time sampling).
     picks = np.minimum(((np.arange(frames_per_clip) + 0.5) * n / frames_per_clip).astype(int), n - 1)
+    if drawing:
+        from trainer.data import draw_landmarks
+
+        scale = image_size / RENDER_SIZE   # pixel centres at integers, as cv2.resize maps them
+        frames = draw_landmarks((track[picks] + 0.5) * scale - 0.5, image_size)
+        return Pair(frames, caption_for(description, short, label, rng, name_rate, short_rate), description, label,
+                    weights)
     rendered = []
     for t in picks:
         mouth_open = float(np.linalg.norm(points[t, 66] - points[t, 62]) - np.linalg.norm(rest[66] - rest[62])) / iod
         frame, _ = identity.warper.render(points[t], poses[t], (RENDER_SIZE, RENDER_SIZE), mouth_open)
         rendered.append(np.ascontiguousarray(frame[:, ::-1]) if flip else frame)
-    frames = _photometric(rendered, rng, image_size, variation)
+    frames = _camera(rendered, rng, image_size, variation)
     return Pair(frames, caption_for(description, short, label, rng, name_rate, short_rate), description, label, weights)
