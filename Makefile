@@ -50,7 +50,7 @@ help: ## list targets and variables
 	@echo "  WEIGHTS_DIR  folder holding model weights for PROFILE=full           ($(WEIGHTS_DIR))"
 	@echo "  OVERWRITE    1: delete OUT's shards and start over (default: resume)"
 	@echo "  FOLD         1..5 | all (MAFW, DFEW); 1 for FERV39k's single split     ($(FOLD))"
-	@echo "  MODEL        fineclip-b16 | fineclip-b32 | fineclip-l14 | dferclip-b16 | dferclip-b32 | tiny  ($(MODEL))"
+	@echo "  MODEL        fineclip-b16 | fineclip-b32 | fineclip-l14 | dferclip-b16 | dferclip-b32 | tiny | tiny-dferclip | tiny-random  ($(MODEL))"
 	@echo "  RECIPE       ours | reference (the paper's or reference code's training settings, docs/training.md) ($(RECIPE))"
 	@echo "  TRAIN_ARGS   extra trainer options, e.g. TRAIN_ARGS='--set epochs=5 --set lr=1e-3'"
 	@echo "  RAY_ADDRESS  an existing Ray cluster to run the pipeline on (empty: local)"
@@ -121,7 +121,7 @@ train: $(STAMP) ## DATASET, FOLD, MODEL, RECIPE, OUT, TRAIN_ARGS: train on the s
 zero-shot: $(STAMP) ## DATASET, FOLD, MODEL, OUT: the backbone with no training (class prompts against clips) on the test fold
 	$(PY) -m trainer.zero_shot --dataset $(DATASET) --model $(MODEL) --fold $(FOLD) --shards "$(OUT)"
 
-pretrain-tiny: $(STAMP) ## pretrain the tiny-synthetic CLIP on synthetic clip-caption pairs into runs/tiny-synthetic/ (~30 min on 2 cores; docs/training.md)
+pretrain-tiny: $(STAMP) ## rebuild the shipped tiny-synthetic CLIP from synthetic clip-caption pairs into runs/tiny-synthetic/ (~31 min on 2 cores; docs/tiny-clip.md)
 	$(PY) -m trainer.pretrain_tiny --out runs/tiny-synthetic/tiny-synthetic.pt
 
 summary: $(STAMP) ## OUT: a dataset folder's counts, failures, configuration and models
