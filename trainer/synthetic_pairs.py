@@ -15,11 +15,12 @@ What varies, and how it differs from the sample dataset:
   exact prototypes); 45 % a random mixture of 1–3 action units, which no class uses as such;
 - timing: 0.8–4 s at 15/24/25/30 frames/s, onset anywhere in the first half, an apex held or
   released part or all of the way, 0–3 blinks;
-- pose: in-plane roll up to ±12°, zoom ±10 %, the crop shifted up to 8 % of its side,
-  mirrored half of the time;
-- scale: the crop side 1.3–1.75 × the face box (the pipeline uses 1.5);
-- light: brightness ±45, contrast 0.6–1.4, a colour cast of ±12 % per channel, blur, and
-  JPEG quality 35–95 (the shards store JPEG).
+- pose and framing (`variation` 1, each pair at its own level in pretraining): roll up to
+  ±9°, zoom ±8 %, the crop shifted up to 5 % of its side, its side 1.4–1.6 × the face box
+  (the pipeline uses 1.5), mirrored half of the time;
+- camera: blur on half the clips and JPEG quality 70–95 (the shards store JPEG);
+- light: not rendered in; `light_jitter` draws brightness ±35, contrast 0.7–1.3 and a ±6 %
+  colour cast per clip each time it is used (the sample: ±25, 0.8–1.2, no cast);
 - caption: one of 14 templates around either the full description (40 %) or its gist, the
   onset phrases of the movements found, strongest first (60 %: alt-text is mostly short); the
   expression's name appears in `name_rate` (default 25 %) of the captions of prototype clips,
