@@ -14,3 +14,4 @@ for seed in 1 2; do
   $PY -m trainer.train --dataset sample --model tiny --fold 1 --shards shards/sample --set seed=$seed \
     --set runs_dir=$OUT/seed$seed --reuse
 done
+python tools/tiny_results_table.py --runs "$OUT"
