@@ -21,13 +21,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.resources import resolve_prompt_file
-from trainer.clip_loader import load_clip, random_clip, tokenize
+from trainer.clip_loader import load_clip, random_clip
 from trainer.config import resolve
 from trainer.data import clip_normalise, dataset_folds, make_loader, read_index
-from trainer.fineclip import read_label_templates
 from trainer.metrics import recognition_metrics
 from trainer.models import build_model
+from trainer.pretrain_tiny import class_prompts
 
 
 @torch.no_grad()
@@ -35,10 +34,10 @@ def clip_features(clip: torch.nn.Module, shards: str) -> tuple[np.ndarray, np.nd
     """Per scored clip: (K, D) frame embeddings, the class index and the fold."""
     index = read_index(shards)
     classes = list(index["classes"])
+    net = build_model("tiny-random", classes)     # only for the loader settings a tiny model implies
     feats, labels, folds = [], [], []
     for fold in dataset_folds(index):
         config = resolve("tiny", "sample", {"shards": shards, "fold": fold, "workers": 0, "num_frames": 8})
-        net = build_model("tiny", classes)     # only for the loader settings the model implies
         loader = make_loader(config.data_config(net), "test", classes)
         for batch in loader:
             frames = clip_normalise(batch["frames"])
@@ -51,8 +50,7 @@ def clip_features(clip: torch.nn.Module, shards: str) -> tuple[np.ndarray, np.nd
 
 @torch.no_grad()
 def zero_shot(clip: torch.nn.Module, frames: np.ndarray, classes: list[str]) -> np.ndarray:
-    positive = read_label_templates(resolve_prompt_file("label_templates.yaml"))["positive"]
-    prompts = F.normalize(clip.encode_text(tokenize([positive.format(label=c) for c in classes])), dim=-1)
+    prompts = class_prompts(clip, classes)
     video = F.normalize(torch.from_numpy(frames).mean(1), dim=-1)
     return (video @ prompts.T).argmax(1).numpy()
 

@@ -68,7 +68,7 @@ def _init_worker() -> None:
     _WORKER["describer"] = GeometricDescriber()
 
 
-def _make(args: tuple[int, int, int, float, float, float]):
+def _make(args: tuple[int, int, int, float, float, float, bool]):
     from trainer.synthetic_pairs import make_pair
 
     seed, index, frames, name_rate, variation, short_rate, drawing = args
@@ -127,6 +127,12 @@ def encode_clips(model: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
     return F.normalize(frames.mean(1), dim=-1)
 
 
+def class_prompts(model: torch.nn.Module, classes: list[str]) -> torch.Tensor:
+    """Unit-norm text embeddings of FineCLIPER's positive prompt for each class (the zero-shot classifier)."""
+    positive = read_label_templates(resolve_prompt_file("label_templates.yaml"))["positive"]
+    return F.normalize(model.encode_text(tokenize([positive.format(label=c) for c in classes])), dim=-1)
+
+
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, clips, tokens: torch.Tensor, labels: list[str | None],
              classes: list[str], batch: int = 256) -> dict[str, float]:
@@ -136,8 +142,7 @@ def evaluate(model: torch.nn.Module, clips, tokens: torch.Tensor, labels: list[s
     clips = torch.as_tensor(clips)
     video = torch.cat([encode_clips(model, clips[i:i + batch]) for i in range(0, len(clips), batch)])
     text = torch.cat([F.normalize(model.encode_text(tokens[i:i + batch]), dim=-1) for i in range(0, len(tokens), batch)])
-    positive = read_label_templates(resolve_prompt_file("label_templates.yaml"))["positive"]   # FineCLIPER's prompt
-    prompts = F.normalize(model.encode_text(tokenize([positive.format(label=c) for c in classes])), dim=-1)
+    prompts = class_prompts(model, classes)
     named = [i for i, l in enumerate(labels) if l is not None]
     predicted = (video[named] @ prompts.T).argmax(1)
     scores = recognition_metrics(np.array([classes.index(labels[i]) for i in named]), predicted.numpy(), classes)
@@ -174,6 +179,10 @@ def save_checkpoint(model: torch.nn.Module, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     with AtomicFile(out) as f:
         torch.save(state, f)
+
+
+def _each(record: dict, kinds, metric: str) -> str:
+    return " / ".join(f"{record[kind][metric]:.3f}" for kind in kinds)
 
 
 def curriculum(step: int, ramp_steps: int) -> float:
@@ -242,12 +251,9 @@ def pretrain(out: Path, seed: int = 0, pairs: int = 10000, steps: int = 2000, ra
                 record[kind] = evaluate(model, c, held_tokens[kind], labels, classes)
             history.append(record)
             save_checkpoint(model, out)    # the latest state, for a look while the run goes on
-            def each(metric: str) -> str:
-                return " / ".join(f"{record[kind][metric]:.3f}" for kind in held_out)
-
             log(f"  step {step}: loss {record['loss']:.3f} (nuisance {r:.2f}); held out, {' / '.join(held_out)}: "
-                f"zero-shot UAR {each('zero_shot_uar')}, retrieval@1 {each('retrieval_top1')} "
-                f"({time.perf_counter() - start:.0f} s)")
+                f"zero-shot UAR {_each(record, held_out, 'zero_shot_uar')}, retrieval@1 "
+                f"{_each(record, held_out, 'retrieval_top1')} ({time.perf_counter() - start:.0f} s)")
     save_checkpoint(model, out)
     record = {"checkpoint": str(out), "sha256": file_sha256(out), "bytes": out.stat().st_size,
               "architecture": CLIP_ARCHITECTURES["tiny-synthetic"],

@@ -251,12 +251,12 @@ def make_pair(identity: Identity, describer, seed: int, index: int, frames_per_c
 
         scale = image_size / RENDER_SIZE   # pixel centres at integers, as cv2.resize maps them
         frames = draw_landmarks((track[picks] + 0.5) * scale - 0.5, image_size)
-        return Pair(frames, caption_for(description, short, label, rng, name_rate, short_rate), description, label,
-                    weights)
-    rendered = []
-    for t in picks:
-        mouth_open = float(np.linalg.norm(points[t, 66] - points[t, 62]) - np.linalg.norm(rest[66] - rest[62])) / iod
-        frame, _ = identity.warper.render(points[t], poses[t], (RENDER_SIZE, RENDER_SIZE), mouth_open)
-        rendered.append(np.ascontiguousarray(frame[:, ::-1]) if flip else frame)
-    frames = _camera(rendered, rng, image_size, variation)
+    else:
+        rendered = []
+        for t in picks:
+            mouth_open = float(np.linalg.norm(points[t, 66] - points[t, 62])
+                               - np.linalg.norm(rest[66] - rest[62])) / iod
+            frame, _ = identity.warper.render(points[t], poses[t], (RENDER_SIZE, RENDER_SIZE), mouth_open)
+            rendered.append(np.ascontiguousarray(frame[:, ::-1]) if flip else frame)
+        frames = _camera(rendered, rng, image_size, variation)
     return Pair(frames, caption_for(description, short, label, rng, name_rate, short_rate), description, label, weights)
