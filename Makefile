@@ -24,6 +24,7 @@ WEIGHTS_DIR ?=
 OVERWRITE ?=
 DESCRIBER ?= geometric
 TRAIN_ARGS ?=
+ROWS ?=
 FOLD ?= 1
 MODEL ?= fineclip-b16
 RECIPE ?= ours
@@ -32,7 +33,7 @@ export RAY_ADDRESS
 SAMPLE_SEED ?= 0
 CLIPS_PER_CLASS ?= 10
 
-.PHONY: help env lock test demo manifest sample preprocess describe summary verify inspect train eval zero-shot pretrain-tiny bench predict clean
+.PHONY: help env lock test demo manifest sample preprocess describe summary verify inspect train ablate eval zero-shot pretrain-tiny bench predict clean
 
 help: ## list targets and variables
 	@echo "DFER toolkit. Usage: make <target> [VAR=value ...]"
@@ -117,6 +118,9 @@ describe: $(STAMP) ## OUT, DESCRIBER (geometric | videollava): describe finished
 
 train: $(STAMP) ## DATASET, FOLD, MODEL, RECIPE, OUT, TRAIN_ARGS: train on the shards, test on the held-out fold (both protocols)
 	$(PY) -m trainer.train --dataset $(DATASET) --model $(MODEL) --fold $(FOLD) --shards "$(OUT)" --set recipe=$(RECIPE) $(TRAIN_ARGS)
+
+ablate: $(STAMP) ## DATASET, MODEL, FOLD, ROWS, TRAIN_ARGS: FineCLIPER's ablation rows (paper Tables 4-9), one run each, into runs/ablation-*.json and .md (resumable)
+	$(PY) -m trainer.ablate --dataset $(DATASET) --model $(MODEL) --fold $(FOLD) --shards "$(OUT)" $(if $(ROWS),--rows $(ROWS)) $(TRAIN_ARGS)
 
 zero-shot: $(STAMP) ## DATASET, FOLD, MODEL, OUT: the backbone with no training (class prompts against clips) on the test fold
 	$(PY) -m trainer.zero_shot --dataset $(DATASET) --model $(MODEL) --fold $(FOLD) --shards "$(OUT)"

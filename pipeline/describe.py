@@ -74,13 +74,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--describer", choices=sorted(DESCRIBERS), required=True)
     parser.add_argument("--describer-model", help="videollava: model id or local folder")
     parser.add_argument("--describer-revision", help="videollava: model revision")
+    parser.add_argument("--describer-setting", choices=["ours", "reference"],
+                        help="videollava: our instruction and full emotion filter (default), or FineCLIPER's "
+                             "request for facial changes with a light filter")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS") or None)
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:
         index = redescribe(args.out, args.describer, {"model_id": args.describer_model,
-                                                      "revision": args.describer_revision},
+                                                      "revision": args.describer_revision,
+                                                      "setting": args.describer_setting},
                            args.workers, args.ray_address, progress=not args.no_progress)
     except (FolderBusyError, FileNotFoundError, RuntimeError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -284,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="override the profile's describer (none: no descriptions)")
     parser.add_argument("--describer-model", help="videollava: model id or local folder")
     parser.add_argument("--describer-revision", help="videollava: model revision (commit, tag)")
+    parser.add_argument("--describer-setting", choices=["ours", "reference"],
+                        help="videollava: our instruction and full emotion filter (default), or FineCLIPER's "
+                             "request for facial changes with a light filter")
     parser.add_argument("--face-gpus", type=gpu_share, default=FACE_GPUS,
                         help=f"GPU share of each face-stage actor on GPUs (default {FACE_GPUS}: two per GPU)")
     parser.add_argument("--describe-gpus", type=gpu_share, default=DESCRIBE_GPUS,
@@ -309,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
                    args.weights_dir, args.ray_address, progress=not args.no_progress,
                    backends={"detector": args.detector, "landmarker": args.landmarker, "parser": args.parser,
                              "describer": args.describer},
-                   describer_options={"model_id": args.describer_model, "revision": args.describer_revision},
+                   describer_options={"model_id": args.describer_model, "revision": args.describer_revision,
+                                      "setting": args.describer_setting},
                    placement=GpuPlacement(args.face_gpus, args.describe_gpus, args.describe_workers),
                    crop=args.crop, allow_cpu=args.allow_cpu, crop_size=args.crop_size, max_frames=args.max_frames, detect_every=args.detect_every)
     except (ManifestError, FolderBusyError, FileNotFoundError, RuntimeError, KeyError) as err:

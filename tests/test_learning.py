@@ -44,3 +44,28 @@ def test_fineclip_tiny_learns_the_held_out_expressions(learning_shards, tmp_path
     # gradient or an adapter never applied would give) stays where the untrained model is
     assert trained["uar"] >= 2 * CHANCE
     assert trained["uar"] >= untrained["uar"] + 15
+
+
+def test_ablation_rows_text_only_learns_and_the_table_resumes(learning_shards, tmp_path, capsys):
+    """`make ablate`: each row is a real run; the description alone (the paper's "High-level Only")
+    is well above chance, since our descriptions carry the motion; a second call skips finished rows."""
+    from trainer.ablate import ablate, select_rows
+
+    overrides = {"shards": str(learning_shards), "runs_dir": str(tmp_path), "workers": 0, "val_fraction": 0,
+                 "epochs": 12}
+    table = ablate("sample", "tiny", 1, select_rows("text_only,low"), overrides)
+    rows = {r["name"]: r for r in table["rows"]}
+    print({name: (r["uar"], r["war"]) for name, r in rows.items()})
+    assert set(rows) == {"text_only", "low"}
+    assert rows["text_only"]["switches"]["use_video"] is False and rows["text_only"]["uar"] >= 2 * CHANCE
+    assert rows["low"]["switches"]["use_description_branch"] is False
+    assert all(0 <= r["war"] <= 100 and r["trainable_parameters"] > 0 for r in rows.values())
+    json_path = tmp_path / "ablation-sample-tiny-fold1.json"
+    markdown = json_path.with_suffix(".md").read_text()
+    assert "`text_only`" in markdown and "`low`" in markdown and "63.15" in markdown   # the paper's row beside ours
+    finished = (tmp_path / "ablation-sample-tiny-fold1" / "text_only" / "sample-tiny-fold1" / "metrics.json").stat().st_mtime_ns
+    capsys.readouterr()
+    again = ablate("sample", "tiny", 1, select_rows("text_only"), overrides)
+    assert "text_only: done already" in capsys.readouterr().out
+    assert (tmp_path / "ablation-sample-tiny-fold1" / "text_only" / "sample-tiny-fold1" / "metrics.json").stat().st_mtime_ns == finished
+    assert {r["name"] for r in again["rows"]} == {"text_only", "low"}   # the table keeps every finished row

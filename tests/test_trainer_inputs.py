@@ -238,3 +238,24 @@ def test_unit_normalisation_is_x_over_255():
     assert torch.equal(to_model_inputs(batch, "cpu", normalise="clip")["frames"], clip_normalise(values))
     with pytest.raises(ValueError, match="normalise"):
         to_model_inputs(batch, "cpu", normalise="imagenet")
+
+
+def test_landmarks_drawn_as_points_over_the_face():
+    """FineCLIPER's figure draws the landmarks as dots over the face; ours draws lines on black."""
+    rng = np.random.default_rng(0)
+    points = rng.uniform(8, 56, size=(2, 68, 2)).astype(np.float32)
+    points[1] = np.nan   # a frame without landmarks keeps the face as it is
+    faces = rng.integers(0, 256, size=(2, 64, 64, 3), dtype=np.uint8)
+    over = draw_landmarks(points, 64, "points_on_face", faces)
+    lines = draw_landmarks(points, 64)
+    assert over.shape == lines.shape == faces.shape
+    assert np.array_equal(over[1], faces[1]) and not lines[1].any()
+    changed = (over[0] != faces[0]).any(-1)
+    assert 0.02 < changed.mean() < 0.6     # dots, not a repainted frame
+    x, y = np.round(points[0, 30]).astype(int)
+    assert changed[y, x]                     # each point is drawn where it is
+    assert (over[0][~changed] == faces[0][~changed]).all()
+    with pytest.raises(ValueError, match="frames"):
+        draw_landmarks(points, 64, "points_on_face")
+    with pytest.raises(ValueError, match="landmark style"):
+        draw_landmarks(points, 64, "crosses")

@@ -343,15 +343,17 @@ def test_runs_saved_with_the_old_freeze_clip_switch_still_load():
 def test_every_loader_setting_and_the_clip_length_come_from_the_run_configuration():
     from trainer.config import from_dict, resolve
 
-    config = resolve("tiny-random", "sample", {"crop_scale": [0.5, 1], "flip": False, "shuffle_buffer": 0, "num_frames": 4})
+    config = resolve("tiny-random", "sample", {"crop_scale": [0.5, 1], "flip": False, "shuffle_buffer": 0, "num_frames": 4,
+                                               "landmark_style": "points_on_face"})
     assert config.crop_scale == (0.5, 1.0)
     with pytest.raises(ValueError, match="crop_scale must be two numbers"):
         resolve("tiny-random", "sample", {"crop_scale": 0.5})
     model = config.build_model(["happiness", "sadness"])
     data = config.data_config(model)
-    assert (data.crop_scale, data.flip, data.shuffle_buffer, data.num_frames) == ((0.5, 1.0), False, 0, 4)
+    assert (data.crop_scale, data.flip, data.shuffle_buffer, data.num_frames, data.landmark_style) == (
+        (0.5, 1.0), False, 0, 4, "points_on_face")
     assert data.image_size == model.input_resolution == 64      # the CLIP's own input size, not a preset
     x = torch.zeros(1, 4, 3, 64, 64)
-    assert model({"frames": x, "masks": x, "landmarks": x})["logits"].shape == (1, 2)
+    assert model({"frames": x, "masks": x, "landmarks": x, "descriptions": [""]})["logits"].shape == (1, 2)
     # a run folder written before image_size was derived still loads
     assert from_dict({**config.to_dict(), "image_size": 224}) == config

@@ -247,14 +247,15 @@ def test_tiny_fineclip_forward_backward(tiny_trained_step):
 def test_fineclip_without_labels_gives_logits_only():
     model = build_model("tiny-random", CLASSES[:7])
     batch = make_batch(model)
-    del batch["labels"], batch["descriptions"]
+    del batch["labels"]
     with torch.no_grad():
         out = model(batch)
     assert out["logits"].shape == (2, 7) and "loss" not in out and out["parts"] == {}
 
 
-def test_negative_prompt_loss_points_the_right_way():
-    model = build_model("tiny-random", CLASSES[:4], use_text_adapters=False, use_visual_adapters=False)
+def test_pairwise_negative_prompt_loss_points_the_right_way():
+    model = build_model("tiny-random", CLASSES[:4], use_text_adapters=False, use_visual_adapters=False,
+                        negative_loss="pairwise")
     dim, labels = 8, torch.tensor([2])
     positive = torch.nn.functional.normalize(torch.randn(4, dim, generator=torch.Generator().manual_seed(0)), dim=-1)
     clip = positive[2:3]
@@ -265,6 +266,27 @@ def test_negative_prompt_loss_points_the_right_way():
     wrong = torch.where(is_own, near, far)
     assert model.negative_prompt_loss(clip, positive, right, labels) < 0.01
     assert model.negative_prompt_loss(clip, positive, wrong, labels) > 10
+
+
+def test_softmax_negative_prompt_loss_pushes_every_negative_below_the_positives():
+    """The reference: one softmax over 2C prompts, the own positive the target (the paper's figure:
+    after training, every negative prompt sits below the positives, lowest for the own class)."""
+    model = build_model("tiny-random", CLASSES[:4], use_text_adapters=False, use_visual_adapters=False)
+    assert model.config.negative_loss == "softmax"
+    g = torch.Generator().manual_seed(0)
+    positive = torch.nn.functional.normalize(torch.randn(4, 8, generator=g), dim=-1)
+    clip, labels = positive[2:3], torch.tensor([2])
+    far_negatives = -positive  # every "no c" opposite its class
+    # a negative prompt near the clip is penalised whichever class it negates: the 2C softmax
+    # has no "not c is right" answer, unlike the pairwise loss
+    for c in range(4):
+        near_one = far_negatives.clone()
+        near_one[c] = clip[0]
+        assert model.negative_prompt_loss(clip, positive, near_one, labels) > 50 * model.negative_prompt_loss(
+            clip, positive, far_negatives, labels)
+    # and it is the cross-entropy of the positives alone plus nothing when the negatives are far away
+    alone = torch.nn.functional.cross_entropy(clip @ positive.T / model.config.temperature, labels)
+    assert torch.isclose(model.negative_prompt_loss(clip, positive, far_negatives, labels), alone, rtol=1e-3)
 
 
 @pytest.fixture(scope="module")
@@ -297,10 +319,15 @@ ABLATIONS = [
     (dict(use_parsing=False), "towers.visual_adapters.parsing.", None, "masks"),
     (dict(use_landmarks=False), "towers.visual_adapters.landmarks.", None, "landmarks"),
     (dict(use_negative_prompts=False), "towers.text_adapters.negative.", "negative", None),
-    (dict(use_description=False), "towers.text_adapters.description.", "description", "descriptions"),
+    (dict(use_description=False, use_description_branch=False), "towers.text_adapters.description.", "description",
+     "descriptions"),
+    (dict(use_description=False), None, "description", None),  # the loss only: the branch still reads the text
+    (dict(use_description_branch=False), None, None, None),  # the branch only: a smaller gate
+    (dict(use_video=False), "towers.visual_adapters.video.", None, "frames"),
+    (dict(use_video=False), "temporal.", None, None),
     (dict(temporal_layers=0), "temporal.", None, None),
     (dict(fusion="mean"), "gate.", None, None),
-    (dict(use_parsing=False, use_landmarks=False), "gate.", None, "masks"),
+    (dict(use_parsing=False, use_landmarks=False, use_description_branch=False), "gate.", None, "masks"),
     (dict(use_text_adapters=False), "towers.text_adapters.", None, None),
     (dict(use_visual_adapters=False), "towers.visual_adapters.", None, None),
 ]
@@ -309,8 +336,8 @@ ABLATIONS = [
 @pytest.mark.parametrize("override, gone, part_gone, key_unneeded", ABLATIONS, ids=lambda v: str(v))
 def test_fineclip_ablation_switches(override, gone, part_gone, key_unneeded, full_tiny_count):
     model = build_model("tiny-random", CLASSES, **override)
-    assert not any(name.startswith(gone) for name in trainable_names(model))
-    assert model.count_trainable() < full_tiny_count
+    assert gone is None or not any(name.startswith(gone) for name in trainable_names(model))
+    assert model.count_trainable() <= full_tiny_count and (gone is None or model.count_trainable() < full_tiny_count)
     batch = make_batch(model)
     if key_unneeded:
         assert key_unneeded not in model.inputs
@@ -435,3 +462,46 @@ def test_class_descriptions_cover_every_class_and_never_name_the_emotion():
                 assert not {entry, entry + "s", entry + "es", entry + "ed", entry + "d", entry + "ing",
                             entry + "ly"} & set(words), (cls, entry)
         assert len(tokenize(text)[0].nonzero()) + config.context_tokens < 77, f"{cls}: description too long"
+
+
+def test_descriptions_reach_the_logits_and_a_missing_one_is_masked_out():
+    """The description branch (FineCLIPER's high-level cue) is part of the prediction, at test time too."""
+    # no temporal model: with zero-initialised adapters and gate, two builds compute the same visual branches
+    model = build_model("tiny-random", CLASSES, temporal_layers=0).eval()
+    batch = make_batch(model)
+    del batch["labels"]
+    with torch.no_grad():
+        logits = model(batch)["logits"]
+        other = model({**batch, "descriptions": ["the mouth opens wide", "the brows go up"]})["logits"]
+        missing = model({**batch, "descriptions": ["", "   "]})["logits"]
+        visual_only = build_model("tiny-random", CLASSES, temporal_layers=0, use_description_branch=False)(batch)["logits"]
+    assert not torch.allclose(logits, other, atol=1e-4)   # the text changes the prediction
+    # no description: the branch is left out of the fusion, not fused as the embedding of ""
+    # (with the gate at its zero start, the visual branches' equal weights are those of the model without it)
+    assert torch.allclose(missing, visual_only, atol=1e-4)
+    with pytest.raises(KeyError, match="descriptions"):
+        model({k: v for k, v in batch.items() if k != "descriptions"})
+
+
+def test_text_only_model_predicts_from_the_description_alone():
+    model = build_model("tiny-random", CLASSES, use_video=False, use_parsing=False, use_landmarks=False,
+                        use_description=False).eval()
+    assert model.inputs == {"labels", "descriptions"} and model.branches == ["description"]
+    batch = {"descriptions": ["the brows go up", ""]}
+    with torch.no_grad():
+        logits = model(batch)["logits"]
+    assert logits[0].abs().sum() > 0 and torch.count_nonzero(logits[1]) == 0   # no cue at all: uniform
+    with pytest.raises(ValueError, match="at least one branch"):
+        build_model("tiny-random", CLASSES, use_video=False, use_parsing=False, use_landmarks=False,
+                    use_description_branch=False)
+
+
+def test_one_adapter_per_text_block_is_the_figure_layout():
+    two = build_model("tiny-random", CLASSES)
+    one = build_model("tiny-random", CLASSES, text_adapters_per_block=1)
+    assert all(block.mlp is None for blocks in one.towers.text_adapters.values() for block in blocks)
+    assert all(block.mlp is not None for blocks in one.towers.visual_adapters.values() for block in blocks)
+    assert one.count_trainable() < two.count_trainable()
+    out = one(make_batch(one))
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"])

@@ -126,6 +126,31 @@ def test_identity_loads_nothing():
     assert describer._model is None and describer._processor is None
 
 
+def test_reference_setting_uses_the_papers_request_and_a_light_filter(tiny_checkpoint):
+    """FineCLIPER's setting: a request for facial changes, and a filter that removes emotion names only."""
+    from pipeline.resources import PROMPTS_DIR
+
+    ours = VideoLlavaDescriber(device="cpu")
+    reference = VideoLlavaDescriber(model_id=str(tiny_checkpoint), num_frames=NUM_FRAMES, max_new_tokens=8,
+                                    device="cpu", setting="reference")
+    identity = reference.identity()
+    assert identity["setting"] == "reference" and identity["light_filter"] is True
+    assert identity["prompt_file"] == "prompts/videollava_instruction_reference.txt"
+    assert identity["prompt_sha256"] == hashlib.sha256(
+        (PROMPTS_DIR / "videollava_instruction_reference.txt").read_bytes()).hexdigest() != ours.prompt_sha256
+    assert ours.identity()["setting"] == "ours" and reference.instruction != ours.instruction
+    text = "He displays a surprised expression. His eyes are downcast and he gives a slight smile. The brows rise."
+    light, full = filter_emotion(text, light=True).text, filter_emotion(text).text
+    assert "surprised" not in light and "smile" not in light and "brows rise" in light
+    assert "downcast" in filter_emotion("His eyes are downcast.", light=True).text   # kept: only names go
+    assert "downcast" not in full
+    described = reference.describe([_sample(0, 12)])[0]
+    assert described.text == clean_text(filter_emotion(described.raw_text, light=True).text)
+    assert described.record["setting"] == "reference"
+    with pytest.raises(ValueError, match="setting"):
+        VideoLlavaDescriber(setting="paper")
+
+
 def test_missing_model_says_what_to_get(tmp_path):
     # conftest sets HF_HUB_OFFLINE=1, so nothing is looked up online.
     describer = VideoLlavaDescriber(model_id="dfer-toolkit-tests/no-such-video-llava", device="cpu")

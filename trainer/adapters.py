@@ -12,6 +12,9 @@ the text tower). `AdaptedCLIP` therefore keeps one CLIP and, per tower, a dict o
 sets, and re-runs the tower's blocks itself so that each call names the set it uses:
 `encode_image(images, adapter_set="parsing")`. Nothing is copied and nothing is switched
 by mutable state, so sets can be used in any order within one forward pass.
+
+FineCLIPER's framework figure draws one adapter per text block; `text_per_block=1` keeps only
+the one after self-attention in the text tower (the placement is not stated: our guess).
 """
 
 from __future__ import annotations
@@ -39,21 +42,25 @@ class Adapter(nn.Module):
 
 
 class BlockAdapters(nn.Module):
-    """The two adapters of one residual block."""
+    """The adapters of one residual block: after self-attention, and (`parallel`) beside the MLP."""
 
-    def __init__(self, dim: int, bottleneck: int, mlp_scale: float):
+    def __init__(self, dim: int, bottleneck: int, mlp_scale: float, parallel: bool = True):
         super().__init__()
         # AIM scales only the parallel branch: the series adapter's update is already
         # inside the attention residual, the parallel one adds a third term to the block.
         self.attn = Adapter(dim, bottleneck, scale=1.0)
-        self.mlp = Adapter(dim, bottleneck, scale=mlp_scale)
+        self.mlp = Adapter(dim, bottleneck, scale=mlp_scale) if parallel else None
 
 
 def adapter_sets(width: int, layers: int, names: Sequence[str], bottleneck: int,
-                 mlp_scale: float = 0.5) -> nn.ModuleDict:
-    """One list of `BlockAdapters` per name, for a tower of `layers` blocks of `width`."""
+                 mlp_scale: float = 0.5, per_block: int = 2) -> nn.ModuleDict:
+    """One list of `BlockAdapters` per name, for a tower of `layers` blocks of `width`; `per_block`
+    2: after attention and beside the MLP, 1: after attention only."""
+    if per_block not in (1, 2):
+        raise ValueError(f"adapters per block must be 1 or 2, got {per_block}")
     return nn.ModuleDict({
-        name: nn.ModuleList(BlockAdapters(width, bottleneck, mlp_scale) for _ in range(layers))
+        name: nn.ModuleList(BlockAdapters(width, bottleneck, mlp_scale, parallel=per_block == 2)
+                            for _ in range(layers))
         for name in names
     })
 
@@ -72,7 +79,7 @@ def run_blocks(transformer: nn.Module, x: torch.Tensor, adapters: Sequence[Block
         x = x + h
         y = block.ln_2(x)
         x = x + block.mlp(y)
-        if adapters is not None:
+        if adapters is not None and adapters[i].mlp is not None:
             x = x + adapters[i].mlp(y)
     return x
 
@@ -86,7 +93,7 @@ class AdaptedCLIP(nn.Module):
     """
 
     def __init__(self, clip: nn.Module, visual_sets: Sequence[str] = (), text_sets: Sequence[str] = (),
-                 ratio: float = 0.125, mlp_scale: float = 0.5):
+                 ratio: float = 0.125, mlp_scale: float = 0.5, text_per_block: int = 2):
         super().__init__()
         if not hasattr(clip.visual, "transformer"):
             raise ValueError("adapters need a ViT CLIP (ViT-B/32, ViT-B/16, ViT-L/14, ...), not a ResNet one")
@@ -95,7 +102,7 @@ class AdaptedCLIP(nn.Module):
         self.visual_adapters = adapter_sets(visual.width, visual.layers, visual_sets,
                                             bottleneck_size(visual.width, ratio), mlp_scale)
         self.text_adapters = adapter_sets(text.width, text.layers, text_sets,
-                                          bottleneck_size(text.width, ratio), mlp_scale)
+                                          bottleneck_size(text.width, ratio), mlp_scale, per_block=text_per_block)
 
     @property
     def embed_dim(self) -> int:

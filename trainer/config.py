@@ -62,6 +62,7 @@ class TrainConfig:
     shuffle_buffer: int = 64      # training clips mixed across shards; 0: shard order
     open_shards: int = 64         # training: shards each loader worker reads at once, interleaved
     drop_last: bool = False       # training: drop each loader worker's last incomplete batch
+    landmark_style: str = "lines"  # landmark images: "lines" on black (ours) or "points_on_face" (FineCLIPER's figure)
     seed: int = 0
     runs_dir: str = "runs"
     clip_path: str = ""           # a CLIP checkpoint file, when not in the cache
@@ -89,7 +90,7 @@ class TrainConfig:
                           val_fraction=self.val_fraction, seed=self.seed, use_masks="masks" in inputs,
                           use_landmarks="landmarks" in inputs, crop_scale=tuple(self.crop_scale), flip=self.flip,
                           brightness=self.brightness, rotation=self.rotation, shuffle_buffer=self.shuffle_buffer,
-                          open_shards=self.open_shards, drop_last=self.drop_last)
+                          open_shards=self.open_shards, drop_last=self.drop_last, landmark_style=self.landmark_style)
 
     def build_model(self, classes, **kwargs):
         """This run's model for `classes`: its preset, `model_options`, and a temporal model that

@@ -119,12 +119,15 @@ class DataConfig:
     shuffle_buffer: int = 64      # training clips mixed across shards (raw bytes, ~0.7 MiB each); 0: shard order
     drop_last: bool = False       # training: drop each loader worker's last incomplete batch (DFER-CLIP's drop_last=True)
     open_shards: int = 64         # training: shards each loader worker reads at once, interleaved; 1: one by one
+    landmark_style: str = "lines"  # the landmark images: "lines" on black (ours), "points_on_face" (FineCLIPER's figure)
 
     def __post_init__(self) -> None:
         if self.brightness < 0 or self.rotation < 0:
             raise ValueError(f"brightness and rotation must be >= 0, got {self.brightness}, {self.rotation}")
         if self.open_shards < 1:
             raise ValueError(f"open_shards must be >= 1, got {self.open_shards}")
+        if self.landmark_style not in LANDMARK_STYLES:
+            raise ValueError(f"landmark_style must be one of {LANDMARK_STYLES}, got {self.landmark_style!r}")
 
 
 def read_index(shards: str | Path) -> dict:
@@ -222,16 +225,34 @@ def colour_masks(masks: np.ndarray) -> np.ndarray:
     return PARSING_PALETTE[np.minimum(masks, len(PARSING_PALETTE) - 1)]
 
 
-def draw_landmarks(points: np.ndarray, size: int) -> np.ndarray:
-    """T×68×2 points (pixels of a size×size image) -> T×size×size×3 uint8 drawings."""
-    out = np.zeros((len(points), size, size, 3), np.uint8)
+LANDMARK_STYLES = ("lines", "points_on_face")
+
+
+def draw_landmarks(points: np.ndarray, size: int, style: str = "lines", faces: np.ndarray | None = None) -> np.ndarray:
+    """T×68×2 points (pixels of a size×size image) -> T×size×size×3 uint8 drawings.
+
+    "lines" (ours): each facial part as a coloured polyline on black. "points_on_face" (FineCLIPER's
+    figure): each point as a dot, coloured by part, over `faces` (T×size×size×3 RGB, the clip's frames).
+    """
+    if style not in LANDMARK_STYLES:
+        raise ValueError(f"landmark style must be one of {LANDMARK_STYLES}, got {style!r}")
+    if style == "points_on_face":
+        if faces is None:
+            raise ValueError("landmark style 'points_on_face' needs the frames to draw on")
+        out = np.ascontiguousarray(faces, dtype=np.uint8).copy()
+    else:
+        out = np.zeros((len(points), size, size, 3), np.uint8)
     thickness = max(1, size // 112)
     for image, frame_points in zip(out, points):
         if not np.isfinite(frame_points).all():
             continue
         for part, closed, colour in _PARTS:
             line = np.round(frame_points[list(part)] * 16).astype(np.int32)
-            cv2.polylines(image, [line], closed, colour, thickness, cv2.LINE_AA, 4)
+            if style == "lines":
+                cv2.polylines(image, [line], closed, colour, thickness, cv2.LINE_AA, 4)
+            else:
+                for x, y in line:
+                    cv2.circle(image, (int(x), int(y)), 16 * thickness, colour, -1, cv2.LINE_AA, 4)
     return out
 
 
@@ -358,7 +379,8 @@ class ClipTransform:
             else:
                 example["masks"] = torch.from_numpy(self.crop_masks(masks, box, flip))
         if c.use_landmarks:
-            example["landmarks"] = to_chw(draw_landmarks(landmarks, c.image_size))
+            faces = example["frames"].permute(0, 2, 3, 1).numpy() if c.landmark_style == "points_on_face" else None
+            example["landmarks"] = to_chw(draw_landmarks(landmarks, c.image_size, c.landmark_style, faces))
         return example
 
     def crop_box(self, size: int, rng: random.Random) -> tuple[tuple[int, int, int, int], bool]:

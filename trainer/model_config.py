@@ -14,6 +14,7 @@ from pipeline.resources import resolve_prompt_file
 from trainer.temporal import TEMPORAL_BLOCKS
 
 FUSIONS = ("learned", "mean")
+NEGATIVE_LOSSES = ("softmax", "pairwise")
 TRAIN_CLIP = ("none", "vision", "all")
 
 
@@ -27,9 +28,14 @@ class ModelConfig:
     temporal_block: str = "clip"  # "clip": OpenAI's block (ours); "dferclip": DFER-CLIP's (trainer/temporal.py)
 
     # --- FineCLIPER ---
+    use_video: bool = True  # the frames through the vision tower (low level; off only for ablations)
     use_parsing: bool = True  # face-parsing masks through the vision tower (own adapters)
     use_landmarks: bool = True  # landmark images through the vision tower (own adapters)
-    use_description: bool = True  # align the motion description with the video embedding
+    use_description: bool = True  # align the motion description with the video embedding (a training loss)
+    # the description as a branch of the prediction (high level; FineCLIPER's framework figure):
+    # through the text tower ("description" adapters), fused with the visual branches in training
+    # and at test time. A clip without a description has the branch masked out of its fusion.
+    use_description_branch: bool = True
     use_negative_prompts: bool = True  # "... of no {label}." prompts and their loss
     use_text_adapters: bool = True  # off: frozen text tower for prompts and descriptions
     use_visual_adapters: bool = True  # off: frozen vision tower for every branch
@@ -39,8 +45,15 @@ class ModelConfig:
     # text tower stays a fixed random encoder, so the class prompts cannot collapse onto one point.
     train_clip: str = "none"
     supervision: str = "labels"  # "labels", or "descriptions": zero-shot training on sample-level text
+    # adapters per text-tower block: 2 (ours: after attention and beside the MLP, as in the vision
+    # tower) or 1 (after attention only: the paper's framework figure draws one per text block)
+    text_adapters_per_block: int = 2
     adapter_ratio: float = 0.125  # bottleneck = round(tower width * ratio)
     adapter_scale: float = 0.5  # scale of the adapter parallel to each block's MLP
+    # "softmax" (the reference: the paper's negative-similarity figure): one softmax over all 2C
+    # prompts, the clip's own positive prompt the target, so every "no {label}" prompt is pushed
+    # away; "pairwise" (ours): per class "c" vs "not c", "not c" the answer for the other classes.
+    negative_loss: str = "softmax"
     negative_loss_weight: float = 1.0
     description_loss_weight: float = 1.0
     label_templates: str = "label_templates.yaml"  # a file of pipeline/prompts/, or a path
@@ -63,6 +76,15 @@ class ModelConfig:
             raise ValueError(f"train_clip must be one of {TRAIN_CLIP}, got {self.train_clip!r}")
         if self.temporal_block not in TEMPORAL_BLOCKS:
             raise ValueError(f"temporal_block must be one of {TEMPORAL_BLOCKS}, got {self.temporal_block!r}")
+        if self.supervision == "descriptions" and not (self.use_video or self.use_parsing or self.use_landmarks):
+            raise ValueError("supervision='descriptions' (zero-shot) needs a visual branch to align with the descriptions")
+        if not (self.use_video or self.use_parsing or self.use_landmarks or self.use_description_branch):
+            raise ValueError("FineCLIPER needs at least one branch: use_video, use_parsing, use_landmarks "
+                             "or use_description_branch")
+        if self.text_adapters_per_block not in (1, 2):
+            raise ValueError(f"text_adapters_per_block must be 1 or 2, got {self.text_adapters_per_block}")
+        if self.negative_loss not in NEGATIVE_LOSSES:
+            raise ValueError(f"negative_loss must be one of {NEGATIVE_LOSSES}, got {self.negative_loss!r}")
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
         if self.temporal_layers < 0 or self.num_frames < 1 or self.context_tokens < 1:

@@ -30,7 +30,7 @@ from trainer.fineclip import FineCLIPER
 
 # The model settings that make FineCLIPER's untrained forward the plain CLIP zero-shot classifier.
 NEUTRAL = dict(temporal_layers=0, use_parsing=False, use_landmarks=False, use_description=False,
-               use_negative_prompts=False, supervision="labels")
+               use_description_branch=False, use_negative_prompts=False, supervision="labels")
 
 
 def zero_shot(dataset: str, model: str, fold: int, overrides: dict | None = None) -> dict:

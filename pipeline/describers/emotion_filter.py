@@ -35,6 +35,9 @@ from pipeline.resources import PROMPTS_DIR
 
 LEXICON_FILE = PROMPTS_DIR / "emotion_lexicon.txt"
 ACTION_WORDS_FILE = PROMPTS_DIR / "facial_action_words.txt"
+# the light filter of the `reference` describer setting: emotion names and the words FineCLIPER's
+# refinement figure removes, nothing more (`light=True`)
+LIGHT_LEXICON_FILE = PROMPTS_DIR / "emotion_lexicon_light.txt"
 
 _WORD = re.compile(r"[^\W\d_]+")  # letters only
 _VOWELS = frozenset("aeiou")
@@ -166,22 +169,24 @@ def read_entries(path: Path) -> list[LexiconEntry]:
     return entries
 
 
-def lexicon_sha256(action_words: bool = True) -> str:
+def lexicon_sha256(action_words: bool = True, light: bool = False) -> str:
     """SHA-256 of the lexicon files in use (emotion words, then action words when used)."""
     digest = hashlib.sha256()
-    for path in _lexicon_files(action_words):
+    for path in _lexicon_files(action_words, light):
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
-def _lexicon_files(action_words: bool) -> tuple[Path, ...]:
+def _lexicon_files(action_words: bool, light: bool = False) -> tuple[Path, ...]:
+    if light:
+        return (LIGHT_LEXICON_FILE,)
     return (LEXICON_FILE, ACTION_WORDS_FILE) if action_words else (LEXICON_FILE,)
 
 
-@lru_cache(maxsize=2)
-def load_lexicon(action_words: bool = True) -> Lexicon:
-    """The lexicon from prompts/, read once per process."""
-    entries = tuple(e for path in _lexicon_files(action_words) for e in read_entries(path))
+@lru_cache(maxsize=4)
+def load_lexicon(action_words: bool = True, light: bool = False) -> Lexicon:
+    """The lexicon from prompts/, read once per process (`light`: the short list of emotion names)."""
+    entries = tuple(e for path in _lexicon_files(action_words, light) for e in read_entries(path))
     words: set[str] = set()
     phrases: set[tuple[str, ...]] = set()
     for entry in entries:
@@ -192,7 +197,7 @@ def load_lexicon(action_words: bool = True) -> Lexicon:
     return Lexicon(entries=entries, words=frozenset(words), phrases=frozenset(phrases),
                    phrase_starts=frozenset(p[0] for p in phrases),
                    longest_phrase=max((len(p) for p in phrases), default=1),
-                   sha256=lexicon_sha256(action_words))
+                   sha256=lexicon_sha256(action_words, light))
 
 
 # --- sentences and clauses --------------------------------------------------------------------
@@ -302,10 +307,11 @@ class FilterResult:
     matched: list[str] = field(default_factory=list)    # the lexicon words and phrases found
 
 
-def filter_emotion(text: str, action_words: bool = True) -> FilterResult:
+def filter_emotion(text: str, action_words: bool = True, light: bool = False) -> FilterResult:
     """`text` without the sentences or clauses that name or imply an emotion (see module doc).
-    `action_words=False` keeps facial-action words such as "smile" (for ablations)."""
-    lexicon = load_lexicon(action_words)
+    `action_words=False` keeps facial-action words such as "smile" (for ablations); `light=True`
+    uses only prompts/emotion_lexicon_light.txt (the emotion names: the `reference` describer setting)."""
+    lexicon = load_lexicon(action_words, light)
     text = normalise(text)
     matched = sorted({m.surface.lower() for m in lexicon.find(text)})
     kept: list[str] = []

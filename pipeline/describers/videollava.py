@@ -17,6 +17,14 @@ The instruction file is plain text; its whitespace (line breaks included) is col
 single spaces, so it may be wrapped for review; it must not contain "<video>" or "<image>".
 The record keeps the SHA-256 of the file's bytes.
 
+Settings. `setting="ours"` (the default) uses the instruction above, which asks for physical
+movements only and forbids emotions, and the full emotion filter (emotion words and facial-action
+words such as "frown"). `setting="reference"` follows FineCLIPER (its figure of text generation and
+refinement): pipeline/prompts/videollava_instruction_reference.txt (our wording of the paper's
+request for a detailed description of the facial changes and the actions they imply) and a light
+filter that removes only clauses naming an emotion (prompts/emotion_lexicon_light.txt). Choose
+with `--describer-setting` of `make preprocess` / `make describe`.
+
 Preprocessing is transformers' `VideoLlavaProcessor` from the checkpoint: its video processor
 resizes, centre-crops and normalises the frames as CLIP does, and each "<video>" of a prompt
 becomes one token per patch and class token of every frame; prompts are padded on the left.
@@ -44,6 +52,8 @@ from pipeline.resources import PROMPTS_DIR
 from pipeline.weights import CorruptDownloadError, HubModel, HubModelUnavailable, fetch_hub_model
 
 DEFAULT_MODEL_ID = "LanguageBind/Video-LLaVA-7B-hf"
+# setting → (instruction file, light emotion filter); see "Settings" above
+SETTINGS = {"ours": ("videollava_instruction.txt", False), "reference": ("videollava_instruction_reference.txt", True)}
 DEFAULT_NUM_FRAMES = 8
 PROMPT_FILE = PROMPTS_DIR / "videollava_instruction.txt"
 PROMPT_FORMAT = "USER: {video_token}\n{instruction} ASSISTANT:"
@@ -86,11 +96,11 @@ def video_token_count(num_frames: int, height: int, width: int, patch_size: int,
     return num_frames * ((height // patch_size) * (width // patch_size) + extra_tokens)
 
 
-def _filter_emotion(text: str):
+def _filter_emotion(text: str, light: bool = False):
     # Imported on use: the filter is a sibling module with its own word lists in prompts/.
     from pipeline.describers.emotion_filter import filter_emotion
 
-    return filter_emotion(text)
+    return filter_emotion(text, light=light)
 
 
 def _offline() -> bool:
@@ -187,9 +197,14 @@ class VideoLlavaDescriber:
 
     def __init__(self, model_id: str | None = DEFAULT_MODEL_ID, revision: str | None = None,
                  num_frames: int = DEFAULT_NUM_FRAMES, max_new_tokens: int = 96, batch_size: int = 4,
-                 device: str | None = None, dtype: Any = None, model=None, processor=None):
+                 device: str | None = None, dtype: Any = None, model=None, processor=None, setting: str = "ours"):
         if num_frames < 1 or max_new_tokens < 1 or batch_size < 1:
             raise ValueError("num_frames, max_new_tokens and batch_size must be positive")
+        if setting not in SETTINGS:
+            raise ValueError(f"describer setting must be one of {', '.join(SETTINGS)}, got {setting!r}")
+        self.setting = setting
+        self.prompt_file = PROMPTS_DIR / SETTINGS[setting][0]
+        self.light_filter = SETTINGS[setting][1]
         self.model_id = str(model_id) if model_id else DEFAULT_MODEL_ID
         self.revision = revision
         self.num_frames = int(num_frames)
@@ -200,9 +215,9 @@ class VideoLlavaDescriber:
         self._model = model
         self._processor = processor
         self._folder: Path | None = None
-        self.instruction, self.prompt_sha256 = read_instruction()
+        self.instruction, self.prompt_sha256 = read_instruction(self.prompt_file)
         if "<video>" in self.instruction or "<image>" in self.instruction:
-            raise ValueError(f"{PROMPT_FILE} must not contain <video> or <image>; the prompt format adds the video")
+            raise ValueError(f"{self.prompt_file} must not contain <video> or <image>; the prompt format adds the video")
 
     # -- model ---------------------------------------------------------------------------------
 
@@ -272,7 +287,9 @@ class VideoLlavaDescriber:
             "backend": self.name,
             "model": self.model_id,
             "revision": cached_commit(self.model_id, self.revision) or self.revision,
-            "prompt_file": f"prompts/{PROMPT_FILE.name}",
+            "setting": self.setting,
+            "prompt_file": f"prompts/{self.prompt_file.name}",
+            "light_filter": self.light_filter,
             "prompt_sha256": self.prompt_sha256,
             "prompt_format": PROMPT_FORMAT,
             "generation": {"do_sample": False, "num_beams": 1, "max_new_tokens": self.max_new_tokens,
@@ -311,7 +328,7 @@ class VideoLlavaDescriber:
         for sample, frame_indices, tokens in zip(samples, indices, new_tokens):
             length, stopped = _answer_length(tokens.tolist(), eos_ids)
             raw_text = clean_text(processor.tokenizer.decode(tokens[:length].tolist(), skip_special_tokens=True))
-            filtered = _filter_emotion(raw_text)
+            filtered = _filter_emotion(raw_text, light=self.light_filter)
             record = {**identity, "frame_indices": frame_indices.tolist(), "clip_frames": int(sample.num_frames),
                       "generated_tokens": length, "stopped_by": stopped,
                       "filter_removed": list(filtered.removed)}

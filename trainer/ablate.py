@@ -1,0 +1,157 @@
+"""`make ablate`: FineCLIPER's ablation tables, one training run per row, into one JSON and Markdown table.
+
+    python -m trainer.ablate --dataset sample --model tiny [--fold 1] [--rows all,text_only] [--set epochs=5]
+
+Each row is a FineCLIPER configuration named as in the paper (arXiv 2407.02157):
+- Table 4, cue levels: `low` (frames), `middle` (parsing masks and landmarks), `text_only`
+  (the clip's description alone: the paper's "High-level Only"), the pairs `low_middle`,
+  `low_high`, `middle_high`, and `all` (every cue: the headline model);
+- Table 5, middle-level cues on the low-level model: `low_parsing`, `low_landmarks`;
+- Table 6, adapters on the low-level model: `dferclip` (row 1, "no adapters", which the paper's
+  numbers equal DFER-CLIP's: our DFER-CLIP on the same backbone), `frozen_clip` (no adapter
+  anywhere: the frozen towers, our reading of "no adapters"), `text_pos`, `text_pos_neg`,
+  `video_adapter`; the last row (both) is `low`;
+- Table 7, the negative prompt's wording: `negative_less` ("less {label}"); "no" is `low`;
+- Table 9, the adapter scale s: `scale_0.3`, `scale_0.7` (0.5 is `low`);
+- ours: `pairwise_negatives` (our earlier negative-prompt loss), `mean_fusion` (fixed equal
+  weights instead of the gate), `figure_layout` (no temporal transformer, one adapter per text
+  block: the framework figure), `landmarks_on_face` (the landmarks as points over the face, as the
+  figure draws them, instead of lines on black).
+Every row trains with the model's preset otherwise (`--set` overrides apply to every row), and
+is tested on the fold under both protocols. The `uar`/`war` columns are the `val` protocol's;
+`paper_uar`/`paper_war` the `paper` protocol's (test-set selection, as the paper reports). The
+paper's DFEW numbers of the same row are given beside ours, to compare the ordering, not the level.
+
+Written: runs/ablation-<dataset>-<model>-fold<k>.json (one record per row: name, table, uar,
+war, the switches, trainable parameters, seconds) and the .md table beside it. Resumable: a row
+already in the JSON with the same configuration is skipped, and the JSON is rewritten after each
+row. Each row trains in a process of its own (`python -m trainer.train`, every setting given);
+its run folder is under runs/ablation-<dataset>-<model>-fold<k>/<row>/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from trainer.ablation_rows import ROW_NAMES, Row, row_config, select_rows
+from trainer.config import parse_value, resolve
+from trainer.fineclip import FineCLIPER
+from trainer.models import model_preset
+
+
+def ablation_path(runs_dir: Path, dataset: str, model: str, fold: int) -> Path:
+    return Path(runs_dir) / f"ablation-{dataset}-{model}-fold{fold}.json"
+
+
+def markdown_table(records: list[dict]) -> str:
+    lines = ["| row | table | what | UAR | WAR | paper-protocol UAR / WAR | trainable | paper (DFEW) UAR / WAR |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in records:
+        paper = f"{r['paper_dfew'][0]:.2f} / {r['paper_dfew'][1]:.2f}" if r.get("paper_dfew") else "—"
+        protocol = (f"{r['paper_uar']:.1f} / {r['paper_war']:.1f}" if r.get("paper_uar") is not None else "—")
+        lines.append(f"| `{r['name']}` | {r['table']} | {r['what']} | {r['uar']:.1f} | {r['war']:.1f} | {protocol} | "
+                     f"{r['trainable_parameters'] / 1e6:.2f} M | {paper} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(path: Path, header: dict, records: list[dict]) -> None:
+    order = {name: i for i, name in enumerate(ROW_NAMES)}
+    records = sorted(records, key=lambda r: order.get(r["name"], len(order)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({**header, "rows": records}, indent=1) + "\n")
+    tmp.replace(path)
+    title = (f"# Ablation: {header['model']} on {header['dataset']}, fold {header['fold']}\n\n"
+             f"`val`-protocol UAR / WAR in %, chance {100 / header['classes']:.1f}; written by "
+             f"`python -m trainer.ablate` ({header['command']}).\n\n")
+    path.with_suffix(".md").write_text(title + markdown_table(records))
+
+
+def train_row(config, run_root: Path) -> dict:
+    """One row's run: `python -m trainer.train` in a process of its own with the row's configuration
+    (every field given), so rows cannot leak state into each other; its metrics.json."""
+    command = [sys.executable, "-m", "trainer.train", "--dataset", config.dataset, "--model", config.model,
+               "--fold", str(config.fold)]
+    for key, value in config.to_dict().items():
+        if key not in ("dataset", "model", "fold", "runs_dir"):
+            command += ["--set", f"{key}={json.dumps(value)}"]
+    command += ["--set", f"runs_dir={json.dumps(str(run_root))}"]
+    if subprocess.run(command).returncode != 0:
+        raise RuntimeError(f"the run of {run_root.name} failed (its log: {run_root})")
+    return json.loads((run_root / config.run_name() / "metrics.json").read_text())
+
+
+def ablate(dataset: str, model: str, fold: int, rows: list[Row], overrides: dict[str, Any] | None = None,
+           command: str = "") -> dict:
+    """Train and test every row not yet in the ablation JSON; returns the whole table."""
+    from trainer.data import read_index
+
+    overrides = dict(overrides or {})
+    if model_preset(model).family is not FineCLIPER:
+        raise ValueError(f"the ablation rows are FineCLIPER's: give a fineclip-* or tiny model, not {model!r}")
+    probe = resolve(model, dataset, {**overrides, "fold": fold})
+    path = ablation_path(Path(probe.runs_dir), dataset, model, fold)
+    classes = read_index(probe.shard_dir)["classes"]
+    header = {"dataset": dataset, "model": model, "fold": fold, "classes": len(classes),
+              "command": command or f"--dataset {dataset} --model {model} --fold {fold}"}
+    records = json.loads(path.read_text())["rows"] if path.is_file() else []
+    for row in rows:
+        config = row_config(row, model, dataset, fold, overrides)
+        recorded = json.loads(json.dumps(config.to_dict()))
+        if any(r["name"] == row.name and r.get("config") == recorded for r in records):
+            print(f"ablation {row.name}: done already ({path})")
+            continue
+        print(f"ablation {row.name} ({row.table}: {row.what}) ...", flush=True)
+        started = time.time()
+        result = train_row(config, path.with_suffix("") / row.name)
+        protocols = result["protocols"]
+        record = {"name": row.name, "table": row.table, "what": row.what, "model": config.model,
+                  "uar": protocols["val"]["test"]["uar"], "war": protocols["val"]["test"]["war"],
+                  "paper_uar": protocols.get("paper", {}).get("test", {}).get("uar"),
+                  "paper_war": protocols.get("paper", {}).get("test", {}).get("war"),
+                  "switches": ({**row.options, **row.settings} if row.family == "fineclip"
+                               else {"family": "DFER-CLIP"}),
+                  "trainable_parameters": result["trainable_parameters"], "epochs": result["epochs"],
+                  "seconds": round(time.time() - started, 1), "paper_dfew": list(row.paper_dfew or []) or None,
+                  "config": recorded}
+        records = [r for r in records if r["name"] != row.name] + [record]
+        write_tables(path, header, records)   # after every row: an interrupted ablation keeps what it finished
+    write_tables(path, header, records)
+    print(path.with_suffix(".md").read_text())
+    print(f"-> {path}, {path.with_suffix('.md')}")
+    return {**header, "rows": records}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainer.ablate", description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", default="sample")
+    parser.add_argument("--model", default="tiny")
+    parser.add_argument("--fold", type=int, default=1)
+    parser.add_argument("--rows", default="", help=f"comma-separated rows (default: every row): {', '.join(ROW_NAMES)}")
+    parser.add_argument("--shards", default="", help="dataset folder of shards (default shards/<dataset>)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a configuration value of every row (repeatable), e.g. --set epochs=5")
+    args = parser.parse_args(argv)
+    overrides = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        overrides[key.strip()] = parse_value(value)
+    if args.shards:
+        overrides["shards"] = args.shards
+    try:
+        ablate(args.dataset, args.model, args.fold, select_rows(args.rows), overrides,
+               command=" ".join(argv if argv is not None else sys.argv[1:]))
+    except (FileNotFoundError, ValueError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
