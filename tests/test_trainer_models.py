@@ -505,3 +505,35 @@ def test_one_adapter_per_text_block_is_the_figure_layout():
     out = one(make_batch(one))
     out["loss"].backward()
     assert torch.isfinite(out["loss"])
+
+
+def test_parameter_counts_follow_the_papers_table_1_configurations():
+    from trainer.param_count import PAPER_TABLE_1, count_table
+
+    table = {r["row"]: r for r in count_table("tiny-random", CLASSES)}
+    assert set(table) == set(PAPER_TABLE_1)
+    total = {name: r["trainable"] for name, r in table.items()}
+    # the paper's order: base < + text < + parsing and landmarks < full
+    assert total["low"] < total["low_high"] < total["low_middle"] < total["all"]
+    assert all(sum(r["parts"].values()) == r["trainable"] for r in table.values())
+    assert "text_adapters.description" in table["low_high"]["parts"]
+    assert "visual_adapters.parsing" not in table["low_high"]["parts"]
+
+
+def test_ablation_rows_resolve_to_the_papers_configurations():
+    from trainer.ablation_rows import ROW_NAMES, ROWS, row_config, select_rows
+
+    assert {"all", "text_only", "low", "middle", "dferclip"} <= set(ROW_NAMES) and len(set(ROW_NAMES)) == len(ROWS)
+    rows = {row.name: row for row in ROWS}
+    text_only = row_config(rows["text_only"], "tiny", "sample", 1, {"epochs": 3, "model_options": {"adapter_ratio": 0.25}})
+    assert text_only.epochs == 3 and text_only.model == "tiny"
+    options = text_only.model_options
+    assert options["adapter_ratio"] == 0.25 and not (options["use_video"] or options["use_parsing"] or options["use_landmarks"])
+    assert row_config(rows["dferclip"], "tiny", "sample", 1, {}).model == "tiny-dferclip"
+    assert row_config(rows["landmarks_on_face"], "tiny", "sample", 2, {}).landmark_style == "points_on_face"
+    for row in ROWS:   # every row builds
+        if row.family == "fineclip":
+            build_model("tiny-random", CLASSES, **row.options)
+    assert [r.name for r in select_rows("text_only,all")] == ["all", "text_only"]
+    with pytest.raises(ValueError, match="unknown ablation row"):
+        select_rows("all,everything_else")
