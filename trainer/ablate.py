@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.ablation_rows import ROW_NAMES, Row, row_config, select_rows
-from trainer.config import parse_value, resolve
+from trainer.config import parse_overrides, resolve
 from trainer.fineclip import FineCLIPER
 from trainer.models import model_preset
 
@@ -138,12 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a configuration value of every row (repeatable), e.g. --set epochs=5")
     args = parser.parse_args(argv)
-    overrides = {}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        overrides[key.strip()] = parse_value(value)
-    if args.shards:
-        overrides["shards"] = args.shards
+    overrides = parse_overrides(args.set, args.shards)
     try:
         ablate(args.dataset, args.model, args.fold, select_rows(args.rows), overrides,
                command=" ".join(argv if argv is not None else sys.argv[1:]))

@@ -134,6 +134,14 @@ def parse_value(text: str) -> Any:
     return yaml.safe_load(text)
 
 
+def parse_overrides(items: list[str], shards: str = "") -> dict[str, Any]:
+    """`--set KEY=VALUE` items (and `--shards`, when given) as configuration overrides."""
+    overrides = {key.strip(): parse_value(value) for key, _, value in (item.partition("=") for item in items)}
+    if shards:
+        overrides["shards"] = shards
+    return overrides
+
+
 def _checked(name: str, kind: str, value: Any) -> Any:
     """`value` for a field annotated `kind`; ints are accepted for floats, anything else must match."""
     expected = {"int": int, "float": (int, float), "str": str, "bool": bool}.get(kind)

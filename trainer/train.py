@@ -40,7 +40,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from trainer.config import TrainConfig, from_dict, parse_value, resolve
+from trainer.config import TrainConfig, from_dict, parse_overrides, resolve
 from trainer.data import dataset_folds, make_loader, read_index, to_model_inputs
 from trainer.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, trainable_state
 from trainer.metrics import evaluate, plot_confusion, plot_curves, unscored_test_labels
@@ -478,12 +478,7 @@ def main(argv: list[str] | None = None) -> int:
             config = from_dict(json.loads((args.resume / "config.json").read_text()))
             train(config, resume=args.resume, stop_after=args.stop_after)
             return 0
-        overrides = {}
-        for item in args.set:
-            key, _, value = item.partition("=")
-            overrides[key.strip()] = parse_value(value)
-        if args.shards:
-            overrides["shards"] = args.shards
+        overrides = parse_overrides(args.set, args.shards)
         index = read_index(overrides.get("shards") or f"shards/{args.dataset}")
         if args.fold == "all":
             train_folds(resolve(args.model, args.dataset, overrides), dataset_folds(index))

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer.config import parse_value, resolve
+from trainer.config import parse_overrides, resolve
 from trainer.data import dataset_folds, make_loader, read_index
 from trainer.metrics import evaluate, unscored_test_labels
 from trainer.models import model_preset
@@ -78,9 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shards", default="")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
-    overrides = {k.strip(): parse_value(v) for k, _, v in (s.partition("=") for s in args.set)}
-    if args.shards:
-        overrides["shards"] = args.shards
+    overrides = parse_overrides(args.set, args.shards)
     try:
         if args.fold == "all":
             index = read_index(overrides.get("shards") or f"shards/{args.dataset}")
