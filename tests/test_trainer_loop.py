@@ -357,3 +357,8 @@ def test_every_loader_setting_and_the_clip_length_come_from_the_run_configuratio
     assert model({"frames": x, "masks": x, "landmarks": x, "descriptions": [""]})["logits"].shape == (1, 2)
     # a run folder written before image_size was derived still loads
     assert from_dict({**config.to_dict(), "image_size": 224}) == config
+    # one written before the description branch rebuilds the model it trained, without the branch
+    old = {k: v for k, v in config.to_dict().items() if k != "landmark_style"}
+    assert from_dict(old).model_options == {**config.model_options, "use_description_branch": False,
+                                            "negative_loss": "pairwise"}
+    assert from_dict(old).build_model(["happiness", "sadness"]).branches == ["video", "parsing", "landmarks"]

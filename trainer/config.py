@@ -201,6 +201,11 @@ RETIRED_KEYS = ("image_size",)   # now the CLIP's own input resolution
 def from_dict(values: dict[str, Any]) -> TrainConfig:
     """A run's recorded configuration (config.json, a checkpoint's "config") back as a TrainConfig."""
     kept = {k: v for k, v in values.items() if k not in RETIRED_KEYS}
+    if "landmark_style" not in values:
+        # recorded before FineCLIPER's description branch and softmax negative loss (and this key)
+        # existed: rebuild the model it trained (its checkpoint has no weights for the branch)
+        kept["model_options"] = {"use_description_branch": False, "negative_loss": "pairwise",
+                                 **(kept.get("model_options") or {})}
     for key in ("crop_scale", "lr_milestones"):
         if key in kept:
             kept[key] = tuple(kept[key])
