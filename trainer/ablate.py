@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pipeline.shards.files import AtomicFile
 from trainer.ablation_rows import ROW_NAMES, Row, row_config, select_rows
 from trainer.config import parse_overrides, resolve
 from trainer.fineclip import FineCLIPER
@@ -64,9 +65,8 @@ def write_tables(path: Path, header: dict, records: list[dict]) -> None:
     order = {name: i for i, name in enumerate(ROW_NAMES)}
     records = sorted(records, key=lambda r: order.get(r["name"], len(order)))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({**header, "rows": records}, indent=1) + "\n")
-    tmp.replace(path)
+    with AtomicFile(path) as f:
+        f.write((json.dumps({**header, "rows": records}, indent=1) + "\n").encode())
     title = (f"# Ablation: {header['model']} on {header['dataset']}, fold {header['fold']}\n\n"
              f"`val`-protocol UAR / WAR in %, chance {100 / header['classes']:.1f}; written by "
              f"`python -m trainer.ablate` ({header['command']}).\n\n")

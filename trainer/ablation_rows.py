@@ -89,7 +89,7 @@ def row_config(row: Row, model: str, dataset: str, fold: int, overrides: dict[st
         model, options = DFERCLIP_OF[model], {}
     else:
         options = row.options
-    base = resolve(model, dataset, {**overrides, "fold": fold})
-    merged = {**base.model_options, **options}
     settings = row.settings if row.family == "fineclip" else {}
-    return resolve(model, dataset, {**overrides, **settings, "fold": fold, "model_options": merged})
+    # resolve lays model_options over the preset's: the caller's, then the row's
+    options = {**(overrides.get("model_options") or {}), **options}
+    return resolve(model, dataset, {**overrides, **settings, "fold": fold, "model_options": options})

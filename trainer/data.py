@@ -239,7 +239,7 @@ def draw_landmarks(points: np.ndarray, size: int, style: str = "lines", faces: n
     if style == "points_on_face":
         if faces is None:
             raise ValueError("landmark style 'points_on_face' needs the frames to draw on")
-        out = np.ascontiguousarray(faces, dtype=np.uint8).copy()
+        out = np.array(faces, dtype=np.uint8, order="C")   # one copy: the caller's frames stay as they are
     else:
         out = np.zeros((len(points), size, size, 3), np.uint8)
     thickness = max(1, size // 112)

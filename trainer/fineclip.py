@@ -127,10 +127,11 @@ class FineCLIPER(nn.Module):
         An empty or blank description is not encoded: its row is zero and its mask False, so
         `fuse` leaves the branch out for that clip instead of fusing the embedding of "".
         """
-        present = torch.tensor([bool(text and text.strip()) for text in descriptions], device=device)
+        stripped = [(text or "").strip() for text in descriptions]
+        present = torch.tensor([bool(text) for text in stripped], device=device)
         out = torch.zeros(len(descriptions), self.towers.embed_dim, device=device)
         if present.any():
-            texts = [text.strip() for text in descriptions if text and text.strip()]
+            texts = [text for text in stripped if text]
             encoded = self.encode_prompts(tokenize(texts).to(device), "description")
             out = out.to(encoded.dtype).index_put((present.nonzero().squeeze(1),), encoded)
         return out, present
@@ -144,13 +145,14 @@ class FineCLIPER(nn.Module):
         A clip with no branch at all gets a zero embedding (uniform logits).
         """
         branches = self.branches if branches is None else branches
+        present = present or {}
         reference = next(embeddings[b] for b in branches)
         rows = reference.shape[0]
         stacked, mask = [], []
         for b in self.branches:
             if b in branches:
                 stacked.append(F.normalize(embeddings[b], dim=-1))
-                mask.append((present or {}).get(b, torch.ones(rows, dtype=torch.bool, device=reference.device)))
+                mask.append(present.get(b, torch.ones(rows, dtype=torch.bool, device=reference.device)))
             else:
                 stacked.append(torch.zeros_like(reference))
                 mask.append(torch.zeros(rows, dtype=torch.bool, device=reference.device))

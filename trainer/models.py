@@ -99,14 +99,21 @@ def build_model(name: str, classes: Sequence[str], *, config: ModelConfig | None
     return family(clip, classes, config)
 
 
-def trainable_summary(model: nn.Module) -> str:
-    """Trainable parameters, in total and per part (adapter set, temporal model, ...), for the run log."""
+def trainable_parts(model: nn.Module) -> dict[str, int]:
+    """Trainable parameters per part: each adapter set ("towers.visual_adapters.video", ...), the
+    temporal model, the gate, ..."""
     counts: dict[str, int] = {}
     for name, param in model.named_parameters():
         if param.requires_grad:
             parts = name.split(".")
             key = ".".join(parts[:3] if parts[0] == "towers" else parts[:1])
             counts[key] = counts.get(key, 0) + param.numel()
+    return counts
+
+
+def trainable_summary(model: nn.Module) -> str:
+    """Trainable parameters, in total and per part (adapter set, temporal model, ...), for the run log."""
+    counts = trainable_parts(model)
     total = sum(counts.values())
     lines = [f"trainable parameters: {total:,} ({total / 1e6:.2f}M)"]
     lines += [f"  {key}: {count:,}" for key, count in counts.items()]

@@ -20,23 +20,12 @@ from pathlib import Path
 
 from pipeline.inputs.datasets import DATASETS
 from trainer.ablation_rows import ROWS
-from trainer.models import build_model, model_preset
+from trainer.models import build_model, model_preset, trainable_parts
 from trainer.fineclip import FineCLIPER
 
 # ablation row → (the paper's name of the configuration, its tunable parameters in millions)
 PAPER_TABLE_1 = {"low": ("FineCLIPER (base)", 13), "low_middle": ("FineCLIPER* (+ parsing, landmarks)", 19),
                  "low_high": ("FineCLIPER† (+ fine-grained text)", 14), "all": ("FineCLIPER*† (full)", 20)}
-
-
-def parts(model) -> dict[str, int]:
-    """Trainable parameters per part: each adapter set, the temporal model, the gate."""
-    counts: dict[str, int] = {}
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            pieces = name.split(".")
-            key = ".".join(pieces[1:3]) if pieces[0] == "towers" else pieces[0]
-            counts[key] = counts.get(key, 0) + param.numel()
-    return counts
 
 
 def count_table(model_name: str, classes) -> list[dict]:
@@ -46,7 +35,7 @@ def count_table(model_name: str, classes) -> list[dict]:
     table = []
     for name, (paper_name, paper_m) in PAPER_TABLE_1.items():
         model = build_model(model_name, classes, pretrained=False, **rows[name].options)
-        counts = parts(model)
+        counts = {part.removeprefix("towers."): n for part, n in trainable_parts(model).items()}
         table.append({"row": name, "paper_name": paper_name, "paper_millions": paper_m,
                       "trainable": sum(counts.values()), "parts": counts})
     return table
