@@ -17,7 +17,7 @@ process (and in worker processes for the multi-worker variant) exactly as a Ray 
     (pipeline/sample's face animation, a synthetic drawn face where dlib or scikit-image is missing):
     decode, detect, track, crop, landmarks, masks, encode, write. frames/s end to end, and the
     three models alone (detect + landmarks + masks seconds), per variant: one worker with the
-    pipeline's settings (detector on every 3rd frame), one worker with the detector on every
+    pipeline's settings (detector on every 5th frame), one worker with the detector on every
     frame, and several workers sharing the GPU (as Ray's face actors with fractional GPUs do).
     S3FD with random weights finds no face, so its classifier heads are set to "background"
     everywhere (its cost is unchanged) and the benchmark's detector wrapper reports the
@@ -548,6 +548,7 @@ def face_part(ctx: dict) -> dict[str, Any]:
     import torch
 
     from pipeline.inputs.manifest import load_manifest
+    from pipeline.run.stages import FaceConfig
 
     settings, device, work = ctx["settings"]["face"], ctx["device"], ctx["work"] / "face"
     part_deadline = time.perf_counter() + ctx["budget_s"] * BUDGET_SHARE["face"]
@@ -562,9 +563,11 @@ def face_part(ctx: dict) -> dict[str, Any]:
         f"{', cached' if clips['cached'] else ''})")
     rows = [dataclasses.asdict(r) for r in load_manifest(clips["manifest"], Path(clips["manifest"]).parent).rows]
     warm, timed = (rows[0], rows[1:]) if settings["warmup"] else (None, rows)
-    variants = [("1 worker, detector on every 3rd frame (the pipeline's setting)", 3, 1),
+    every = FaceConfig.detect_every
+    variants = [(f"1 worker, detector on every {every}th frame (the pipeline's setting)", every, 1),
                 ("1 worker, detector on every frame", 1, 1),
-                (f"{settings['workers']} workers sharing the GPU, detector on every 3rd frame", 3, settings["workers"])]
+                (f"{settings['workers']} workers sharing the GPU, detector on every {every}th frame", every,
+                 settings["workers"])]
     if not settings["every_frame_variant"]:   # the dry run: the same code path as the first
         variants.pop(1)
     share = (part_deadline - time.perf_counter()) / len(variants)

@@ -276,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
                              "ferv39k and mafw, detect otherwise")
     parser.add_argument("--crop-size", type=int, default=224)
     parser.add_argument("--max-frames", type=int, default=256)
-    parser.add_argument("--detect-every", type=int, default=3)
+    parser.add_argument("--detect-every", type=int, default=FaceConfig.detect_every,
+                        help=f"run the face detector on every k-th frame (default {FaceConfig.detect_every})")
     parser.add_argument("--detector", choices=sorted(DETECTORS), help="override the profile's face detector")
     parser.add_argument("--landmarker", choices=sorted(LANDMARKERS), help="override the profile's landmark model")
     parser.add_argument("--parser", choices=sorted(PARSERS), help="override the profile's face parser")

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from pipeline.inputs.decode import decode_clip
+from pipeline.run.stages import FaceConfig
 from pipeline.shards.reader import ShardReader
 from test_decode import audio_only, encode, packet_spans
 
@@ -92,10 +93,12 @@ def letterbox(image: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def write_uhd(path: Path, frames: np.ndarray) -> None:
-    """The face clip letterboxed to 3840×2160, one frame at a time (never all 4K frames at once)."""
+    """The face clip letterboxed to 3840×2160, one frame at a time (never all 4K frames at once).
+    4:4:4, so that the face stage decodes it to RGB (3 bytes per pixel, over the budget); a 4:2:0
+    clip is kept as planes, 1.5 bytes per pixel (tests/test_decode.py checks that budget)."""
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
-        stream.width, stream.height, stream.pix_fmt = *UHD, "yuv420p"
+        stream.width, stream.height, stream.pix_fmt = *UHD, "yuv444p"
         big = None
         for i in range(UHD_FRAMES):
             if i < len(frames):
@@ -252,7 +255,7 @@ def test_sound_variants_keep_their_facts(zoo):
     assert src["wrong_extension"]["codec"] == "vp9"
     assert src["ten_bit"]["pix_fmt"] == "yuv420p10le" and src["gray"]["pix_fmt"] == "gray"
     ten_bit = samples["ten_bit"]
-    detect_every = 3  # the detector runs on every third frame; the tracker carries the box between
+    detect_every = FaceConfig.detect_every  # the detector runs on every k-th frame; the tracker carries the box between
     assert ten_bit.num_frames == FRAMES and ten_bit.face_detected[::detect_every].mean() > 0.5
     rotated = src["rotated"]
     # stored sideways, recorded upright: width and height are those of the frames the boxes refer to
@@ -275,7 +278,7 @@ def test_4k_clip_is_downscaled_into_the_frame_budget(zoo):
     scale = src["scale"]
     stored = UHD_FRAMES * int(UHD[0] * scale) * int(UHD[1] * scale) * 3   # decode floors each side
     assert scale < 1 and stored <= budget < UHD_FRAMES * UHD[0] * UHD[1] * 3
-    assert clip.num_frames == UHD_FRAMES and clip.face_detected[::3].mean() > 0.5
+    assert clip.num_frames == UHD_FRAMES and clip.face_detected[::FaceConfig.detect_every].mean() > 0.5
     side = clip.boxes[:, 2] - clip.boxes[:, 0]
     assert side.mean() > 500  # source pixels of the 4K frame, not of the downscaled copy
 

@@ -98,6 +98,34 @@ def test_max_bytes_downscales_every_frame(tmp_path):
     np.testing.assert_allclose(frame_levels(clip.frames), [level(i, n) for i in range(n)], atol=3)
 
 
+def test_planes_keep_a_420_clip_unconverted_and_convert_regions_to_the_same_pixels(tmp_path):
+    """decode_clip(planes=True): a yuv420p clip keeps its Y, U, V planes (1.5 bytes per pixel); any region
+    converted from them has the very pixels of the whole frame converted; other clips come as RGB."""
+    rng = np.random.default_rng(1)
+    n, w, h = 6, 96, 64
+    images = [cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (9, 9), 0) for _ in range(n)]
+    path = encode(tmp_path / "colour.mp4", images)
+    rgb, planes = decode_clip(path), decode_clip(path, planes=True)
+    assert planes.frames is None and planes.shape == (n, h, w) == rgb.frames.shape[:3]
+    assert planes.planes.y.shape == (n, h, w) and planes.planes.u.shape == planes.planes.v.shape == (n, h // 2, w // 2)
+    np.testing.assert_array_equal(planes.timestamps, rgb.timestamps)
+    assert planes.source == rgb.source
+    for t in (0, n - 1):
+        np.testing.assert_array_equal(planes.planes.rgb_region(t, 0, 0, w, h), rgb.frames[t])
+        np.testing.assert_array_equal(planes.planes.rgb_region(t, 10, 4, 50, 40), rgb.frames[t, 4:40, 10:50])
+    shrunk = planes.planes.rgb_region(2, 0, 0, w, h, size=(w // 2, h // 2))
+    expected = cv2.resize(rgb.frames[2], (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    # swscale averages the (half-resolution) chroma on its own grid: close to OpenCV, not the same
+    assert shrunk.shape == (h // 2, w // 2, 3) and np.abs(shrunk.astype(int) - expected).mean() < 3
+    # the planes' memory budget: 1.5 bytes per pixel, even sides
+    small = decode_clip(path, planes=True, max_bytes=n * h * w * 3 // 8)
+    assert small.shape == (n, h // 2, w // 2) and small.source["scale"] == pytest.approx(0.5)
+    assert small.planes.y.nbytes + small.planes.u.nbytes + small.planes.v.nbytes <= n * h * w * 3 // 8
+    # not 4:2:0: RGB as usual
+    deep = decode_clip(grey_clip(tmp_path / "deep.mp4", 3, pix_fmt="yuv420p10le"), planes=True)
+    assert deep.planes is None and deep.frames.shape == (3, H, W, 3)
+
+
 def test_grayscale_video_gives_equal_rgb_channels(tmp_path):
     rng = np.random.default_rng(0)
     images = [np.repeat(rng.integers(0, 256, (H, W, 1), dtype=np.uint8), 3, axis=2) for _ in range(5)]

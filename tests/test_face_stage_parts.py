@@ -1,5 +1,6 @@
 """Face tracking and landmark-rasterised masks: the parts of the face stage that need no video."""
 
+import cv2
 import numpy as np
 import pytest
 from skimage.data import astronaut
@@ -138,6 +139,89 @@ def test_crops_put_each_pixel_where_the_affine_maps_it():
         ys, xs = np.mgrid[:224, :224]
         centroid = np.array([(grey * xs).sum(), (grey * ys).sum()]) / grey.sum()
         np.testing.assert_allclose(centroid, map_boxes(np.array([[704, 304, 704, 304]]), affines)[0, :2], atol=0.1)
+
+
+def _i420(frames: np.ndarray):
+    """RGB frames -> I420Planes through swscale (as a decoder would hand them over), and the RGB the
+    planes convert back to (the frames a decoder's RGB conversion gives)."""
+    import av
+
+    from pipeline.inputs.decode import I420Planes
+
+    ys, us, vs, back = [], [], [], []
+    for frame in frames:
+        yuv = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format="yuv420p").to_ndarray()
+        h, w = frame.shape[:2]
+        ys.append(yuv[:h])
+        us.append(yuv[h:h + h // 4].reshape(h // 2, w // 2))
+        vs.append(yuv[h + h // 4:].reshape(h // 2, w // 2))
+        back.append(av.VideoFrame.from_ndarray(yuv, format="yuv420p").to_ndarray(format="rgb24"))
+    return I420Planes(np.stack(ys), np.stack(us), np.stack(vs)), np.stack(back)
+
+
+def test_crops_from_planes_match_crops_from_rgb_frames():
+    """The face stage cuts crops straight from a video's 4:2:0 planes, converting only the region each
+    crop reads: at mild scales the very pixels of cutting from RGB frames; at strong downscales
+    (where swscale also shrinks the region) within a level or two."""
+    from pipeline.face.track import cut_crops_from_planes
+
+    frame = cv2.resize(astronaut(), (1280, 1280), interpolation=cv2.INTER_CUBIC)[280:1000]   # 720p
+    planes, rgb = _i420(np.stack([frame, frame[:, ::-1].copy()]))
+    for side, (x0, y0) in [(150, (500.0, 200.0)), (300, (410.5, 60.25)), (600, (900.0, -100.0)),
+                           (900, (-200.0, 300.0)), (400, (1500.0, 100.0))]:   # the last: outside the frame
+        squares = np.array([[x0, y0, x0 + side, y0 + side]] * 2)
+        affines = crop_affines(squares, 224)
+        ours, reference = cut_crops_from_planes(planes, affines, 224), cut_crops(rgb, affines, 224)
+        diff = np.abs(ours.astype(int) - reference)
+        if affines[0, 0, 0] >= 0.6:
+            assert diff.max() == 0, side
+        else:
+            assert diff.mean() < 1.5 and np.percentile(diff, 99) < 8, (side, diff.mean())
+    assert cut_crops_from_planes(planes, crop_affines(np.array([[1500.0, 100, 1900, 500]] * 2), 224), 224).max() == 0
+
+
+def test_detector_searches_around_the_last_face_and_falls_back_to_the_whole_frame():
+    """DlibDetector on one clip's searched frames: after a face is found, only the region around it is
+    searched (at the same scale and upsampling); a face that jumped away is still found (the whole frame
+    is searched when the region finds nothing), and so is one on a frame after a miss."""
+    from pipeline.face.track import iou
+
+    canvas = np.zeros((720, 1280), np.uint8)
+    portrait = cv2.cvtColor(astronaut(), cv2.COLOR_RGB2GRAY)
+    full = 480 * 270
+    # side of the portrait, its x positions (drifting, a jump, gone, back), HOG's upsampling at this size,
+    # the least overlap with a whole-frame search (HOG's boxes move in steps of its 8-px cells at the
+    # scale searched: ~11 frame pixels for the upsampled small face)
+    for side, xs, upsampled, min_iou in ((640, (0, 30, 60, 600, 600, None, 620), True, 0.7),
+                                         (900, (0, 30, 60, 300, 300, None, 330), False, 0.95)):
+        frames = []
+        for x in xs:
+            frame = canvas.copy()
+            if x is not None:
+                face = cv2.resize(portrait, (side, side))[:680]
+                frame[40:40 + len(face), x:x + side] = face
+            frames.append(frame)
+        detector = DlibDetector(full_search_every=8)
+        searched = []   # the size of every image HOG ran on
+        run = detector.models.detect
+        detector.models.detect = lambda image, **kw: (searched.append(image.size), run(image, **kw))[1]
+        tracked = detector.detect(frames)
+        whole = DlibDetector(full_search_every=1).detect(frames)   # every frame searched whole
+        assert [len(f) for f in tracked] == [len(f) for f in whole] == [1, 1, 1, 1, 1, 0, 1]
+        for ours, reference in zip(tracked, whole):
+            for (a, _), (b, _) in zip(ours, reference):
+                assert iou(a, b) > min_iou, side
+        # frames 1, 2 and 4 are searched in a region only; 3 (the face jumped away) and 5 (no face) in a
+        # region, then whole; 0, 6 (nothing to search around) whole. Upsampled: each whole search twice.
+        regions = [i for i, size in enumerate(searched) if size < full / 3]
+        assert regions == ([2, 3, 4, 7, 8] if upsampled else [1, 2, 3, 5, 6]), (side, searched)
+        # a whole-frame search that finds nothing at 0 is repeated with upsampling
+        assert len(searched) == (13 if upsampled else 10), (side, searched)
+
+
+def test_the_stored_plausibility_reference_is_what_the_models_find():
+    landmarks = DlibLandmarks()
+    np.testing.assert_array_equal(landmarks.reference, landmarks.reference_landmarks())
 
 
 def test_backends_declare_their_weights_and_profiles_derive_them():

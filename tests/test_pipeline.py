@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.shards.layout import interocular_distance
+from pipeline.run.stages import FaceConfig
+from pipeline.sample.landmark_error import frame_errors, truth_in_crop
 from pipeline.inputs.manifest import load_manifest
 from pipeline.shards.folder import FolderBusyError, OutputFolder
 from pipeline.preprocess import preprocess
@@ -66,13 +67,11 @@ def test_samples_read_back_with_accurate_landmarks_and_masks(shards, sample_data
             assert clip.meta["source"]["fps_assumed"] and np.allclose(clip.timestamps, np.arange(c["num_frames"]) / 25)
         else:
             assert np.allclose(clip.timestamps, np.arange(c["num_frames"]) / c["fps"], atol=1e-3)
-        assert clip.face_detected.mean() > 0.3
+        # the detector searches every k-th frame (and the last); it finds the face in most of them
+        assert clip.face_detected.sum() > 0.8 * clip.num_frames / FaceConfig.detect_every
         # ground truth (source pixels) mapped into the crop through the recorded crop squares
         truth = np.load(sample_data / "truth" / f"{clip.meta['clip_id']}.npz")["landmarks"]
-        x0, y0, x1, y1 = clip.boxes.T
-        scale = (224 / (x1 - x0))[:, None, None]
-        in_crop = (truth - np.stack([x0, y0], 1)[:, None, :]) * scale
-        errors.append(np.linalg.norm(clip.landmarks - in_crop, axis=2).mean(1) / interocular_distance(in_crop))
+        errors.append(frame_errors(clip.landmarks, truth_in_crop(truth, clip.boxes, 224)))
         masks = clip.masks()
         assert masks.shape == (clip.num_frames, 224, 224)
         # lip labels sit where the landmarks put the mouth

@@ -319,3 +319,42 @@ def test_npy_members_read_as_numpy_reads_them(array):
     assert out.flags.writeable
     with pytest.raises(ValueError):
         _load_npy(data[:-1] if array.size else data[:20])
+
+
+def test_tar_reader_groups_members_as_webdataset_and_hands_other_headers_to_tarfile(tmp_path):
+    """iter_tar_members parses our writer's plain ustar headers itself; a PAX long name, a GNU tar or a
+    directory entry in the middle are read by tarfile from there on; a tar cut short is a
+    ShardFormatError naming the file."""
+    from pipeline.shards.tar import iter_tar_members
+
+    long_key = "clip_" + "x" * 120   # over ustar's 100-byte name field: a PAX header
+
+    def write(path, members, fmt):
+        with tarfile.open(path, "w", format=fmt) as tar:
+            for name, data in members:
+                if data is None:
+                    info = tarfile.TarInfo(name)
+                    info.type = tarfile.DIRTYPE
+                    tar.addfile(info)
+                    continue
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+
+    members = [("a.meta.json", b"{}"), ("a.frames.mjpeg", bytes(range(256)) * 3), ("b.meta.json", b"[1]"),
+               ("sub/", None), (f"{long_key}.meta.json", b"{\"k\": 1}"), (f"{long_key}.txt", b""),
+               ("c.meta.json", b"{}")]
+    for fmt in (tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT):
+        entries = members if fmt != tarfile.USTAR_FORMAT else [m for m in members if long_key not in m[0]]
+        path = tmp_path / f"shard-{fmt}.tar"
+        write(path, entries, fmt)
+        expected = list(wds.WebDataset(str(path), shardshuffle=False, empty_check=False))
+        got = list(iter_tar_members(path))
+        assert [s["__key__"] for s in got] == [s["__key__"] for s in expected]
+        for ours, theirs in zip(got, expected):
+            assert {k: v for k, v in ours.items() if not k.startswith("__")} == \
+                   {k: v for k, v in theirs.items() if not k.startswith("__")}
+    data = path.read_bytes()
+    (tmp_path / "cut.tar").write_bytes(data[:1100])   # inside the second member's data
+    with pytest.raises(ShardFormatError, match="cut.tar"):
+        list(iter_tar_members(tmp_path / "cut.tar"))

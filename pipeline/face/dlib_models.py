@@ -55,6 +55,21 @@ class DlibFaceModels:
         return np.array([(p.x, p.y) for p in shape.parts()], np.float32)
 
 
+# What `reference_landmarks()` computes, stored so that a worker's start-up does not spend half a
+# second detecting the portrait's face (tests/test_face_stage_parts.py checks the two agree).
+ASTRONAUT_LANDMARKS = np.array([
+    (179, 104), (180, 116), (181, 127), (182, 139), (185, 150), (191, 160), (200, 168), (209, 176),
+    (220, 178), (232, 177), (243, 171), (253, 163), (260, 154), (265, 143), (268, 131), (270, 120),
+    (272, 108), (186, 94), (192, 88), (200, 87), (208, 89), (216, 92), (236, 93), (244, 91),
+    (252, 91), (260, 92), (265, 99), (226, 102), (225, 111), (225, 119), (225, 127), (214, 131),
+    (219, 133), (224, 134), (229, 133), (234, 132), (195, 101), (200, 98), (207, 98), (212, 104),
+    (206, 104), (199, 104), (237, 106), (243, 100), (250, 100), (255, 105), (250, 107), (244, 107),
+    (201, 139), (209, 139), (218, 139), (224, 141), (230, 140), (238, 140), (246, 141), (238, 151),
+    (229, 155), (222, 156), (216, 155), (208, 150), (204, 141), (218, 143), (223, 144), (230, 143),
+    (243, 142), (229, 150), (223, 151), (217, 150),
+], np.float64)
+
+
 def _fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """`src` (N×2) mapped onto `dst` by the least-squares similarity transform."""
     src_c, dst_c = src - src.mean(0), dst - dst.mean(0)
@@ -70,28 +85,81 @@ class DlibDetector:
     HOG finds faces of roughly 80 px and more, so small frames are scaled up and large ones down;
     a frame with no face at that scale is tried once more at twice the size. On grey, HOG finds the
     same faces as on RGB (where dlib takes each gradient from the strongest channel) in 3/4 of the time.
+    A 2-D frame is taken as grey already (a video's luma plane), so nothing is converted.
+
+    The frames of one call are the searched frames of one clip, in order. Where the previous
+    searched frame had faces, only a region around each (`search_margin` × its side on every
+    side) is searched, at the scale the whole frame would be searched at, so a face is found at
+    the same size as there; the whole frame is searched on the first frame, on every
+    `full_search_every`-th, and whenever the regions find nothing. At 720p this searches a
+    quarter of the pixels on most frames.
     """
 
     name = "dlib"
+    takes_luma = True   # detect() accepts 2-D grey frames (the stage may pass a video's Y plane)
 
-    def __init__(self, detect_size: int = 480):
+    def __init__(self, detect_size: int = 480, full_search_every: int = 8, search_margin: float = 0.4):
         self.detect_size = detect_size
+        self.full_search_every = full_search_every
+        self.search_margin = search_margin
         self.models = DlibFaceModels()
 
     def identity(self) -> dict:
-        return {"backend": "dlib", "model": "dlib HOG frontal_face_detector", "detect_size": self.detect_size}
+        return {"backend": "dlib", "model": "dlib HOG frontal_face_detector", "detect_size": self.detect_size,
+                "full_search_every": self.full_search_every, "search_margin": self.search_margin}
 
     def detect(self, frames) -> list[list[tuple[np.ndarray, float]]]:
+        out: list[list[tuple[np.ndarray, float]]] = []
+        upsample = 0   # what the last whole-frame search that found a face needed
+        for index, frame in enumerate(frames):
+            previous = out[-1] if out else []
+            faces = []
+            if previous and self.full_search_every > 1 and index % self.full_search_every:
+                faces = self._search_around(frame, [box for box, _ in previous], upsample)
+            if not faces:
+                faces, found_at = self._search_whole(frame)
+                upsample = found_at if faces else upsample
+            out.append(faces)
+        return out
+
+    def _scale(self, frame: np.ndarray) -> float:
+        return self.detect_size / max(frame.shape[:2])
+
+    def _grey(self, image: np.ndarray, scale: float) -> np.ndarray:
         import cv2
 
-        out = []
-        for frame in frames:
-            scale = self.detect_size / max(frame.shape[:2])
-            small = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), None, fx=scale, fy=scale,
-                               interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-            faces = self.models.detect(small, upsample=0) or self.models.detect(small, upsample=1)
-            out.append([(box / scale, score) for box, score in faces])
-        return out
+        grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        return cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+
+    def _search_whole(self, frame: np.ndarray) -> tuple[list[tuple[np.ndarray, float]], int]:
+        """The faces in the whole frame, and the upsampling that found them (0, else 1)."""
+        scale = self._scale(frame)
+        small = self._grey(frame, scale)
+        for upsample in (0, 1):
+            if faces := self.models.detect(small, upsample=upsample):
+                return [(box / scale, score) for box, score in faces], upsample
+        return [], 0
+
+    def _search_around(self, frame: np.ndarray, boxes: list[np.ndarray],
+                       upsample: int) -> list[tuple[np.ndarray, float]]:
+        """Faces found in the regions around `boxes` (frame pixels), at the scale and upsampling of the
+        whole-frame search that found them."""
+        from pipeline.face.track import iou
+
+        scale, (height, width) = self._scale(frame), frame.shape[:2]
+        found: list[tuple[np.ndarray, float]] = []
+        for box in boxes:
+            grow = self.search_margin * max(box[2] - box[0], box[3] - box[1])
+            x0, y0 = (max(0, int(np.floor(v - grow))) for v in box[:2])
+            x1, y1 = min(width, int(np.ceil(box[2] + grow))), min(height, int(np.ceil(box[3] + grow)))
+            if x1 - x0 < 2 or y1 - y0 < 2:
+                continue
+            small = self._grey(frame[y0:y1, x0:x1], scale)
+            for face, score in self.models.detect(small, upsample=upsample):
+                face = face / scale + np.array([x0, y0, x0, y0], np.float64)
+                if all(iou(face, other) < 0.5 for other, _ in found):
+                    found.append((face, score))
+        return sorted(found, key=lambda item: -item[1])
 
 
 class DlibLandmarks:
@@ -115,9 +183,10 @@ class DlibLandmarks:
         return {"backend": "dlib", "model": "shape_predictor_68_face_landmarks", "weights": path.name,
                 "sha256": file_sha256(path)}
 
-    @cached_property
-    def reference(self) -> np.ndarray:
-        """The 68 points of the public-domain astronaut portrait: a real face as the plausibility reference."""
+    reference = ASTRONAUT_LANDMARKS   # a real face, the plausibility reference
+
+    def reference_landmarks(self) -> np.ndarray:
+        """The 68 points of the public-domain astronaut portrait (scikit-image), found by these models."""
         from skimage.data import astronaut
 
         photo = astronaut()

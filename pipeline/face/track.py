@@ -107,27 +107,77 @@ def crop_affines(squares: np.ndarray, size: int) -> np.ndarray:
 
 
 def cut_crops(frames: np.ndarray, affines: np.ndarray, size: int) -> np.ndarray:
-    """T×size×size×3 crops; regions outside the frame are black. For a strong downscale the crop
-    square's own region of the frame (with a small margin) is first area-averaged to 1.25× the
-    crop's scale, so the crop does not alias; the rest of the frame is never resized."""
-    height, width = frames.shape[1:3]
-    crops = []
-    for frame, m in zip(frames, affines):
+    """T×size×size×3 crops of RGB frames (T×H×W×3) through the affines (`cut_crop`)."""
+    return np.stack([cut_crop(frame, m, size) for frame, m in zip(frames, affines)])
+
+
+def cut_crop(frame: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
+    """The size×size crop of one frame through the affine `m`; regions outside the frame are black.
+    For a strong downscale the crop square's own region of the frame (with a small margin) is first
+    area-averaged to 1.25× the crop's scale, so the crop does not alias; the rest of the frame is
+    never resized."""
+    height, width = frame.shape[:2]
+    scale = m[0, 0]
+    if scale < STRONG_DOWNSCALE:
+        pre = scale / 0.8
+        margin = 2 / pre   # source pixels the bilinear warp may reach beyond the square
+        x0, y0 = np.maximum(np.floor(-m[:, 2] / scale - margin), 0).astype(int)
+        x1, y1 = np.minimum(np.ceil((size - m[:, 2]) / scale + margin), (width, height)).astype(int)
+        if x1 > x0 and y1 > y0:   # otherwise the square lies outside the frame: the crop is black
+            w, h = max(1, round((x1 - x0) * pre)), max(1, round((y1 - y0) * pre))
+            frame = cv2.resize(frame[y0:y1, x0:x1], (w, h), interpolation=cv2.INTER_AREA)
+            m = shrunk_affine(m, x0, y0, w / (x1 - x0), h / (y1 - y0))
+    return cv2.warpAffine(frame, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+
+STRONG_DOWNSCALE = 0.6   # crop scales below this are area-averaged before the warp
+
+
+def shrunk_affine(m: np.ndarray, x0: int, y0: int, sx: float, sy: float) -> np.ndarray:
+    """`m` (source pixels -> crop) for the region from (x0, y0) shrunk by (sx, sy): source pixel x lies
+    at (x - x0 + 0.5) * sx - 0.5 in the shrunk region (pixel centres, as area averaging places them)."""
+    scale = m[0, 0]
+    return np.array([[scale / sx, 0, m[0, 2] + scale * (x0 + 0.5 / sx - 0.5)],
+                     [0, scale / sy, m[1, 2] + scale * (y0 + 0.5 / sy - 0.5)]])
+
+
+def crop_region(m: np.ndarray, size: int, height: int, width: int) -> tuple[int, int, int, int] | None:
+    """The part of a height×width frame that the crop through `m` reads, with a margin for the
+    interpolation, its corners on even pixels (whole 4:2:0 chroma samples); None when it reads none."""
+    scale = m[0, 0]
+    margin = 4 + 3 / scale
+    x0, y0 = np.floor(-m[:, 2] / scale - margin)
+    x1, y1 = np.ceil((size - m[:, 2]) / scale + margin)
+    x0, y0 = max(0, int(x0) // 2 * 2), max(0, int(y0) // 2 * 2)
+    x1, y1 = min(width, -(-int(x1) // 2) * 2), min(height, -(-int(y1) // 2) * 2)
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+
+def cut_crops_from_planes(planes, affines: np.ndarray, size: int) -> np.ndarray:
+    """The crops `cut_crops` makes, from a clip kept as 4:2:0 planes (`pipeline.inputs.decode.I420Planes`):
+    only the region each crop reads is converted to RGB, by the same swscale conversion as a whole
+    frame (so a mild scale gives the very pixels of `cut_crops`). For a strong downscale the same
+    call also area-averages the region to 1.25× the crop's scale, as `cut_crop` does with OpenCV
+    (pixels within a level or two of it)."""
+    height, width = planes.y.shape[1:3]
+    crops = np.zeros((len(affines), size, size, 3), np.uint8)
+    for t, m in enumerate(affines):
+        region = crop_region(m, size, height, width)
+        if region is None:
+            continue   # the square lies outside the frame: the crop stays black
+        x0, y0, x1, y1 = region
         scale = m[0, 0]
-        if scale < 0.6:
+        if scale < STRONG_DOWNSCALE:
             pre = scale / 0.8
-            margin = 2 / pre   # source pixels the bilinear warp may reach beyond the square
-            x0, y0 = np.maximum(np.floor(-m[:, 2] / scale - margin), 0).astype(int)
-            x1, y1 = np.minimum(np.ceil((size - m[:, 2]) / scale + margin), (width, height)).astype(int)
-            if x1 > x0 and y1 > y0:   # otherwise the square lies outside the frame: the crop is black
-                w, h = max(1, round((x1 - x0) * pre)), max(1, round((y1 - y0) * pre))
-                frame = cv2.resize(frame[y0:y1, x0:x1], (w, h), interpolation=cv2.INTER_AREA)
-                # source pixel x lies at (x - x0 + 0.5) * w / (x1 - x0) - 0.5 in the resized region
-                sx, sy = w / (x1 - x0), h / (y1 - y0)
-                m = np.array([[scale / sx, 0, m[0, 2] + scale * (x0 + 0.5 / sx - 0.5)],
-                              [0, scale / sy, m[1, 2] + scale * (y0 + 0.5 / sy - 0.5)]])
-        crops.append(cv2.warpAffine(frame, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT))
-    return np.stack(crops)
+            w, h = max(2, round((x1 - x0) * pre)), max(2, round((y1 - y0) * pre))
+            image = planes.rgb_region(t, x0, y0, x1, y1, size=(w, h))
+            warp = shrunk_affine(m, x0, y0, w / (x1 - x0), h / (y1 - y0))
+        else:
+            image = planes.rgb_region(t, x0, y0, x1, y1)
+            warp = m.copy()
+            warp[:, 2] += scale * np.array([x0, y0])
+        crops[t] = cv2.warpAffine(image, warp, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    return crops
 
 
 def map_boxes(boxes: np.ndarray, affines: np.ndarray) -> np.ndarray:

@@ -92,7 +92,7 @@ class FaceConfig:
     crop_size: int = 224
     max_frames: int = 256         # longer clips are subsampled uniformly to this many frames
     max_frame_bytes: int = 512 * 2**20   # decoded frames held per worker, at most
-    detect_every: int = 3         # run the detector on every k-th frame, interpolate between
+    detect_every: int = 5         # run the detector on every k-th frame, interpolate between
     crop_margin: float = 1.5      # crop side / face box side
     crop_shift_up: float = 0.08   # crop centre raised by this × side (keeps the forehead)
     smooth_window: int = 5        # frames in the box-smoothing window
@@ -209,14 +209,17 @@ class FaceStage(Stage):
         from pipeline.inputs.decode import decode_clip
 
         c, steps = self.config, self.steps
+        # A detector that reads grey frames gets a video's luma plane as decoded, and only the crop
+        # regions are converted to RGB (decode_clip(planes=True)): most of a frame is never converted.
+        planes = c.crop == "detect" and getattr(self.detector, "takes_luma", False)
         with steps.time("decode"):
             clip = decode_clip(path, max_frames=c.max_frames, max_bytes=c.max_frame_bytes, folder_fps=c.folder_fps,
-                               root=root)
-        steps.count(frames_decoded=int(clip.source["frames"]), frames_kept=len(clip.frames),
-                    pixels_kept=int(np.prod(clip.frames.shape[:3])))
-        faces = self.official_faces(clip.frames) if c.crop == "official" else self.detect_faces(clip.frames, path)
-        decoded_hw = clip.frames.shape[1:3]
-        del clip.frames  # the crops are all we keep; free the full frames before the models run
+                               root=root, planes=planes)
+        steps.count(frames_decoded=int(clip.source["frames"]), frames_kept=clip.shape[0],
+                    pixels_kept=int(np.prod(clip.shape)))
+        faces = self.official_faces(clip.frames) if c.crop == "official" else self.detect_faces(clip, path)
+        decoded_hw = clip.shape[1:3]
+        clip.frames = clip.planes = None  # the crops are all we keep; free the full frames before the models run
         with steps.time("landmarks"):
             landmarks, confidence = self.landmarker.predict(faces.crops, faces.face_in_crop)
         with steps.time("masks"):
@@ -237,17 +240,20 @@ class FaceStage(Stage):
                 boxes=((faces.boxes + 0.5) * ratio - 0.5).astype(np.float32), face_detected=faces.detected,
                 landmarks=landmarks, landmarks_conf=confidence, masks=masks)
 
-    def detect_faces(self, frames: np.ndarray, path: Path) -> "FaceCrops":
-        """`crop="detect"`: the detector on every k-th frame, the subject's track, a steady square crop."""
-        from pipeline.face.track import crop_affines, crop_squares, cut_crops, main_face_track, map_boxes
+    def detect_faces(self, clip, path: Path) -> "FaceCrops":
+        """`crop="detect"`: the detector on every k-th frame, the subject's track, a steady square crop.
+        `clip`: a DecodedClip, of RGB frames or of 4:2:0 planes (then the detector reads the luma)."""
+        from pipeline.face.track import (crop_affines, crop_squares, cut_crops, cut_crops_from_planes, main_face_track,
+                                         map_boxes)
 
-        c, steps, n = self.config, self.steps, len(frames)
+        c, steps, n = self.config, self.steps, clip.shape[0]
+        searched = clip.planes.y if clip.planes is not None else clip.frames
         probe = list(range(0, n, c.detect_every))
         if probe[-1] != n - 1:
             probe.append(n - 1)
         steps.count(frames_searched=len(probe))
         with steps.time("detect"):
-            found = self.detector.detect([frames[t] for t in probe])
+            found = self.detector.detect([searched[t] for t in probe])
         with steps.time("track"):
             track = main_face_track({t: faces for t, faces in zip(probe, found) if faces}, n, c.smooth_window)
         if track is None:
@@ -255,7 +261,8 @@ class FaceStage(Stage):
         with steps.time("crop"):
             squares = crop_squares(track.boxes, c.crop_margin, c.crop_shift_up)
             affines = crop_affines(squares, c.crop_size)
-            crops = cut_crops(frames, affines, c.crop_size)
+            crops = cut_crops(clip.frames, affines, c.crop_size) if clip.planes is None else \
+                cut_crops_from_planes(clip.planes, affines, c.crop_size)
         return FaceCrops(crops=crops, boxes=squares, face_in_crop=map_boxes(track.boxes, affines),
                          detected=track.detected,
                          quality={"face_frames": int(track.detected.sum()), "frames_searched": len(probe),
