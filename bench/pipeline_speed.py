@@ -11,7 +11,8 @@ For each set of clips, in one run:
    is timed the same way for reference;
 2. the pipeline itself, `pipeline.preprocess.preprocess(..., profile="cpu")` into a fresh
    folder, once per worker count. Ray's start-up and shutdown are timed apart from the run
-   (this script starts Ray before calling `preprocess`, which then reuses it);
+   (this script starts Ray before calling `preprocess`, which then reuses it; Ray has started
+   when a task has run on every CPU, i.e. the worker processes it starts with are up);
 3. the ratio pipeline wall / decode-only wall, clips/s, and the face stage's time split into
    decode, detect, crop, landmarks, masks, encode (JPEG + npz), write (tar) and the rest
    (tracking). The split comes from the real run: this script hands `preprocess` a subclass of
@@ -232,6 +233,19 @@ def timed_face_stage_class():
     return TimedFaceStage
 
 
+def ray_ready() -> None:
+    """Wait until Ray has started: a task has run on every CPU, so that the worker processes Ray starts
+    with itself are up (they boot for ~1 s after ray.init returns, on the same cores as the run)."""
+    import ray
+
+    @ray.remote(num_cpus=1)
+    def ready() -> int:
+        time.sleep(0.05)
+        return os.getpid()
+
+    ray.get([ready.remote() for _ in range(int(ray.cluster_resources().get("CPU", 1)))])
+
+
 def run_pipeline(manifest: Path, data_root: Path, out: Path, workers: int, describer: str | None = None) -> dict:
     """One `preprocess` run into a fresh `out`, Ray start and stop timed apart; the stage split."""
     import pipeline.shards.folder
@@ -253,6 +267,7 @@ def run_pipeline(manifest: Path, data_root: Path, out: Path, workers: int, descr
     try:
         start = time.perf_counter()
         pipeline.run.ray_runner.init_ray(None)
+        ray_ready()
         ray_start = time.perf_counter() - start
         with LoadMonitor() as load:
             start, began = time.perf_counter(), time.time()

@@ -118,7 +118,7 @@ def run_configuration(profile: str, shard_size: int, manifest_digest: str, confi
                       describe: DescribeConfig | None) -> dict:
     """What decides the shards' content, recorded in run.json: a rerun with another one must not mix in."""
     recorded = {k: v for k, v in asdict(config).items() if k not in ("work_dir", "data_root", "weights_dir",
-                                                                      "manifest", "gpus_per_worker")}
+                                                                      "manifest", "gpus_per_worker", "decode_threads")}
     recorded["describer"] = None if describe is None else describe.describer
     recorded["describer_options"] = None if describe is None else dict(describe.options)
     return {"profile": profile, "shard_size": shard_size, "manifest_sha256": manifest_digest, **recorded}
@@ -202,6 +202,8 @@ def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = N
         if not workers:  # face actors: every CPU, or on GPUs as many as their share fits beside the describer
             workers = (placement.face_actors(gpus, bool(describe and describe.gpus_per_worker))
                        if config.gpus_per_worker else cpus)
+        if not config.gpus_per_worker and workers >= cpus:   # a face actor on every core: one decoder thread each
+            config = dataclasses.replace(config, decode_threads=1)
         manifest_digest = hashlib.sha256(manifest.source.read_bytes()).hexdigest()
         run_config = run_configuration(profile, shard_size, manifest_digest, config, describe)
         folder.check_run_config(run_config, overwrite)

@@ -92,6 +92,7 @@ class FaceConfig:
     crop_size: int = 224
     max_frames: int = 256         # longer clips are subsampled uniformly to this many frames
     max_frame_bytes: int = 512 * 2**20   # decoded frames held per worker, at most
+    decode_threads: int = 0       # video decoder threads per worker (0: one per core; 1 when a worker runs per core)
     detect_every: int = 5         # run the detector on every k-th frame, interpolate between
     crop_margin: float = 1.5      # crop side / face box side
     crop_shift_up: float = 0.08   # crop centre raised by this × side (keeps the forehead)
@@ -214,7 +215,7 @@ class FaceStage(Stage):
         planes = c.crop == "detect" and getattr(self.detector, "takes_luma", False)
         with steps.time("decode"):
             clip = decode_clip(path, max_frames=c.max_frames, max_bytes=c.max_frame_bytes, folder_fps=c.folder_fps,
-                               root=root, planes=planes)
+                               root=root, planes=planes, threads=c.decode_threads)
         steps.count(frames_decoded=int(clip.source["frames"]), frames_kept=clip.shape[0],
                     pixels_kept=int(np.prod(clip.shape)))
         faces = self.official_faces(clip.frames) if c.crop == "official" else self.detect_faces(clip, path)

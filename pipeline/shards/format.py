@@ -182,13 +182,15 @@ def _load_npy(data: bytes) -> np.ndarray:
 
 
 def encode_jpeg_stream(frames: np.ndarray, quality: int = JPEG_QUALITY) -> tuple[bytes, np.ndarray]:
-    """T×H×W×3 RGB uint8 frames -> (concatenated JPEGs, int64 offsets of length T+1)."""
+    """T×H×W×3 RGB uint8 frames -> (concatenated JPEGs, int64 offsets of length T+1). Baseline JPEGs,
+    4:2:0, with Huffman tables optimised for each image: the pixels of OpenCV's default encoding at
+    the same quality in ~5 % fewer bytes, decoded as fast (bench/frame_encoding.py)."""
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ShardFormatError(f"frames must be T×H×W×3 uint8 RGB, got {frames.shape} {frames.dtype}")
     parts = []
     for frame in frames:
         ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
-                               [cv2.IMWRITE_JPEG_QUALITY, quality])
+                               [cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_OPTIMIZE, 1])
         if not ok:
             raise ShardFormatError("JPEG encoding failed")
         parts.append(jpg.tobytes())
