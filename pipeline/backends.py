@@ -7,7 +7,7 @@ the backend needs: its weight files (from which a profile's downloads and WEIGHT
 checks are derived), and for describers whether they run inside the face actors or want
 a GPU of their own. Nothing outside this module knows a backend by name.
 
-    detector    frames (full-resolution RGB)            -> face boxes with scores, per frame
+    detector    a clip's searched frames (full-resolution RGB, or luma) -> face boxes with scores, per frame
     landmarker  face crops (N×S×S×3) + face boxes in them -> N×68×2 points, N confidences
     parser      face crops + their landmarks           -> N×S×S CelebAMask-HQ label maps
     describer   finished samples (crops, landmarks, …)   -> a motion description per clip
@@ -30,7 +30,10 @@ class FaceDetector(Protocol):
         """What to record in the dataset index: model, weight file and its SHA-256, settings."""
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[list[tuple[np.ndarray, float]]]:
-        """For each RGB uint8 frame, its faces as ((x0, y0, x1, y1) float64 pixels, score), best first."""
+        """For each RGB uint8 frame, its faces as ((x0, y0, x1, y1) float64 pixels, score), best first.
+        The frames of one call are the searched frames of one clip, in order (a detector may follow
+        the face from one to the next). A detector with `takes_luma = True` also accepts 2-D grey
+        frames, and the face stage then hands it a video's Y plane, never converted to RGB."""
 
 
 class LandmarkModel(Protocol):

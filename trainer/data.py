@@ -16,7 +16,10 @@ holds 5.66 distinct classes on average with 2 loader workers (5.41 with 8 GPUs x
 whose shares are ~30 shards each) where a random permutation gives 5.84 and reading the shards
 one after another (`open_shards=1`, the former loader) gave 3.37 (tests/test_loader_mixing.py).
 Validation and test streams keep shard order. A sample that fails to decode is skipped and
-counted; a warning is logged for the first few and then every 100th.
+counted; a warning is logged for the first few and then every 100th. The tars are read by the
+shard reader's own parser (`pipeline.shards.tar.iter_tar_members`, grouping members into samples
+as webdataset does, at a tenth of `tarfile`'s cost per member), the shuffle buffer is
+webdataset's, and JPEG frames are decoded by simplejpeg where it is installed (`decode_jpeg_bgr`).
 
 Per clip: 16 frames, one random frame per equal segment in training and the centre frame
 of each segment in evaluation; clips shorter than 16 frames repeat their last frame. In
