@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from trainer.config import resolve
-from trainer.data import DataConfig, ShardClips, collate, shuffled, to_model_inputs, tsn_indices
+from trainer.data import DataConfig, ShardClips, collate, is_validation, shuffled, to_model_inputs, tsn_indices
 from trainer.metrics import recognition_metrics
 from trainer.checkpoint import load_checkpoint
 from trainer.train import train
@@ -104,21 +104,24 @@ def test_loader_skips_a_corrupt_sample_and_a_truncated_shard(sample_shards, tmp_
     out = tmp_path / "damaged"
     shutil.copytree(sample_shards[0], out)
     shard, other = sorted(out.glob("fold2-*.tar"))[:2]      # fold 1 trains on fold2 (and fold3)
+    config = DataConfig(shards=str(out), fold=1, num_frames=8, image_size=64, workers=0)
     with tarfile.open(shard) as tar:
         members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
-    with tarfile.open(shard, "w") as tar:                      # break the first sample's landmarks
+    # break the landmarks of the shard's first sample in the training split (not the validation share)
+    broken = next(key for key in (m.name.split(".")[0] for m, _ in members)
+                  if not is_validation(key, config.val_fraction, config.seed))
+    with tarfile.open(shard, "w") as tar:
         for member, data in members:
-            if member.name.endswith("landmarks.npy") and member.name.startswith(members[0][0].name.split(".")[0]):
+            if member.name == f"{broken}.landmarks.npy":
                 data = b"not an array"
             member.size = len(data)
             tar.addfile(member, io.BytesIO(data))
     other.write_bytes(other.read_bytes()[: other.stat().st_size // 2])   # truncated tar
-    config = DataConfig(shards=str(out), fold=1, num_frames=8, image_size=64, workers=0)
     dataset = ShardClips(config, "train")
     examples = list(dataset)
     intact = list(ShardClips(DataConfig(shards=str(sample_shards[0]), fold=1, num_frames=8, image_size=64,
                                         workers=0), "train"))
-    assert dataset.skips.skipped >= 2                         # the bad sample and the broken tar, counted
+    assert dataset.skips.skipped == 2                         # the bad sample and the broken tar, counted
     assert 0 < len(examples) < len(intact)                    # and the rest still streams
 
 
