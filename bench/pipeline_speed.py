@@ -25,15 +25,16 @@ truth (`pipeline.sample.landmark_error`, NME in inter-ocular distances) and comp
 NME of the face stage before the speed work (issue 21): a faster face stage must stay as accurate.
 
 Sets: `sample` is data/sample (73 clips, 240p-480p, 1-3 s; generated if missing; --quick:
-3 clips per class). `hd` (56 clips, 3 s; --quick 7) and `hd-long` (16 clips, 10 s; not with
---quick) are made from the sample's videos, classes in turn: upscaled (letter-boxed) to
+3 clips per class). `hd` (112 clips, 3 s; --quick 7) and `hd-long` (32 clips, 10 s; not with
+--quick) are made from the sample's videos, classes in turn (past the 68 sources, each source
+again from another point of its loop): upscaled (letter-boxed) to
 1280×720, looped back and forth to length, H.264 as the sample generator writes it (CRF 20,
 veryfast); they are cached in the work folder. The hd set runs with 1 worker, with all cores,
 and with all cores but no descriptions (`--describer none`), to show how the run scales.
-`--hd-clips` and `--hd-long-clips` change the sets' sizes: a run spends ~3 s starting its actors
+`--hd-clips` and `--hd-long-clips` change the sets' sizes: a run spends ~3.5 s starting its actors
 (Ray Data's planning, the actors' processes, the models), which a real dataset's hours amortise;
-the sets are large enough (decode-only ~10 s) that it does not decide the ratio, and each run also
-records the ratio after its first shard started (`ratio_after_start_up`).
+the sets are large enough that it is at most a tenth of a run (decode-only ~20 s), and each run
+also records the ratio after its first shard started (`ratio_after_start_up`).
 Results: bench/results/pipeline_speed.json.
 """
 
@@ -54,7 +55,7 @@ import numpy as np
 from common import DEFAULT_WORK, RESULTS, ROOT, LoadMonitor, log, machine_info, table, write_json
 
 STAGE_KEYS = ("decode", "detect", "crop", "landmarks", "masks", "encode", "write")
-HD_CLIPS, HD_LONG_CLIPS = 56, 16
+HD_CLIPS, HD_LONG_CLIPS = 112, 32
 # The sample's landmark NME from the face stage before the speed work (commit 83b06b8, make bench
 # on 2026-12-03: 70 clips, 4002 frames); issue 21 allows at most 10 % more.
 NME_BEFORE = 0.02068
@@ -80,8 +81,9 @@ def letterbox(frame: np.ndarray, width: int, height: int) -> np.ndarray:
     return out
 
 
-def make_hd_clip(src: str, dst: str, fps: int, frames: int, width: int, height: int) -> int:
-    """Upscale one sample video to width×height, looped back and forth to `frames` frames; H.264."""
+def make_hd_clip(src: str, dst: str, fps: int, frames: int, width: int, height: int, start: int = 0) -> int:
+    """Upscale one sample video to width×height, looped back and forth to `frames` frames from position
+    `start` of the loop (another start: another clip from the same source); H.264."""
     import cv2
 
     from pipeline.sample.generate import encode_video, read_clip_frames
@@ -90,7 +92,7 @@ def make_hd_clip(src: str, dst: str, fps: int, frames: int, width: int, height: 
     clip = read_clip_frames(Path(src))
     order = np.concatenate([np.arange(len(clip)), np.arange(len(clip) - 2, 0, -1)]) if len(clip) > 2 \
         else np.arange(len(clip))
-    picks = order[np.arange(frames) % len(order)]
+    picks = order[(start + np.arange(frames)) % len(order)]
     out = np.stack([letterbox(clip[i], width, height) for i in picks])
     encode_video(out, Path(dst), "h264", fps)
     return len(out)
@@ -101,7 +103,7 @@ def make_hd_set(sample: Path, out: Path, count: int, seconds: float, size=(1280,
     """`count` clips (classes in turn) at `size`, `seconds` long, cached by these parameters."""
     from pipeline.inputs.manifest import write_manifest
 
-    params = {"clips": count, "seconds": seconds, "size": list(size), "version": 1,
+    params = {"clips": count, "seconds": seconds, "size": list(size), "version": 2,
               "source": str(sample.resolve())}
     if (out / "manifest.csv").is_file() and (out / "params.json").is_file() \
             and json.loads((out / "params.json").read_text()) == params:
@@ -111,19 +113,22 @@ def make_hd_set(sample: Path, out: Path, count: int, seconds: float, size=(1280,
     by_class: dict[str, list[dict]] = {}
     for clip in source_clips(sample):
         by_class.setdefault(clip["label"], []).append(clip)
-    chosen = [clips[i] for i in range(max(map(len, by_class.values()))) for clips in by_class.values()
-              if i < len(clips)][:count]
+    sources = [clips[i] for i in range(max(map(len, by_class.values()))) for clips in by_class.values()
+               if i < len(clips)]
+    # More clips than sources: the sources again, each looped from a later start (other frames, other clip)
+    chosen = [(sources[k % len(sources)], k // len(sources)) for k in range(count)]
     start = time.perf_counter()
-    jobs = [(str(sample / c["path"]), str(out / "videos" / f"{c['clip_id']}.mp4"), c["fps"],
-             int(round(seconds * c["fps"])), *size) for c in chosen]
+    names = [c["clip_id"] + (f"-{again}" if again else "") for c, again in chosen]
+    jobs = [(str(sample / c["path"]), str(out / "videos" / f"{name}.mp4"), c["fps"],
+             int(round(seconds * c["fps"])), *size, 17 * again) for (c, again), name in zip(chosen, names)]
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         frames = list(pool.map(make_hd_clip, *zip(*jobs)))
-    rows = [dict(clip_id=f"{c['clip_id']}-hd", path=f"videos/{c['clip_id']}.mp4", label=c["label"],
-                 partition=c["partition"], frames=n) for c, n in zip(chosen, frames)]
+    rows = [dict(clip_id=f"{name}-hd", path=f"videos/{name}.mp4", label=c["label"],
+                 partition=c["partition"], frames=n) for (c, _), name, n in zip(chosen, names, frames)]
     write_manifest(out / "manifest.csv", rows, dataset="sample",
                    comment=f"bench/pipeline_speed.py: sample videos upscaled to {size[0]}x{size[1]}, {seconds} s")
     made = {"clips": len(rows), "frames": int(sum(frames)), "generation_s": round(time.perf_counter() - start, 1),
-            "sources": [c["clip_id"] for c in chosen]}
+            "sources": names}
     (out / "made.json").write_text(json.dumps(made) + "\n")
     (out / "params.json").write_text(json.dumps(params) + "\n")
     return {**made, "cached": False}
