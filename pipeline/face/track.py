@@ -119,18 +119,24 @@ def cut_crop(frame: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
     height, width = frame.shape[:2]
     scale = m[0, 0]
     if scale < STRONG_DOWNSCALE:
-        pre = scale / 0.8
-        margin = 2 / pre   # source pixels the bilinear warp may reach beyond the square
+        margin = 2 / (scale / PRE_SHRINK)   # source pixels the bilinear warp may reach beyond the square
         x0, y0 = np.maximum(np.floor(-m[:, 2] / scale - margin), 0).astype(int)
         x1, y1 = np.minimum(np.ceil((size - m[:, 2]) / scale + margin), (width, height)).astype(int)
         if x1 > x0 and y1 > y0:   # otherwise the square lies outside the frame: the crop is black
-            w, h = max(1, round((x1 - x0) * pre)), max(1, round((y1 - y0) * pre))
+            w, h = shrunk_size(x1 - x0, y1 - y0, scale, 1)
             frame = cv2.resize(frame[y0:y1, x0:x1], (w, h), interpolation=cv2.INTER_AREA)
             m = shrunk_affine(m, x0, y0, w / (x1 - x0), h / (y1 - y0))
     return cv2.warpAffine(frame, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 
 
 STRONG_DOWNSCALE = 0.6   # crop scales below this are area-averaged before the warp
+PRE_SHRINK = 0.8         # ... to the crop's scale / PRE_SHRINK (1.25×)
+
+
+def shrunk_size(width: int, height: int, scale: float, least: int) -> tuple[int, int]:
+    """(w, h) a width×height region is area-averaged to before a warp at `scale` (at least `least`)."""
+    pre = scale / PRE_SHRINK
+    return max(least, round(width * pre)), max(least, round(height * pre))
 
 
 def shrunk_affine(m: np.ndarray, x0: int, y0: int, sx: float, sy: float) -> np.ndarray:
@@ -168,8 +174,7 @@ def cut_crops_from_planes(planes, affines: np.ndarray, size: int) -> np.ndarray:
         x0, y0, x1, y1 = region
         scale = m[0, 0]
         if scale < STRONG_DOWNSCALE:
-            pre = scale / 0.8
-            w, h = max(2, round((x1 - x0) * pre)), max(2, round((y1 - y0) * pre))
+            w, h = shrunk_size(x1 - x0, y1 - y0, scale, 2)
             image = planes.rgb_region(t, x0, y0, x1, y1, size=(w, h))
             warp = shrunk_affine(m, x0, y0, w / (x1 - x0), h / (y1 - y0))
         else:

@@ -353,7 +353,7 @@ class _FrameCollector:
         self.times = np.empty(len(keep), np.float64)
 
     def add(self, frame: av.VideoFrame) -> None:
-        if self.frames is None and self.planes is None:
+        if self.decoded == 0:
             self._setup(frame)
         time = self._time(frame)
         if self.kept < len(self.keep) and self.decoded == self.keep[self.kept]:
@@ -371,25 +371,27 @@ class _FrameCollector:
         self.pix_fmt = frame.format.name
         self.coded_hw = (frame.height, frame.width)
         upright = self.coded_hw[::-1] if self.quarter_turns % 2 else self.coded_hw
-        self.scale = fit_scale(len(self.keep), *upright, self.max_bytes)
-        self.stored_hw = _scaled(*self.coded_hw, self.scale)
-        out_hw = self.stored_hw[::-1] if self.quarter_turns % 2 else self.stored_hw
         self.upright_hw = upright
         height, width = self.coded_hw
         if (self.want_planes and self.pix_fmt == "yuv420p" and self.quarter_turns == 0
                 and height % 2 == 0 and width % 2 == 0):
-            # 1.5 bytes per pixel: the same budget holds twice the pixels (even sizes for the chroma)
-            self.scale = fit_scale(len(self.keep), height, width, 2 * self.max_bytes)
-            h, w = (height, width) if self.scale >= 1.0 else \
-                (max(2, math.floor(height * self.scale / 2) * 2), max(2, math.floor(width * self.scale / 2) * 2))
-            self.stored_hw = (h, w)
-            n = len(self.keep)
-            self.planes = I420Planes(np.empty((n, h, w), np.uint8), np.empty((n, h // 2, w // 2), np.uint8),
-                                     np.empty((n, h // 2, w // 2), np.uint8), int(frame.colorspace),
-                                     int(frame.color_range))
-            self.frames = None
+            self._setup_planes(frame)
             return
+        self.scale = fit_scale(len(self.keep), *upright, self.max_bytes)
+        self.stored_hw = _scaled(*self.coded_hw, self.scale)
+        out_hw = self.stored_hw[::-1] if self.quarter_turns % 2 else self.stored_hw
         self.frames = np.empty((len(self.keep), *out_hw, 3), np.uint8)
+
+    def _setup_planes(self, frame: av.VideoFrame) -> None:
+        """Keep the planes: 1.5 bytes per pixel, so the same budget holds twice the pixels (even sides)."""
+        height, width = self.coded_hw
+        self.scale = fit_scale(len(self.keep), height, width, 2 * self.max_bytes)
+        h, w = (height, width) if self.scale >= 1.0 else \
+            (max(2, math.floor(height * self.scale / 2) * 2), max(2, math.floor(width * self.scale / 2) * 2))
+        n = len(self.keep)
+        self.planes = I420Planes(np.empty((n, h, w), np.uint8), np.empty((n, h // 2, w // 2), np.uint8),
+                                 np.empty((n, h // 2, w // 2), np.uint8), int(frame.colorspace),
+                                 int(frame.color_range))
 
     def _time(self, frame: av.VideoFrame) -> float:
         pts, time = frame.pts, None
