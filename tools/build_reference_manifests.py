@@ -1,4 +1,4 @@
-"""Rebuild pipeline/manifests/{mafw,dfew,ferv39k}.csv from the DFER-CLIP annotation files.
+"""Rebuild manifests/{mafw,dfew,ferv39k}.csv from the DFER-CLIP annotation files.
 
     python tools/build_reference_manifests.py [REFERENCE_DIR]
 
