@@ -1,6 +1,6 @@
 """FineCLIPER's trainable parameters per configuration, against the paper's Table 1.
 
-    python -m trainer.param_count [--model fineclip-b16] [--json runs/param-count-fineclip-b16.json]
+    python -m trainer.param_count [--model fineclip-b16] [--json bench/results/param_count_fineclip_b16.json]
 
 The paper (arXiv 2407.02157, Table 1, CLIP ViT-B/16) reports 13M tunable parameters for the
 base model, 19M with parsing and landmarks, 14M with the fine-grained text and 20M for the full
@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
+
+import torch
 
 from pipeline.inputs.datasets import DATASETS
 from trainer.ablation_rows import ROWS
@@ -26,6 +29,15 @@ from trainer.fineclip import FineCLIPER
 # ablation row → (the paper's name of the configuration, its tunable parameters in millions)
 PAPER_TABLE_1 = {"low": ("FineCLIPER (base)", 13), "low_middle": ("FineCLIPER* (+ parsing, landmarks)", 19),
                  "low_high": ("FineCLIPER† (+ fine-grained text)", 14), "all": ("FineCLIPER*† (full)", 20)}
+
+
+def checkout_commit() -> str | None:
+    """The commit of the checkout the count was made in (docs quote the table with it), or None."""
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def count_table(model_name: str, classes) -> list[dict]:
@@ -59,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['paper_name']} | `{r['row']}` | {r['paper_millions']}M | {r['trainable'] / 1e6:.1f}M | {detail} |")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"model": args.model, "rows": table}, indent=1) + "\n")
+        args.json.write_text(json.dumps({"model": args.model, "torch": torch.__version__, "commit": checkout_commit(),
+                                         "rows": table}, indent=1) + "\n")
     return 0
 
 
