@@ -1,6 +1,7 @@
 """FineCLIPER's trainable parameters per configuration, against the paper's Table 1.
 
     python -m trainer.param_count [--model fineclip-b16] [--json bench/results/param_count_fineclip_b16.json]
+    python -m trainer.param_count --presets [--json bench/results/trainable_parameters.json]
 
 The paper (arXiv 2407.02157, Table 1, CLIP ViT-B/16) reports 13M tunable parameters for the
 base model, 19M with parsing and landmarks, 14M with the fine-grained text and 20M for the full
@@ -53,12 +54,34 @@ def count_table(model_name: str, classes) -> list[dict]:
     return table
 
 
+def preset_counts(dataset: str) -> dict[str, int]:
+    """Trainable parameters of every model as its preset trains it on `dataset` (recipe `ours`:
+    its frames and `model_options`), random weights of the same architecture."""
+    from trainer.config import resolve
+    from trainer.models import MODELS
+
+    classes = DATASETS[dataset].classes
+    return {name: sum(trainable_parts(resolve(name, dataset).build_model(classes, pretrained=False)).values())
+            for name in MODELS}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer.param_count", description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="fineclip-b16")
     parser.add_argument("--dataset", default="dfew", help="its classes size the prompts (no parameters depend on it)")
     parser.add_argument("--json", type=Path, help="also write the table here")
+    parser.add_argument("--presets", action="store_true",
+                        help="instead: every model's trainable parameters as its preset trains it on --dataset")
     args = parser.parse_args(argv)
+    if args.presets:
+        counts = preset_counts(args.dataset)
+        for name, n in counts.items():
+            print(f"{name:22s} {n:>12,d}")
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps({"dataset": args.dataset, "recipe": "ours", "torch": torch.__version__,
+                                             "commit": checkout_commit(), "trainable": counts}, indent=1) + "\n")
+        return 0
     try:
         table = count_table(args.model, DATASETS[args.dataset].classes)
     except (KeyError, ValueError) as err:
