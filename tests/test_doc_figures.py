@@ -13,9 +13,11 @@ The convention, in the Markdown source (HTML comments, invisible once rendered):
   between) equals the JSON value at that key, rounded to the decimals the page shows. A key is
   dotted, `[i]` indexes a list, `["a.b"]` quotes a key with dots or spaces; `/ 1024` or `* 100`
   after it scales the value.
+- `4.16<!-- = loader_speed.json: target.ratio -->` takes the value from another JSON in the
+  same folder (another part of the same `make bench` run), under the same commit and torch.
 - `<!-- table: - | results.{row}.bytes_per_clip / 1024 | results.{row}.decode16_ms -->` before a
   table gives each column's key (`-`: not checked), and `<!-- row jpeg_q85 -->` in a row's
-  first cell fills `{row}`. A cell with no number (`lossless`, `—`) must have no value in the JSON.
+  first cell fills `{row}` (`<!-- row hd 1 -->` also fills `{0}` and `{1}`, its words). A cell with no number (`lossless`, `—`) must have no value in the JSON.
 """
 
 import json
@@ -30,8 +32,9 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SOURCE = re.compile(r"<!-- source: (\S+\.json) commit=([0-9a-f]{7,40}) torch=(\S+) -->")
 FIGURE = re.compile(r"(-?\d[\d,]*(?:\.\d+)?)([^\d<|\n]{0,8}?)<!-- = ([^>]+?) -->")
 TABLE = re.compile(r"<!-- table: ([^>]+?) -->")
-ROW = re.compile(r"<!-- row (\S+) -->")
+ROW = re.compile(r"<!-- row ([^>]+?) -->")
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+MAKE_BENCH = ("frame_encoding", "pipeline_speed", "loader_speed", "trainer_speed")   # what bench/run_all.py writes
 
 
 def lookup(data, path: str):
@@ -46,8 +49,8 @@ def lookup(data, path: str):
 
 
 def resolve(data, expression: str):
-    """A key path with an optional `/ N` or `* N` after it."""
-    match = re.fullmatch(r"\s*(\S+?)\s*(?:([*/])\s*([\d.e+-]+))?\s*", expression)
+    """A key path with an optional ` / N` or ` * N` (spaces around the sign) after it."""
+    match = re.fullmatch(r"\s*(.+?)(?:\s+([*/])\s+([\d.e+-]+))?\s*", expression)
     value = lookup(data, match.group(1))
     if match.group(2) and value is not None:
         value = value * float(match.group(3)) if match.group(2) == "*" else value / float(match.group(3))
@@ -66,8 +69,8 @@ def recorded(json_path: Path, data: dict, field: str):
     for where in (data.get("machine") or {}, data):
         if isinstance(where, dict) and where.get(field):
             return where[field]
-    summary = json_path.parent / "summary.json"
-    if field == "torch" and summary.is_file() and summary != json_path:
+    summary = json_path.parent / "summary.json"   # the `make bench` run that wrote this JSON
+    if field == "torch" and summary.is_file() and json_path.stem in MAKE_BENCH:
         return (json.loads(summary.read_text()).get("machine") or {}).get("torch")
     return None
 
@@ -118,10 +121,18 @@ def test_quoted_figures_equal_the_json_they_cite(doc):
             problems.append(f"{doc.name}: the figures of {path} do not say they are from commit {commit}, torch {torch}")
         for figure in FIGURE.finditer(body):
             shown, _, key = figure.groups()
+            other = re.match(r"\s*([\w.-]+\.json):\s*(.+)", key)   # another JSON of the same run, beside it
             try:
-                value = resolve(data, key)
-            except KeyError:
-                problems.append(f"{doc.name}: {path} has no {key}")
+                if other:
+                    other_path = json_path.parent / other.group(1)
+                    other_data = json.loads(other_path.read_text())
+                    if (their := recorded(other_path, other_data, "torch")) is not None and their != torch:
+                        problems.append(f"{other_path.name}: measured with torch {their}, the page says {torch}")
+                    value = resolve(other_data, other.group(2))
+                else:
+                    value = resolve(data, key)
+            except (KeyError, FileNotFoundError):
+                problems.append(f"{doc.name}: {path} (or the JSON named) has no {key}")
                 continue
             if not same(shown, value):
                 problems.append(f"{doc.name}: {shown} for {key}, the JSON holds {value}")
@@ -138,6 +149,8 @@ def test_quoted_figures_equal_the_json_they_cite(doc):
                     if column == "-":
                         continue
                     key = column.replace("{row}", row)
+                    for i, field in enumerate(row.split()):
+                        key = key.replace(f"{{{i}}}", field)
                     try:
                         value = resolve(data, key)
                     except KeyError:

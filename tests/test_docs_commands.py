@@ -289,3 +289,33 @@ def test_abbreviations_link_to_the_glossary_where_each_page_first_uses_them():
                 line = text.count("\n", 0, first) + 1
                 unlinked.append(f"{doc.name}:{line}: {term}")
     assert unlinked == [], "first use of an abbreviation, not linked to docs/glossary.md#<term>"
+
+
+def failure_reasons_in_the_code() -> set[str]:
+    """Every reason code the pipeline can record: ClipPathError / DecodeError("code", …),
+    job.fail(clip, "code", …), and the folder's "reason": "code" for rows never processed."""
+    import ast
+
+    found = set()
+    for path in (ROOT / "pipeline").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+                position = {"ClipPathError": 0, "DecodeError": 0, "fail": 1}.get(name)
+                if position is not None and len(node.args) > position and isinstance(node.args[position], ast.Constant):
+                    found.add(node.args[position].value)
+            elif isinstance(node, ast.Dict):
+                found |= {v.value for k, v in zip(node.keys, node.values) if isinstance(k, ast.Constant)
+                          and k.value == "reason" and isinstance(v, ast.Constant) and v.value}
+    return found
+
+
+def test_every_failure_reason_is_in_the_status_schema_and_the_shard_format_page():
+    import json
+
+    reasons = failure_reasons_in_the_code()
+    assert {"missing_file", "no_official_crop", "no_face", "not_processed", "truncated"} <= reasons
+    schema = json.loads((ROOT / "docs" / "schema" / "status.schema.json").read_text())
+    assert set(schema["properties"]["reason"]["examples"]) == reasons
+    listed = (ROOT / "docs" / "shard-format.md").read_text().split("| `reason` |", 1)[1].split("\n", 1)[0]
+    assert set(re.findall(r"`([a-z_]+)`", listed)) == reasons
