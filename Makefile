@@ -32,8 +32,13 @@ RAY_ADDRESS ?=
 export RAY_ADDRESS
 SAMPLE_SEED ?= 0
 CLIPS_PER_CLASS ?= 10
+FORMAT ?= frames
+DEST ?=
+FROM ?=
+CLASSES ?=
+MANIFEST ?=
 
-.PHONY: help env lock test demo manifest sample preprocess describe summary verify inspect train ablate eval zero-shot pretrain-tiny bench predict clean
+.PHONY: help env lock test demo manifest sample preprocess describe summary verify inspect train ablate eval zero-shot pretrain-tiny bench predict export clean
 
 help: ## list targets and variables
 	@echo "DFER toolkit. Usage: make <target> [VAR=value ...]"
@@ -57,6 +62,9 @@ help: ## list targets and variables
 	@echo "  RAY_ADDRESS  an existing Ray cluster to run the pipeline on (empty: local)"
 	@echo "  SAMPLE_SEED, CLIPS_PER_CLASS   for make sample                    ($(SAMPLE_SEED), $(CLIPS_PER_CLASS))"
 	@echo "  QUICK        1: make bench on smaller sets, into bench/results/quick/"
+	@echo "  DEST, FORMAT for make export: the folder to write, and its layout (frames: DFER-CLIP's)   ($(DEST), $(FORMAT))"
+	@echo "  FROM, CLASSES, MANIFEST   for make manifest FROM=<lists>: DFER-CLIP annotation lists, their class names in"
+	@echo "               label order (default: the dataset's), the manifest to write (default: DATA_ROOT/manifest.csv)"
 
 $(STAMP): requirements.txt pyproject.toml
 	@echo ">> creating $(VENV) from requirements.txt (first run only: about 4 minutes; ~7 GB with CUDA torch on Linux)"
@@ -98,8 +106,15 @@ demo: $(STAMP) ## the whole system on the generated sample dataset, in minutes o
 		--predictions runs/sample-tiny-fold1/predict-fold1.json \
 		--sheet data/sample/contact_sheet.png --sheet runs/sample-surprise_03.png
 
-manifest: $(STAMP) ## validate DATASET's manifest; with DATA_ROOT, count the clips found there
+manifest: $(STAMP) ## validate DATASET's manifest; with DATA_ROOT, count the clips found there. FROM=<lists>: write a manifest from DFER-CLIP annotation lists (DATA_ROOT, CLASSES, MANIFEST)
+ifeq ($(FROM),)
 	$(PY) -m pipeline.preprocess $(DATASET) --data-root "$(DATA_ROOT)" --check
+else
+	$(if $(filter command line environment,$(origin DATA_ROOT)),,$(error FROM= needs DATA_ROOT=<the folder the lists' frame folders lie under>))
+	$(PY) -m pipeline.preprocess $(if $(filter command line,$(origin DATASET)),$(DATASET)) --import-list $(FROM) \
+		--data-root "$(DATA_ROOT)" $(if $(CLASSES),--classes "$(CLASSES)") $(if $(MANIFEST),--manifest "$(MANIFEST)") \
+		$(if $(filter 1 yes true,$(OVERWRITE)),--overwrite)
+endif
 
 sample: $(STAMP) ## generate the sample dataset into data/sample and its contact sheet (SAMPLE_SEED, CLIPS_PER_CLASS)
 	$(PY) -m pipeline.sample generate --out data/sample --seed $(SAMPLE_SEED) --clips-per-class $(CLIPS_PER_CLASS)
@@ -142,6 +157,10 @@ eval: $(STAMP) ## CHECKPOINT, [DATASET, FOLD]: a checkpoint on a test fold, or o
 
 predict: $(STAMP) ## VIDEO, CHECKPOINT: class probabilities for one video (and its description)
 	$(PY) -m trainer.predict --video "$(VIDEO)" --checkpoint "$(CHECKPOINT)"
+
+export: $(STAMP) ## OUT, DEST, FORMAT=frames: the shards' face crops as DEST/<clip_id>/00001.jpg… with DFER-CLIP annotation lists in DEST/annotation/ (OVERWRITE=1 replaces an earlier export)
+	$(if $(DEST),,$(error make export needs DEST=<an empty or new folder>))
+	$(PY) -m pipeline.interop.export "$(OUT)" --format $(FORMAT) --dest "$(DEST)" $(if $(filter 1 yes true,$(OVERWRITE)),--overwrite)
 
 bench: $(STAMP) ## measure pipeline, loader, trainer against baselines (QUICK=1: smaller sets); JSON in bench/results/
 	$(PY) bench/run_all.py $(if $(filter 1 yes true,$(QUICK)),--quick)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -29,9 +30,23 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def git_commit() -> dict[str, Any]:
+    """The checkout's commit (and whether tracked files differ from it); GIT_COMMIT where there is no .git."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return {"commit": commit, "modified_tracked_files": bool(dirty)}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": os.environ.get("GIT_COMMIT"), "modified_tracked_files": None}
+
+
 def machine_info() -> dict[str, Any]:
-    """What a reader needs to compare figures between machines."""
+    """What a reader needs to compare figures between machines, and the commit they were measured at
+    (docs quote a figure with both: tests/test_doc_figures.py)."""
     info: dict[str, Any] = {
+        **git_commit(),
         "cpu_count": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "cpu_model": cpu_model(),

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import platform
 import tarfile
 import time
 from pathlib import Path
@@ -24,6 +23,8 @@ import av
 import cv2
 import numpy as np
 from skimage.data import astronaut
+
+from common import machine_info
 
 
 def face_clip(frames: int, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -176,8 +177,7 @@ def main() -> None:
 
     report = dict(
         benchmark="frame_encoding", frames=args.frames, size=args.size, repeats=args.repeats,
-        machine=dict(cpu_count=__import__("os").cpu_count(), processor=platform.processor() or platform.machine(),
-                     python=platform.python_version(), opencv=cv2.__version__, av=av.__version__),
+        machine=machine_info(),
         single_thread_decoders=True, results=results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

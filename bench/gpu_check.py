@@ -60,7 +60,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, ROOT, log, write_json  # noqa: E402
+from common import RESULTS, ROOT, git_commit, log, write_json  # noqa: E402
 
 PARTS = ("face", "videollava", "training")
 MAFW_CLIPS = 9172
@@ -96,18 +96,6 @@ SETTINGS = {
 
 
 # ------------------------------------------------------------------------------ environment
-def git_commit() -> dict[str, Any]:
-    """The checkout's commit (and whether tracked files differ from it); GIT_COMMIT where there is no .git."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                                timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return {"commit": commit, "modified_tracked_files": bool(dirty)}
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": os.environ.get("GIT_COMMIT"), "modified_tracked_files": None}
-
-
 def package_versions() -> dict[str, str | None]:
     import importlib.metadata
 

@@ -3,6 +3,8 @@
     python -m pipeline.preprocess mafw --data-root /data/MAFW [--out shards/mafw] [--profile full|cpu]
         [--crop official|detect] [--workers N] [--shard-size 64] [--overwrite] [--weights-dir DIR] [--ray-address ADDR]
     python -m pipeline.preprocess mafw --data-root /data/MAFW --check     # `make manifest`
+    python -m pipeline.preprocess [NAME] --import-list LIST... --data-root DIR [--classes a,b,c]
+        [--manifest OUT.csv]        # `make manifest FROM=…`: DFER-CLIP annotation lists -> a manifest
 
 Plans shards from the manifest (each partition's rows in manifest order, `--shard-size` per
 shard), skips shards already complete in the output folder, runs the rest through the
@@ -27,6 +29,7 @@ from pipeline.backends import (DESCRIBERS, DETECTORS, INLINE_DESCRIBERS, LANDMAR
                                face_weights, make_describer, make_detector, make_landmarker, make_parser)
 from pipeline.inputs.datasets import DATASETS
 from pipeline.inputs.manifest import CROP_MODES, Manifest, ManifestError, load_manifest, presence, summary
+from pipeline.interop.annotation_lists import AnnotationListError, import_lists
 from pipeline.shards.folder import FolderBusyError, OutputFolder
 from pipeline.run.placement import DESCRIBE_GPUS, FACE_GPUS, GpuPlacement, gpu_share
 from pipeline.run.progress import ProgressBar
@@ -258,9 +261,27 @@ def check_manifest(dataset: str, data_root: Path | None, crop: str | None = None
     return 0
 
 
+def import_manifest(args: argparse.Namespace) -> int:
+    """--import-list: write the manifest of DFER-CLIP annotation lists and show its summary."""
+    if args.data_root is None:
+        print("error: --import-list needs --data-root (DATA_ROOT=), the folder the lists' frame folders lie under",
+              file=sys.stderr)
+        return 1
+    classes = tuple(c.strip() for c in args.classes.split(",") if c.strip()) if args.classes else None
+    try:
+        written = import_lists(args.import_list, args.data_root, args.manifest, args.dataset, classes, args.id_parts,
+                               args.overwrite)
+        print(f"wrote {written}")
+        return check_manifest(str(written), args.data_root, args.crop)
+    except (AnnotationListError, ManifestError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.preprocess", description=__doc__.split("\n")[0])
-    parser.add_argument("dataset", help="mafw | dfew | ferv39k | sample | path/to/manifest.csv")
+    parser.add_argument("dataset", nargs="?", help="mafw | dfew | ferv39k | sample | path/to/manifest.csv; "
+                        "with --import-list, the name of the dataset the lists hold (default: their prefix)")
     parser.add_argument("--data-root", type=Path, default=None, help="default: data/<dataset>")
     parser.add_argument("--out", type=Path, default=None, help="default: shards/<dataset>")
     parser.add_argument("--profile", choices=sorted(PROFILES), default=None,
@@ -304,7 +325,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--check", action="store_true",
                         help="only check the manifest and count the clips found under DATA_ROOT (make manifest)")
+    lists = parser.add_argument_group("import DFER-CLIP annotation lists as a manifest (make manifest FROM=…)")
+    lists.add_argument("--import-list", nargs="+", type=Path, metavar="LIST",
+                       help="<DATASET>_set_<k>_{train,test}.txt or <DATASET>_<partition>.txt lists "
+                            "('<frame folder> <frames> <0-based label>' lines) whose folders lie under --data-root")
+    lists.add_argument("--classes", help="class names in label-index order, comma-separated (default: the built-in "
+                                         "dataset's order, or classes.txt beside the lists)")
+    lists.add_argument("--id-parts", type=int, help="the clip id is the folder path's last N parts (default: dfew, "
+                                                    "mafw 1; ferv39k 3; else the whole path under --data-root)")
+    lists.add_argument("--manifest", type=Path, help="the manifest to write (default: DATA_ROOT/manifest.csv)")
     args = parser.parse_args(argv)
+    if args.import_list:
+        return import_manifest(args)
+    if args.dataset is None:
+        parser.error("name a dataset (or a manifest), or give --import-list")
     name = Path(args.dataset).stem if args.dataset.endswith(".csv") else args.dataset
     data_root = args.data_root or Path("data") / name
     out = args.out or Path("shards") / name

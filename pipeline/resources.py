@@ -1,8 +1,10 @@
 """Where the toolkit's own data files are: prompts and word lists, and the dataset manifests.
 
-They are package data of `pipeline` (`pipeline/prompts/`, `pipeline/manifests/`), so a copy
-installed with `pip install` finds them exactly as a checkout does. Every module asks here
-rather than computing a path of its own.
+In the repository they are top-level folders, `prompts/` and `manifests/`. An installed copy
+(`pip install .`) carries them as package data of `pipeline` (pyproject.toml maps the packages
+`pipeline.prompts` and `pipeline.manifests` onto those folders), so they land in
+`site-packages/pipeline/prompts/` and `.../manifests/`. `data_dir` is the one lookup: every
+module asks here rather than computing a path of its own.
 """
 
 from __future__ import annotations
@@ -10,8 +12,20 @@ from __future__ import annotations
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-PROMPTS_DIR = PACKAGE_DIR / "prompts"
-MANIFESTS_DIR = PACKAGE_DIR / "manifests"
+DATA_FOLDERS = ("prompts", "manifests")
+
+
+def data_dir(name: str) -> Path:
+    """The folder of shipped data `name` ("prompts" or "manifests"): inside the installed package
+    when it is there, else the repository's top-level folder beside `pipeline/`."""
+    if name not in DATA_FOLDERS:
+        raise ValueError(f"unknown data folder {name!r}; the toolkit ships {', '.join(DATA_FOLDERS)}")
+    installed = PACKAGE_DIR / name
+    return installed if installed.is_dir() else PACKAGE_DIR.parent / name
+
+
+PROMPTS_DIR = data_dir("prompts")
+MANIFESTS_DIR = data_dir("manifests")
 
 
 def resolve_prompt_file(path: str | Path) -> Path:

@@ -160,9 +160,19 @@ def test_pyproject_core_is_light_and_extras_cover_the_stack():
 
 
 def test_prompts_and_manifests_are_package_data():
-    from pipeline.resources import MANIFESTS_DIR, PROMPTS_DIR
+    """The design card's layout: prompts/ and manifests/ at the top of the repository, installed as
+    package data of `pipeline`; the package list names every package folder."""
+    from pipeline.resources import MANIFESTS_DIR, PROMPTS_DIR, data_dir
 
-    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
-    assert {"prompts/*", "manifests/*.csv"} <= set(package_data["pipeline"])
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert setuptools["package-dir"] == {"pipeline.prompts": "prompts", "pipeline.manifests": "manifests"}
+    assert "*.csv" in setuptools["package-data"]["pipeline.manifests"]
+    shipped = {p.suffix for p in (ROOT / "prompts").iterdir()}
+    assert shipped <= {pattern.removeprefix("*") for pattern in setuptools["package-data"]["pipeline.prompts"]}
+    folders = {".".join(p.parent.relative_to(ROOT).parts) for package in ("pipeline", "trainer")
+               for p in (ROOT / package).rglob("__init__.py")}
+    assert set(setuptools["packages"]) == folders | {"pipeline.prompts", "pipeline.manifests"}
+    assert PROMPTS_DIR == data_dir("prompts") == ROOT / "prompts"
+    assert MANIFESTS_DIR == data_dir("manifests") == ROOT / "manifests"
     assert (MANIFESTS_DIR / "mafw.csv").is_file() and (PROMPTS_DIR / "emotion_lexicon.txt").is_file()
-    assert not (ROOT / "prompts").exists() and not (ROOT / "manifests").exists()
+    assert not (ROOT / "pipeline" / "prompts").exists() and not (ROOT / "pipeline" / "manifests").exists()

@@ -2,6 +2,7 @@
 and the README's reader block runs there as written against real pipeline shards."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -11,6 +12,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# The clean venv must import its own installed copy, never a checkout named by PYTHONPATH.
+CLEAN_ENV = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
 
 
 def readme_reader_block() -> str:
@@ -27,7 +30,7 @@ def clean_venv(tmp_path_factory) -> Path:
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
-    for package in ("pipeline", "trainer"):
+    for package in ("pipeline", "trainer", "prompts", "manifests"):
         shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
     venv = base / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -41,13 +44,13 @@ def test_readme_reader_block_runs_in_a_clean_install_without_torch(clean_venv, s
     shards, index = sample_shards
     python = str(clean_venv / "bin" / "python")
     for module in ("torch", "ray", "dlib", "av", "transformers"):
-        probe = subprocess.run([python, "-c", f"import {module}"], capture_output=True, text=True)
+        probe = subprocess.run([python, "-c", f"import {module}"], capture_output=True, text=True, env=CLEAN_ENV)
         assert probe.returncode != 0, f"{module} was installed by `pip install .`"
     # The block's paths are relative to the repository root, where `make preprocess` writes shards/sample.
     (tmp_path / "shards").mkdir()
     (tmp_path / "shards" / "sample").symlink_to(shards)
     ran = subprocess.run([python, "-c", readme_reader_block()], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=120)
+                         timeout=120, env=CLEAN_ENV)
     assert ran.returncode == 0, ran.stderr
     lines = ran.stdout.strip().splitlines()
     fold1 = [row for row in _status_rows(shards, "fold1") if row["status"] == "ok"]
@@ -61,7 +64,8 @@ def test_installed_copy_finds_its_prompts_and_manifests(clean_venv, tmp_path):
             "assert (r.PROMPTS_DIR / 'emotion_lexicon.txt').is_file()\n"
             "assert d.DATASETS['mafw'].manifest_path().is_file()\n"
             "print(sum(1 for _ in open(d.DATASETS['dfew'].manifest_path())))")
-    ran = subprocess.run([str(clean_venv / "bin" / "python"), "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    ran = subprocess.run([str(clean_venv / "bin" / "python"), "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         env=CLEAN_ENV)
     assert ran.returncode == 0, ran.stderr
     assert int(ran.stdout) > 10000  # DFEW's ~11.7k clips and the header
 

@@ -1,9 +1,10 @@
-"""Rebuild pipeline/manifests/{mafw,dfew,ferv39k}.csv from the DFER-CLIP annotation files.
+"""Rebuild manifests/{mafw,dfew,ferv39k}.csv from the DFER-CLIP annotation files.
 
-    python tools/build_reference_manifests.py [REFERENCE_DIR]
+    python tools/build_reference_manifests.py REFERENCE_DIR
 
 REFERENCE_DIR holds `MAFW_set_{k}_{train,test}.txt`, `DFEW_set_{k}_{train,test}.txt` and
-`FERV39K_{train,test}.txt` (default: ../shared/reference/dfer-clip-annotations). Each line
+`FERV39K_{train,test}.txt`: the `annotation/` folder of a DFER-CLIP checkout
+(github.com/zengqunzhao/DFER-CLIP). Each line
 there is `<frame-folder path> <frames> <0-based label>`, with the DFER-CLIP label order
 (datasets.BASIC_EMOTIONS + MAFW_EXTRA). A clip's partition is the test fold it belongs to;
 the script checks that the five test sets are disjoint, cover every clip, and that each
@@ -21,7 +22,6 @@ from pipeline.inputs.datasets import BASIC_EMOTIONS, DATASETS, MAFW_EXTRA  # noq
 from pipeline.inputs.manifest import write_manifest  # noqa: E402
 
 REFERENCE_LABELS = BASIC_EMOTIONS + MAFW_EXTRA
-DEFAULT_REFERENCE = Path(__file__).resolve().parents[2] / "shared/reference/dfer-clip-annotations"
 
 
 def read_annotations(path: Path, id_parts: int) -> dict[str, tuple[int, str]]:
@@ -70,7 +70,10 @@ def ferv39k(ref: Path) -> list[dict]:
 
 
 def main() -> None:
-    ref = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_REFERENCE
+    if len(sys.argv) != 2 or not Path(sys.argv[1]).is_dir():
+        raise SystemExit("usage: python tools/build_reference_manifests.py REFERENCE_DIR (the annotation/ folder "
+                         "of a DFER-CLIP checkout, github.com/zengqunzhao/DFER-CLIP)")
+    ref = Path(sys.argv[1])
     source = ("Converted from the DFER-CLIP annotation files (MIT licence) by "
               "tools/build_reference_manifests.py.\n"
               "partition = the test fold the clip belongs to; frames = face frames annotated.")

@@ -3,7 +3,7 @@
 Per clip: every frame through CLIP's image encoder (trainable, at a small learning rate),
 then a temporal transformer whose learnable class token gives the clip embedding. Per class:
 M learnable context vectors (class-specific) in front of the tokenised class description
-(pipeline/prompts/dferclip_class_descriptions.yaml: visible facial cues, never the emotion's name,
+(prompts/dferclip_class_descriptions.yaml: visible facial cues, never the emotion's name,
 or another file: see `read_class_descriptions`),
 through the frozen text tower, as CoOp does: the prompt is tokenised with M placeholder
 words after the start token, and their embeddings are replaced by the context vectors.
@@ -33,7 +33,7 @@ PLACEHOLDER = "X"  # one BPE token ("x</w>"); only its position matters, its emb
 def read_class_descriptions(path: Path, classes: Sequence[str]) -> list[str]:
     """One description per class, in the order of `classes`, from one of three forms of file:
 
-    - YAML (`.yaml`, `.yml`): a mapping class name -> description (ours, in pipeline/prompts/);
+    - YAML (`.yaml`, `.yml`): a mapping class name -> description (ours, in prompts/);
     - DFER-CLIP's `models/Text.py` (`.py`): parsed, never executed; the list assigned to
       `class_descriptor_<number of classes>` (7 for DFEW and FERV39k, 11 for MAFW), whose order is
       the DFER-CLIP annotation order our class lists follow;

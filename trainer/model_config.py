@@ -56,11 +56,11 @@ class ModelConfig:
     negative_loss: str = "softmax"
     negative_loss_weight: float = 1.0
     description_loss_weight: float = 1.0
-    label_templates: str = "label_templates.yaml"  # a file of pipeline/prompts/, or a path
+    label_templates: str = "label_templates.yaml"  # a file of prompts/, or a path
 
     # --- DFER-CLIP ---
     context_tokens: int = 8  # learnable context vectors per class, in front of its description
-    # our descriptions (a file of pipeline/prompts/), or a path: a YAML mapping class -> text, a
+    # our descriptions (a file of prompts/), or a path: a YAML mapping class -> text, a
     # text file with one description per line in class order, or DFER-CLIP's models/Text.py
     # (read, never executed: the list class_descriptor_<number of classes>)
     class_descriptions: str = "dferclip_class_descriptions.yaml"

@@ -1,6 +1,7 @@
 """FineCLIPER's trainable parameters per configuration, against the paper's Table 1.
 
-    python -m trainer.param_count [--model fineclip-b16] [--json runs/param-count-fineclip-b16.json]
+    python -m trainer.param_count [--model fineclip-b16] [--json bench/results/param_count_fineclip_b16.json]
+    python -m trainer.param_count --presets [--json bench/results/trainable_parameters.json]
 
 The paper (arXiv 2407.02157, Table 1, CLIP ViT-B/16) reports 13M tunable parameters for the
 base model, 19M with parsing and landmarks, 14M with the fine-grained text and 20M for the full
@@ -15,8 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
+
+import torch
 
 from pipeline.inputs.datasets import DATASETS
 from trainer.ablation_rows import ROWS
@@ -26,6 +30,15 @@ from trainer.fineclip import FineCLIPER
 # ablation row → (the paper's name of the configuration, its tunable parameters in millions)
 PAPER_TABLE_1 = {"low": ("FineCLIPER (base)", 13), "low_middle": ("FineCLIPER* (+ parsing, landmarks)", 19),
                  "low_high": ("FineCLIPER† (+ fine-grained text)", 14), "all": ("FineCLIPER*† (full)", 20)}
+
+
+def checkout_commit() -> str | None:
+    """The commit of the checkout the count was made in (docs quote the table with it), or None."""
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def count_table(model_name: str, classes) -> list[dict]:
@@ -41,12 +54,34 @@ def count_table(model_name: str, classes) -> list[dict]:
     return table
 
 
+def preset_counts(dataset: str) -> dict[str, int]:
+    """Trainable parameters of every model as its preset trains it on `dataset` (recipe `ours`:
+    its frames and `model_options`), random weights of the same architecture."""
+    from trainer.config import resolve
+    from trainer.models import MODELS
+
+    classes = DATASETS[dataset].classes
+    return {name: sum(trainable_parts(resolve(name, dataset).build_model(classes, pretrained=False)).values())
+            for name in MODELS}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer.param_count", description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="fineclip-b16")
     parser.add_argument("--dataset", default="dfew", help="its classes size the prompts (no parameters depend on it)")
     parser.add_argument("--json", type=Path, help="also write the table here")
+    parser.add_argument("--presets", action="store_true",
+                        help="instead: every model's trainable parameters as its preset trains it on --dataset")
     args = parser.parse_args(argv)
+    if args.presets:
+        counts = preset_counts(args.dataset)
+        for name, n in counts.items():
+            print(f"{name:22s} {n:>12,d}")
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps({"dataset": args.dataset, "recipe": "ours", "torch": torch.__version__,
+                                             "commit": checkout_commit(), "trainable": counts}, indent=1) + "\n")
+        return 0
     try:
         table = count_table(args.model, DATASETS[args.dataset].classes)
     except (KeyError, ValueError) as err:
@@ -59,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['paper_name']} | `{r['row']}` | {r['paper_millions']}M | {r['trainable'] / 1e6:.1f}M | {detail} |")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"model": args.model, "rows": table}, indent=1) + "\n")
+        args.json.write_text(json.dumps({"model": args.model, "torch": torch.__version__, "commit": checkout_commit(),
+                                         "rows": table}, indent=1) + "\n")
     return 0
 
 

@@ -4,7 +4,7 @@
 
 The baseline every trained number is read against (CLIP's own zero-shot protocol, on video):
 each test clip's embedding is the mean of its frames' image embeddings from the frozen vision
-tower, and the predicted class is the positive prompt of pipeline/prompts/label_templates.yaml
+tower, and the predicted class is the positive prompt of prompts/label_templates.yaml
 ("A person with an expression of {label}.") nearest in cosine. Built as the model's own
 class with every trainable part neutral, so it is exactly the backbone: adapters start at
 zero, no temporal model (`temporal_layers=0`), the video branch alone, no description loss.

@@ -2,7 +2,7 @@
 
 Each clip's face crops go to Video-LLaVA (`LanguageBind/Video-LLaVA-7B-hf` through transformers'
 `VideoLlavaForConditionalGeneration`) as one video, with the instruction in
-pipeline/prompts/videollava_instruction.txt; the answer is decoded greedily, tidied, and every
+prompts/videollava_instruction.txt; the answer is decoded greedily, tidied, and every
 sentence that names or implies an emotion is removed by `pipeline.describers.emotion_filter`.
 
 Frames. `num_frames` (8 by default) frames are picked uniformly over the clip, first and last
@@ -20,7 +20,7 @@ The record keeps the SHA-256 of the file's bytes.
 Settings. `setting="ours"` (the default) uses the instruction above, which asks for physical
 movements only and forbids emotions, and the full emotion filter (emotion words and facial-action
 words such as "frown"). `setting="reference"` follows FineCLIPER (its figure of text generation and
-refinement): pipeline/prompts/videollava_instruction_reference.txt (our wording of the paper's
+refinement): prompts/videollava_instruction_reference.txt (our wording of the paper's
 request for a detailed description of the facial changes and the actions they imply) and a light
 filter that removes only clauses naming an emotion (prompts/emotion_lexicon_light.txt). Choose
 with `--describer-setting` of `make preprocess` / `make describe`.
