@@ -310,7 +310,7 @@ def test_a_test_clip_the_loader_cannot_read_counts_as_wrong(sample_shards, tmp_p
                 data = b"not an array"
             member.size = len(data)
             tar.addfile(member, io.BytesIO(data))
-    result = train(tiny_config(out, tmp_path / "runs", epochs=1, lr=0))
+    result = train(tiny_config(out, tmp_path / "runs", epochs=1, lr=0, paper_protocol=False))
     fold1 = rows_by_partition(out)["fold1"]
     failed = [r for r in fold1 if r["status"] != "ok"]
     assert result["failed_test_clips"] == {"preprocessing": len(failed), "loader": 1}
