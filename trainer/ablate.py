@@ -24,7 +24,7 @@ paper's number of the same configuration (`published`: on this dataset, or DFEW'
 trainer/ablation_rows.py says which run each published number belongs to) is given beside ours,
 or why there is none.
 
-Written: runs/ablation-<dataset>-<model>-fold<k>.json (one record per row: name, table, uar,
+Written: runs/ablation-<dataset>-<model>[-<recipe>]-fold<k>.json (one record per row: name, table, uar,
 war, the switches, trainable parameters, seconds) and the .md table beside it. Resumable: a row
 already in the JSON with the same configuration is skipped, and the JSON is rewritten after each
 row. Each row trains in a process of its own (`python -m trainer.train`, every setting given);
@@ -48,8 +48,9 @@ from trainer.fineclip import FineCLIPER
 from trainer.models import model_preset
 
 
-def ablation_path(runs_dir: Path, dataset: str, model: str, fold: int) -> Path:
-    return Path(runs_dir) / f"ablation-{dataset}-{model}-fold{fold}.json"
+def ablation_path(runs_dir: Path, dataset: str, model: str, fold: int, recipe: str = "ours") -> Path:
+    """The ablation table's JSON: `-<recipe>` in the name for a recipe other than ours."""
+    return Path(runs_dir) / f"ablation-{dataset}-{model}{'' if recipe == 'ours' else '-' + recipe}-fold{fold}.json"
 
 
 def markdown_table(records: list[dict]) -> str:
@@ -101,9 +102,9 @@ def ablate(dataset: str, model: str, fold: int, rows: list[Row], overrides: dict
     if model_preset(model).family is not FineCLIPER:
         raise ValueError(f"the ablation rows are FineCLIPER's: give a fineclip-* or tiny model, not {model!r}")
     probe = resolve(model, dataset, {**overrides, "fold": fold})
-    path = ablation_path(Path(probe.runs_dir), dataset, model, fold)
+    path = ablation_path(Path(probe.runs_dir), dataset, model, fold, probe.recipe)
     classes = read_index(probe.shard_dir)["classes"]
-    header = {"dataset": dataset, "model": model, "fold": fold, "classes": len(classes),
+    header = {"dataset": dataset, "model": model, "recipe": probe.recipe, "fold": fold, "classes": len(classes),
               "command": command or f"--dataset {dataset} --model {model} --fold {fold}"}
     records = json.loads(path.read_text())["rows"] if path.is_file() else []
     for row in rows:
