@@ -120,7 +120,7 @@ train: $(STAMP) ## DATASET, FOLD, MODEL, RECIPE, OUT, TRAIN_ARGS: train on the s
 	$(PY) -m trainer.train --dataset $(DATASET) --model $(MODEL) --fold $(FOLD) --shards "$(OUT)" --set recipe=$(RECIPE) $(TRAIN_ARGS)
 
 fetch-reference: $(STAMP) ## download DFER-CLIP's models/Text.py (its class descriptions, SHA-256 checked) into ~/.cache/dfer-toolkit for RECIPE=reference
-	$(PY) -m trainer.reference_descriptions fetch
+	$(PY) -m trainer.fetch_reference
 
 ablate: $(STAMP) ## DATASET, MODEL, FOLD, ROWS, TRAIN_ARGS: FineCLIPER's ablation rows (paper Tables 4-9), one run each, into runs/ablation-*.json and .md (resumable)
 	$(PY) -m trainer.ablate --dataset $(DATASET) --model $(MODEL) --fold $(FOLD) --shards "$(OUT)" $(if $(ROWS),--rows $(ROWS)) $(TRAIN_ARGS)

@@ -138,6 +138,7 @@ def write_reference_form(path: Path) -> list[str]:
 def test_the_reference_text_file_is_fetched_over_http_and_checked(tmp_path, monkeypatch):
     """`make fetch-reference` from a local server: the recorded hash decides, the file lands in the cache."""
     from trainer import reference_descriptions as ref
+    from trainer.fetch_reference import main
 
     served = tmp_path / "served"
     served.mkdir()
@@ -156,9 +157,9 @@ def test_the_reference_text_file_is_fetched_over_http_and_checked(tmp_path, monk
     url = f"http://127.0.0.1:{server.server_address[1]}/Text.py"
     monkeypatch.setenv("DFER_TOOLKIT_CACHE", str(tmp_path / "cache"))
     try:
-        assert ref.main(["fetch", "--url", url, "--sha256", "0" * 64]) == 1       # not the recorded bytes
+        assert main(["--url", url, "--sha256", "0" * 64]) == 1       # not the recorded bytes
         assert not ref.cached_file().exists()
-        assert ref.main(["fetch", "--url", url, "--sha256", digest]) == 0
+        assert main(["--check"]) == 1 and main(["--url", url, "--sha256", digest]) == 0
         assert ref.cached_file().read_bytes() == (served / "Text.py").read_bytes()
         assert str(ref.cached_file()).startswith(str(tmp_path / "cache" / "reference"))
     finally:

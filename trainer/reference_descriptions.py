@@ -1,7 +1,6 @@
 """DFER-CLIP's class descriptions: fetch the reference `models/Text.py` into the cache, check it, find it.
 
-    make fetch-reference          # python -m trainer.reference_descriptions fetch
-    python -m trainer.reference_descriptions where
+    make fetch-reference          # python -m trainer.fetch_reference (the command line of `fetch`)
 
 `RECIPE=reference` trains DFER-CLIP with the class descriptions of its reference code, which live in
 its repository's `models/Text.py` (lists `class_descriptor_7` and `class_descriptor_11`). We do not
@@ -15,10 +14,8 @@ our descriptions (recorded in metrics.json).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
-import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -47,7 +44,7 @@ def sha256_of(path: Path) -> str:
 def how_to_fetch() -> str:
     return (f"RECIPE=reference trains DFER-CLIP with its reference code's class descriptions "
             f"({REPOSITORY} {PATH}), which this repository does not copy, and {cached_file()} is not there. "
-            f"Fetch it once with `make fetch-reference` (or `python -m trainer.reference_descriptions fetch`: "
+            f"Fetch it once with `make fetch-reference` (or `python -m trainer.fetch_reference`: "
             f"downloads {URL} and checks its SHA-256 {SHA256}), or train with our descriptions instead: "
             f"TRAIN_ARGS=\"--set class_descriptions=ours\" (recorded in metrics.json)")
 
@@ -109,30 +106,3 @@ def describe_source(setting: str) -> dict[str, Any]:
         raise FileNotFoundError(f"class_descriptions: {path} is not a file (give ours, reference, or the path "
                                 f"of a description file: docs/training.md)")
     return {"source": "file", "file": str(path), "sha256": sha256_of(path)}
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainer.reference_descriptions", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    get = commands.add_parser("fetch", help=f"download {PATH} at {COMMIT[:12]} into the cache and check it")
-    get.add_argument("--url", default=URL)
-    get.add_argument("--sha256", default=SHA256, help="the hash the download must have (default: the recorded one)")
-    get.add_argument("--out", type=Path, help=f"where to write it (default {cached_file()})")
-    commands.add_parser("where", help="print where the reference file is looked for, and whether it is there")
-    args = parser.parse_args(argv)
-    if args.command == "where":
-        path = cached_file()
-        state = "present" if path.is_file() and sha256_of(path) == SHA256 else "absent"
-        print(f"{path} ({state})")
-        return 0 if state == "present" else 1
-    try:
-        path = fetch(args.url, args.sha256, args.out)
-    except (RuntimeError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(f"{path}: SHA-256 {sha256_of(path)} checked; RECIPE=reference reads it")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
