@@ -62,13 +62,14 @@ class TrainConfig:
     normalise: str = "clip"       # model inputs: "clip" (CLIP's mean/std) or "unit" (x / 255, DFER-CLIP's code)
     shuffle_buffer: int = 64      # training clips mixed across shards; 0: shard order
     open_shards: int = 64         # training: shards each loader worker reads at once, interleaved
-    drop_last: bool = False       # training: drop each loader worker's last incomplete batch
+    drop_last: bool = False       # training: only full batches (the workers' short last batches pooled first)
     landmark_style: str = "lines"  # landmark images: "lines" on black (ours) or "points_on_face" (FineCLIPER's figure)
     train_sampling: str = "segments"  # training frames: "segments" (ours) or "dferclip" (trainer/sampling.py)
     global_batch: bool = False    # under torchrun: False, batch_size per process; True, batch_size is the global
     #                               batch, each of the N processes taking batch_size / N (N must divide it)
     # DFER-CLIP's class descriptions: "ours" (model_options.class_descriptions, by default our file),
-    # "reference" (DFER-CLIP's models/Text.py from the cache, `make fetch-reference`), or a path to a file
+    # "reference" (DFER-CLIP's models/Text.py from the cache, `make fetch-reference`), or a path to a
+    # file; the last two replace model_options.class_descriptions
     class_descriptions: str = "ours"
     seed: int = 0
     runs_dir: str = "runs"
