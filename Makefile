@@ -38,7 +38,7 @@ FROM ?=
 CLASSES ?=
 MANIFEST ?=
 
-.PHONY: help env lock test demo manifest sample preprocess describe summary verify inspect train ablate eval zero-shot pretrain-tiny bench predict export clean
+.PHONY: help env lock test demo manifest sample preprocess describe summary verify inspect train fetch-reference ablate eval zero-shot pretrain-tiny bench predict export clean
 
 help: ## list targets and variables
 	@echo "DFER toolkit. Usage: make <target> [VAR=value ...]"
@@ -57,7 +57,7 @@ help: ## list targets and variables
 	@echo "  OVERWRITE    1: delete OUT's shards and start over (default: resume)"
 	@echo "  FOLD         1..5 | all (MAFW, DFEW); 1 for FERV39k's single split     ($(FOLD))"
 	@echo "  MODEL        fineclip-b16 | fineclip-b32 | fineclip-l14 | dferclip-b16 | dferclip-b32 | tiny | tiny-dferclip | tiny-random  ($(MODEL))"
-	@echo "  RECIPE       ours | reference (the paper's or reference code's training settings, docs/training.md) ($(RECIPE))"
+	@echo "  RECIPE       ours | reference (DFER-CLIP as its code trains it) | paper (FineCLIPER as its paper describes it); docs/training.md ($(RECIPE))"
 	@echo "  TRAIN_ARGS   extra trainer options, e.g. TRAIN_ARGS='--set epochs=5 --set lr=1e-3'"
 	@echo "  RAY_ADDRESS  an existing Ray cluster to run the pipeline on (empty: local)"
 	@echo "  SAMPLE_SEED, CLIPS_PER_CLASS   for make sample                    ($(SAMPLE_SEED), $(CLIPS_PER_CLASS))"
@@ -133,6 +133,9 @@ describe: $(STAMP) ## OUT, DESCRIBER (geometric | videollava): describe finished
 
 train: $(STAMP) ## DATASET, FOLD, MODEL, RECIPE, OUT, TRAIN_ARGS: train on the shards, test on the held-out fold (both protocols)
 	$(PY) -m trainer.train --dataset $(DATASET) --model $(MODEL) --fold $(FOLD) --shards "$(OUT)" --set recipe=$(RECIPE) $(TRAIN_ARGS)
+
+fetch-reference: $(STAMP) ## download DFER-CLIP's models/Text.py (its class descriptions, SHA-256 checked) into ~/.cache/dfer-toolkit for RECIPE=reference
+	$(PY) -m trainer.fetch_reference
 
 ablate: $(STAMP) ## DATASET, MODEL, FOLD, ROWS, TRAIN_ARGS: FineCLIPER's ablation rows (paper Tables 4-9), one run each, into runs/ablation-*.json and .md (resumable)
 	$(PY) -m trainer.ablate --dataset $(DATASET) --model $(MODEL) --fold $(FOLD) --shards "$(OUT)" $(if $(ROWS),--rows $(ROWS)) $(TRAIN_ARGS)

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from trainer.config import resolve
-from trainer.data import DataConfig, ShardClips, collate, is_validation, shuffled, to_model_inputs, tsn_indices
+from trainer.data import (DataConfig, ShardClips, collate, full_batches, is_validation, shuffled, to_model_inputs,
+                          tsn_indices)
 from trainer.metrics import recognition_metrics
 from trainer.checkpoint import load_checkpoint
 from trainer.train import train
@@ -125,6 +126,22 @@ def test_loader_skips_a_corrupt_sample_and_a_truncated_shard(sample_shards, tmp_
     assert 0 < len(examples) < len(intact)                    # and the rest still streams
 
 
+def test_drop_last_pools_the_workers_short_batches():
+    """DFER-CLIP's drop_last=True drops one incomplete batch an epoch; with 2 loader workers each ending on a
+    short batch, those are pooled into full batches first and only the remainder is dropped."""
+    def batch(first: int, n: int) -> dict:
+        return {"keys": [f"c{i}" for i in range(first, first + n)], "labels": torch.arange(first, first + n),
+                "frames": torch.arange(first, first + n).view(n, 1).to(torch.uint8), "worker": first % 2}
+
+    sizes = [(0, 4), (4, 4), (8, 3), (11, 4), (15, 2), (17, 3), (20, 2)]   # 22 clips, 4 short batches
+    out = list(full_batches((batch(a, n) for a, n in sizes), 4))
+    assert [len(b["keys"]) for b in out] == [4, 4, 4, 4, 4] and all(len(b["frames"]) == 4 for b in out)
+    kept = [k for b in out for k in b["keys"]]
+    assert len(set(kept)) == 20 and set(kept) < {f"c{i}" for i in range(22)}   # 2 dropped, no clip twice
+    for b in out:   # every clip's tensors travel with its key
+        assert [f"c{int(i)}" for i in b["labels"]] == b["keys"] == [f"c{int(i)}" for i in b["frames"][:, 0]]
+
+
 def test_metrics():
     m = recognition_metrics(np.array([0, 0, 1, 1, 1, 2]), np.array([0, 1, 1, 1, 0, 0]), ["a", "b", "c"])
     assert m["war"] == pytest.approx(100 * 3 / 6)
@@ -224,6 +241,82 @@ def test_ddp_finishes_when_the_ranks_get_unequal_shares(sample_shards, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((tmp_path / "sample-tiny-random-fold1" / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and metrics["test"]["scored_only"]["samples"] == len(ok_keys_by_partition(out)["fold1"])
+
+
+def one_clip_shards(out: Path, folder: Path, copies: int, tars: int) -> Path:
+    """The shards of `out` with the training partitions replaced by `tars` tars of `copies` copies of one
+    training clip each (keys made distinct): every process then reads the same clip lengths, so only
+    its seeds can make its draws differ."""
+    from pipeline.shards.tar import iter_tar_members
+
+    shutil.copytree(out, folder)
+    index = json.loads((folder / "index.json").read_text())
+    training = [p for p in sorted(folder.glob("*.tar")) if not p.name.startswith("fold1-")]
+    members = next(iter_tar_members(str(training[0])))
+    for path in training:
+        path.unlink()
+    for t in range(tars):
+        with tarfile.open(folder / f"fold2-{t:06d}.tar", "w") as tar:
+            for c in range(copies):
+                for field, data in members.items():
+                    if not field.startswith("__"):
+                        info = tarfile.TarInfo(f"{members['__key__']}-copy{t}{c:02d}.{field}")
+                        info.size = len(data)
+                        tar.addfile(info, io.BytesIO(bytes(data)))
+    index["samples"] = {p: (copies * tars if p == "fold2" else 0 if p != "fold1" else n)
+                        for p, n in index["samples"].items()}
+    (folder / "index.json").write_text(json.dumps(index))
+    return folder
+
+
+def test_reference_recipe_under_torchrun_keeps_the_global_batch_and_each_rank_draws_its_own(sample_shards, tmp_path):
+    """Two gloo ranks on the CPU, RECIPE=reference: a global batch of 48 is 24 per rank, a step trains 48
+    clips, metrics.json and the log say so; the ranks read the same clip but draw different frames and
+    augmentations, and an epoch read again draws the same."""
+    out, _ = sample_shards
+    shards = one_clip_shards(out, tmp_path / "one-clip", copies=26, tars=2)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29535",
+               str(ROOT / "tests" / "ddp_rank_draws.py"), str(shards), str(tmp_path / "runs"), str(tmp_path / "draws.json")]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "batch 48 = 24 per process x 2" in done.stdout
+    run = tmp_path / "runs" / "sample-tiny-random-dferclip-reference-fold1"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {k: metrics["batch"][k] for k in ("per_rank", "world_size", "global")} == {"per_rank": 24, "world_size": 2,
+                                                                                       "global": 48}
+    epoch = json.loads((run / "log.jsonl").read_text().splitlines()[0])
+    assert epoch["step"] == 1 and epoch["clips"] == 48 and epoch["global_batch"] == 48   # 26 a rank: one step of 24
+    ranks = json.loads((tmp_path / "draws.json").read_text())
+    assert [r["per_rank_batch"] for r in ranks] == [24, 24] and [r["world"] for r in ranks] == [2, 2]
+    assert all(r["first"] == r["again"] for r in ranks)                          # reproducible
+    first, second = ([d["augmentation"] for d in r["first"]] for r in ranks)
+    assert first != second and first[0] != second[0]                              # each rank its own draws
+    assert {d["key"] for d in ranks[0]["first"]}.isdisjoint(d["key"] for d in ranks[1]["first"])
+
+
+def test_a_test_clip_the_loader_cannot_read_counts_as_wrong(sample_shards, tmp_path):
+    """A damaged test sample is skipped by the loader, but not by the metrics: it counts as wrong, and
+    metrics.json says it failed in the loader, beside the clip that failed preprocessing."""
+    out = tmp_path / "damaged"
+    shutil.copytree(sample_shards[0], out)
+    shard = sorted(out.glob("fold1-*.tar"))[0]
+    with tarfile.open(shard) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+    broken = members[0][0].name.split(".")[0]
+    with tarfile.open(shard, "w") as tar:
+        for member, data in members:
+            if member.name == f"{broken}.frames_offsets.npy":
+                data = b"not an array"
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    result = train(tiny_config(out, tmp_path / "runs", epochs=1, lr=0, paper_protocol=False))
+    fold1 = rows_by_partition(out)["fold1"]
+    failed = [r for r in fold1 if r["status"] != "ok"]
+    assert result["failed_test_clips"] == {"preprocessing": len(failed), "loader": 1}
+    assert result["test"]["samples"] == len(fold1) and result["unscored_test_clips"] == len(failed) + 1
+    assert result["test"]["failed_in_loader_keys"] == [broken]
+    assert result["test"]["scored_only"]["samples"] == len(fold1) - len(failed) - 1
 
 
 def test_evaluate_a_checkpoint_and_zero_shot_training(sample_shards, tmp_path):

@@ -535,5 +535,23 @@ def test_ablation_rows_resolve_to_the_papers_configurations():
         if row.family == "fineclip":
             build_model("tiny-random", CLASSES, **row.options)
     assert [r.name for r in select_rows("text_only,all")] == ["all", "text_only"]
+    # the published numbers, per configuration (project page: Table 1 *, † and *†; Tables 4-9), per backbone
+    from trainer.ablation_rows import published
+
+    def number(name, model="fineclip-b16", dataset="dfew", **overrides):
+        row = rows[name]
+        found = published(row, row_config(row, model, dataset, 1, overrides))
+        return (found["uar"], found["war"]) if found["uar"] is not None else found["note"]
+
+    assert number("all") == (65.98, 76.21) and number("all", dataset="mafw") == (45.01, 56.91)
+    assert number("low_high") == (65.72, 75.01) and number("low_middle", dataset="ferv39k") == (44.15, 52.12)
+    assert number("middle_high") == "not in the paper" and number("all", model="tiny", dataset="sample") == (65.98, 76.21)
+    assert number("all", model="fineclip-l14", recipe="paper") == (68.01, 78.93)          # Table 8
+    assert "ViT-B/16 only" in number("low", model="fineclip-b32")
+    # Table 6 row 1 repeats DFER-CLIP's own number: ViT-B/32 under its reference code, nothing else
+    assert "no published DFER-CLIP number for dferclip-b16" in number("dferclip")
+    reference = row_config(rows["dferclip"], "fineclip-b32", "dfew", 1, {"recipe": "paper"})
+    assert (reference.model, reference.recipe) == ("dferclip-b32", "reference")
+    assert number("dferclip", model="fineclip-b32", recipe="paper") == (59.61, 71.25)
     with pytest.raises(ValueError, match="unknown ablation row"):
         select_rows("all,everything_else")

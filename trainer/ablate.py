@@ -20,9 +20,11 @@ Each row is a FineCLIPER configuration named as in the paper (arXiv 2407.02157):
 Every row trains with the model's preset otherwise (`--set` overrides apply to every row), and
 is tested on the fold under both protocols. The `uar`/`war` columns are the `val` protocol's;
 `paper_uar`/`paper_war` the `paper` protocol's (test-set selection, as the paper reports). The
-paper's DFEW numbers of the same row are given beside ours, to compare the ordering, not the level.
+paper's number of the same configuration (`published`: on this dataset, or DFEW's for the sample;
+trainer/ablation_rows.py says which run each published number belongs to) is given beside ours,
+or why there is none.
 
-Written: runs/ablation-<dataset>-<model>-fold<k>.json (one record per row: name, table, uar,
+Written: runs/ablation-<dataset>-<model>[-<recipe>]-fold<k>.json (one record per row: name, table, uar,
 war, the switches, trainable parameters, seconds) and the .md table beside it. Resumable: a row
 already in the JSON with the same configuration is skipped, and the JSON is rewritten after each
 row. Each row trains in a process of its own (`python -m trainer.train`, every setting given);
@@ -40,21 +42,25 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.shards.files import AtomicFile
-from trainer.ablation_rows import ROW_NAMES, Row, row_config, select_rows
+from trainer.ablation_rows import ROW_NAMES, Row, published, row_config, select_rows
 from trainer.config import parse_overrides, resolve
 from trainer.fineclip import FineCLIPER
 from trainer.models import model_preset
 
 
-def ablation_path(runs_dir: Path, dataset: str, model: str, fold: int) -> Path:
-    return Path(runs_dir) / f"ablation-{dataset}-{model}-fold{fold}.json"
+def ablation_path(runs_dir: Path, dataset: str, model: str, fold: int, recipe: str = "ours") -> Path:
+    """The ablation table's JSON: `-<recipe>` in the name for a recipe other than ours."""
+    return Path(runs_dir) / f"ablation-{dataset}-{model}{'' if recipe == 'ours' else '-' + recipe}-fold{fold}.json"
 
 
 def markdown_table(records: list[dict]) -> str:
-    lines = ["| row | table | what | UAR | WAR | paper-protocol UAR / WAR | trainable | paper (DFEW) UAR / WAR |",
+    lines = ["| row | table | what | UAR | WAR | paper-protocol UAR / WAR | trainable | published UAR / WAR |",
              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in records:
-        paper = f"{r['paper_dfew'][0]:.2f} / {r['paper_dfew'][1]:.2f}" if r.get("paper_dfew") else "—"
+        known = r.get("published") or ({"uar": r["paper_dfew"][0], "war": r["paper_dfew"][1], "dataset": "dfew"}
+                                        if r.get("paper_dfew") else {})   # a record written before `published`
+        paper = (f"{known['uar']:.2f} / {known['war']:.2f} ({known['dataset']})" if known.get("uar") is not None
+                 else f"— ({known['note']})" if known.get("note") else "—")
         protocol = (f"{r['paper_uar']:.1f} / {r['paper_war']:.1f}" if r.get("paper_uar") is not None else "—")
         lines.append(f"| `{r['name']}` | {r['table']} | {r['what']} | {r['uar']:.1f} | {r['war']:.1f} | {protocol} | "
                      f"{r['trainable_parameters'] / 1e6:.2f} M | {paper} |")
@@ -96,9 +102,9 @@ def ablate(dataset: str, model: str, fold: int, rows: list[Row], overrides: dict
     if model_preset(model).family is not FineCLIPER:
         raise ValueError(f"the ablation rows are FineCLIPER's: give a fineclip-* or tiny model, not {model!r}")
     probe = resolve(model, dataset, {**overrides, "fold": fold})
-    path = ablation_path(Path(probe.runs_dir), dataset, model, fold)
+    path = ablation_path(Path(probe.runs_dir), dataset, model, fold, probe.recipe)
     classes = read_index(probe.shard_dir)["classes"]
-    header = {"dataset": dataset, "model": model, "fold": fold, "classes": len(classes),
+    header = {"dataset": dataset, "model": model, "recipe": probe.recipe, "fold": fold, "classes": len(classes),
               "command": command or f"--dataset {dataset} --model {model} --fold {fold}"}
     records = json.loads(path.read_text())["rows"] if path.is_file() else []
     for row in rows:
@@ -118,7 +124,7 @@ def ablate(dataset: str, model: str, fold: int, rows: list[Row], overrides: dict
                   "switches": ({**row.options, **row.settings} if row.family == "fineclip"
                                else {"family": "DFER-CLIP"}),
                   "trainable_parameters": result["trainable_parameters"], "epochs": result["epochs"],
-                  "seconds": round(time.time() - started, 1), "paper_dfew": list(row.paper_dfew or []) or None,
+                  "seconds": round(time.time() - started, 1), "published": published(row, config),
                   "config": recorded}
         records = [r for r in records if r["name"] != row.name] + [record]
         write_tables(path, header, records)   # after every row: an interrupted ablation keeps what it finished

@@ -1,8 +1,9 @@
 """The training configuration: one frozen dataclass, recipes of presets per model and dataset, overrides.
 
 A recipe is a named set of presets (`trainer/presets.yaml`): `ours` (the default, our tuned
-settings) or `reference` (the paper's or the reference code's settings, each value's source in
-docs/training.md). Resolution order (later wins): the dataclass defaults, then
+settings), `reference` (DFER-CLIP as its reference code trains it) or `paper` (FineCLIPER as its
+paper describes it, with our guesses where it is silent); each value's source is in
+docs/training.md. Resolution order (later wins): the dataclass defaults, then
 `datasets.<DATASET>` (what every recipe shares, e.g. loader workers), then the recipe's
 `models.<MODEL>`, then its `datasets.<DATASET>`, then `--set key=value` overrides
 (`--set recipe=reference` picks the recipe). `model_options` dictionaries are merged key by key
@@ -23,7 +24,7 @@ import yaml
 PRESETS = Path(__file__).resolve().parent / "presets.yaml"
 
 
-RECIPES = ("ours", "reference")
+RECIPES = ("ours", "reference", "paper")   # reference: DFER-CLIP's models; paper: FineCLIPER's
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "multistep")
 PRECISIONS = ("bf16", "fp32")
@@ -61,8 +62,15 @@ class TrainConfig:
     normalise: str = "clip"       # model inputs: "clip" (CLIP's mean/std) or "unit" (x / 255, DFER-CLIP's code)
     shuffle_buffer: int = 64      # training clips mixed across shards; 0: shard order
     open_shards: int = 64         # training: shards each loader worker reads at once, interleaved
-    drop_last: bool = False       # training: drop each loader worker's last incomplete batch
+    drop_last: bool = False       # training: only full batches (the workers' short last batches pooled first)
     landmark_style: str = "lines"  # landmark images: "lines" on black (ours) or "points_on_face" (FineCLIPER's figure)
+    train_sampling: str = "segments"  # training frames: "segments" (ours) or "dferclip" (trainer/sampling.py)
+    global_batch: bool = False    # under torchrun: False, batch_size per process; True, batch_size is the global
+    #                               batch, each of the N processes taking batch_size / N (N must divide it)
+    # DFER-CLIP's class descriptions: "ours" (model_options.class_descriptions, by default our file),
+    # "reference" (DFER-CLIP's models/Text.py from the cache, `make fetch-reference`), or a path to a
+    # file; the last two replace model_options.class_descriptions
+    class_descriptions: str = "ours"
     seed: int = 0
     runs_dir: str = "runs"
     clip_path: str = ""           # a CLIP checkpoint file, when not in the cache
@@ -74,31 +82,69 @@ class TrainConfig:
         return Path(self.shards or f"shards/{self.dataset}")
 
     def run_stem(self) -> str:
-        """`<dataset>-<model>`, with `-reference` for the reference recipe."""
-        return f"{self.dataset}-{self.model}" + ("-reference" if self.recipe == "reference" else "")
+        """`<dataset>-<model>`, with `-reference` or `-paper` for those recipes."""
+        return f"{self.dataset}-{self.model}" + (f"-{self.recipe}" if self.recipe != "ours" else "")
 
     def run_name(self) -> str:
         return f"{self.run_stem()}-fold{self.fold}"
 
-    def data_config(self, model):
-        """The loader settings of this run, for `model`: the inputs it reads, at its CLIP's input size."""
+    def rank_batch(self, world: int = 1) -> int:
+        """The batch each of `world` processes takes: `batch_size`, or with `global_batch` its share of it
+        (a world size that does not divide it is refused: the recipe's batch would change)."""
+        if not self.global_batch:
+            return self.batch_size
+        if world < 1 or self.batch_size % world:
+            raise ValueError(f"recipe {self.recipe!r} trains with a global batch of {self.batch_size} "
+                             f"(global_batch: true), which {world} processes cannot share evenly; run on a "
+                             f"number of GPUs that divides {self.batch_size}, or --set global_batch=false to "
+                             f"take {self.batch_size} per process")
+        return self.batch_size // world
+
+    def batch_record(self, world: int = 1) -> dict[str, Any]:
+        """How the batch is shared under `world` processes, and the learning-rate rule (none: the
+        configured rates are used as they are, whatever the batch), for metrics.json and the log."""
+        per_rank = self.rank_batch(world)
+        return {"per_rank": per_rank, "world_size": world, "global": per_rank * world,
+                "global_batch_setting": self.global_batch,
+                "learning_rate_rule": "as configured, not scaled with the batch or the world size"}
+
+    def data_config(self, model, world: int = 1):
+        """The loader settings of this run, for `model`: the inputs it reads, at its CLIP's input size, the
+        batch each of `world` processes takes (`rank_batch`)."""
         from trainer.data import DataConfig
 
         inputs = getattr(model, "inputs", {"frames", "masks", "landmarks", "descriptions"})
         return DataConfig(shards=str(self.shard_dir), fold=self.fold, num_frames=self.num_frames,
-                          image_size=int(model.input_resolution), batch_size=self.batch_size, workers=self.workers,
+                          image_size=int(model.input_resolution), batch_size=self.rank_batch(world),
+                          workers=self.workers,
                           val_fraction=self.val_fraction, seed=self.seed, use_masks="masks" in inputs,
                           use_landmarks="landmarks" in inputs, crop_scale=tuple(self.crop_scale), flip=self.flip,
                           brightness=self.brightness, rotation=self.rotation, shuffle_buffer=self.shuffle_buffer,
-                          open_shards=self.open_shards, drop_last=self.drop_last, landmark_style=self.landmark_style)
+                          open_shards=self.open_shards, drop_last=self.drop_last, landmark_style=self.landmark_style,
+                          train_sampling=self.train_sampling)
 
     def build_model(self, classes, **kwargs):
-        """This run's model for `classes`: its preset, `model_options`, and a temporal model that
-        covers exactly `num_frames` frames. `kwargs` go to `trainer.models.build_model`."""
+        """This run's model for `classes`: its preset, `model_options`, a temporal model that covers
+        exactly `num_frames` frames, and (DFER-CLIP) the class descriptions `class_descriptions` names.
+        `kwargs` go to `trainer.models.build_model`."""
         from trainer.models import build_model
 
-        return build_model(self.model, classes, clip_path=self.clip_path or None,
-                           **{"num_frames": self.num_frames, **self.model_options}, **kwargs)
+        options = {"num_frames": self.num_frames, **self.model_options}
+        source = self.descriptions_source()
+        if source is not None and source["file"]:
+            options["class_descriptions"] = source["file"]
+        return build_model(self.model, classes, clip_path=self.clip_path or None, **options, **kwargs)
+
+    def descriptions_source(self) -> dict[str, Any] | None:
+        """Where a DFER-CLIP run's class descriptions come from: {"source": "ours" | "reference" | "file",
+        "file": the path read ("" for ours: model_options decide), "sha256"}; None for FineCLIPER.
+        "reference" without the fetched file stops here, with the command that fetches it."""
+        from trainer.models import model_preset
+        from trainer.reference_descriptions import describe_source
+
+        if model_preset(self.model).family.__name__ != "DFERCLIP":
+            return None
+        return describe_source(self.class_descriptions)
 
     def autocast(self, device) -> Callable:
         """A context factory: bf16 autocast on a GPU when `precision` is bf16, else fp32 (a CPU always
@@ -113,14 +159,17 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def __post_init__(self) -> None:
+        from trainer.sampling import TRAIN_SAMPLINGS
+
         for name, allowed in (("recipe", RECIPES), ("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
-                              ("precision", PRECISIONS), ("normalise", NORMALISATIONS)):
+                              ("precision", PRECISIONS), ("normalise", NORMALISATIONS),
+                              ("train_sampling", TRAIN_SAMPLINGS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        if self.brightness < 0 or self.rotation < 0 or self.open_shards < 1:
-            raise ValueError("brightness and rotation must be >= 0 and open_shards >= 1")
+        if self.brightness < 0 or self.rotation < 0 or self.open_shards < 1 or self.batch_size < 1:
+            raise ValueError("brightness and rotation must be >= 0, open_shards and batch_size >= 1")
 
 
 def parse_value(text: str) -> Any:
@@ -165,6 +214,21 @@ def _checked(name: str, kind: str, value: Any) -> Any:
     return float(value) if kind == "float" else value
 
 
+def recipe_settings(config: TrainConfig, presets: Path = PRESETS) -> dict[str, Any]:
+    """Every value the recipe of `config` sets for its model and dataset (presets.yaml), as this run
+    resolved it (an override on the command line shows here too): the recipe's switches, for metrics.json."""
+    table = yaml.safe_load(presets.read_text()) if presets.is_file() else {}
+    recipe = (table.get("recipes") or {}).get(config.recipe) or {}
+    layers = [((recipe.get("models") or {}).get(config.model)) or {},
+              ((recipe.get("datasets") or {}).get(config.dataset)) or {}]
+    values = config.to_dict()
+    settings = {key: values[key] for layer in layers for key in layer if key != "model_options"}
+    options = sorted({key for layer in layers for key in (layer.get("model_options") or {})})
+    if options:
+        settings["model_options"] = {key: values["model_options"].get(key) for key in options}
+    return settings
+
+
 def resolve(model: str, dataset: str, overrides: dict[str, Any] | None = None,
             presets: Path = PRESETS) -> TrainConfig:
     """The configuration of `model` on `dataset` (see the module docstring for the order)."""
@@ -176,9 +240,11 @@ def resolve(model: str, dataset: str, overrides: dict[str, Any] | None = None,
         raise ValueError(f"unknown recipe {recipe!r}; recipes: {', '.join(recipes) or 'none'}")
     models = recipes[recipe].get("models") or {}
     if model not in models:
+        hint = {"reference": " (FineCLIPER's code is not public: RECIPE=paper is its paper's configuration, "
+                             "docs/training.md)",
+                "paper": " (DFER-CLIP's recipe is its reference code's: RECIPE=reference)"}
         raise ValueError(f"model {model} has no {recipe!r} recipe; models with one: {', '.join(models)}"
-                         + (" (FineCLIPER's training settings are not published: see docs/training.md)"
-                            if recipe == "reference" else ""))
+                         + hint.get(recipe, ""))
     values: dict[str, Any] = {"model": model, "dataset": dataset, "recipe": recipe}
     layers = [(table.get("datasets") or {}).get(dataset, {}), models[model] or {},
               (recipes[recipe].get("datasets") or {}).get(dataset, {}), overrides]

@@ -15,15 +15,21 @@ every clip is read exactly once. With FERV39k's manifest order, a training batch
 holds 5.66 distinct classes on average with 2 loader workers (5.41 with 8 GPUs x 2 workers,
 whose shares are ~30 shards each) where a random permutation gives 5.84 and reading the shards
 one after another (`open_shards=1`, the former loader) gave 3.37 (tests/test_loader_mixing.py).
-Validation and test streams keep shard order. A sample that fails to decode is skipped and
-counted; a warning is logged for the first few and then every 100th. The tars are read by the
+Validation and test streams keep shard order. The rank is part of every seed of the augmentation
+and the buffer, so each DDP rank draws its own crops, flips and frames (and a rerun draws the same).
+A sample that fails to decode is skipped and counted; a warning is logged for the first few and then
+every 100th. A test clip lost that way is not lost from the metrics: `trainer.metrics` counts every
+ok clip of the test fold's status tables that never reached the model as wrong. The tars are read by the
 shard reader's own parser (`pipeline.shards.tar.iter_tar_members`, grouping members into samples
 as webdataset does, at a tenth of `tarfile`'s cost per member), the shuffle buffer is
 webdataset's, and JPEG frames are decoded by simplejpeg where it is installed (`decode_jpeg_bgr`).
 
-Per clip: 16 frames, one random frame per equal segment in training and the centre frame
-of each segment in evaluation; clips shorter than 16 frames repeat their last frame. In
-training one draw of the augmentation per clip is applied to all its frames, in this order:
+Per clip: 16 frames from the clip's face frames (`trainer.sampling`: a faceless stretch is never
+drawn; a clip with no face frame falls back to every frame, counted and logged), by the rule
+`train_sampling`: one random frame per equal segment in training ("segments", ours) or DFER-CLIP's
+segments of n // 16 frames ("dferclip"), and the centre frame of each segment in evaluation; clips
+shorter than 16 frames repeat their last frame. In training one draw of the augmentation per clip
+is applied to all its frames, in this order:
 
 - `brightness` b > 0 (DFER-CLIP's DFEW setting, 0.5): one factor uniform in
   [max(0, 1 - b), 1 + b] multiplies the frames, truncated to [0, 255] as PIL's
@@ -56,6 +62,7 @@ with no mean/std, as DFER-CLIP's reference code feeds its model.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -81,6 +88,7 @@ from pipeline.shards.layout import (INNER_LIPS, JAW, LEFT_BROW, LEFT_EYE, NOSE_B
                                    PARSING_LABELS, PARSING_PALETTE, RIGHT_BROW, RIGHT_EYE, mirror_landmarks)
 from pipeline.shards.format import ClipSample, ShardFormatError, decode_sample
 from pipeline.shards.reader import iter_tar_members, list_shards, shards_for_this_process
+from trainer.sampling import TRAIN_SAMPLINGS, clip_frame_indices, tsn_indices  # noqa: F401 (tsn_indices re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -125,11 +133,15 @@ class DataConfig:
     rotation: float = 0.0         # training: rotation uniform in ±`rotation` degrees per clip (frames, masks,
     #                               landmarks); 0: off
     shuffle_buffer: int = 64      # training clips mixed across shards (raw bytes, ~0.7 MiB each); 0: shard order
-    drop_last: bool = False       # training: drop each loader worker's last incomplete batch (DFER-CLIP's drop_last=True)
+    drop_last: bool = False       # training: only full batches, less than one batch dropped an epoch (DFER-CLIP's
+    #                               drop_last=True; `training_batches` pools the workers' short last batches first)
     open_shards: int = 64         # training: shards each loader worker reads at once, interleaved; 1: one by one
     landmark_style: str = "lines"  # the landmark images: "lines" on black (ours), "points_on_face" (FineCLIPER's figure)
+    train_sampling: str = "segments"  # training frames: "segments" (ours) or "dferclip" (trainer/sampling.py)
 
     def __post_init__(self) -> None:
+        if self.train_sampling not in TRAIN_SAMPLINGS:
+            raise ValueError(f"train_sampling must be one of {TRAIN_SAMPLINGS}, got {self.train_sampling!r}")
         if self.brightness < 0 or self.rotation < 0:
             raise ValueError(f"brightness and rotation must be >= 0, got {self.brightness}, {self.rotation}")
         if self.open_shards < 1:
@@ -165,19 +177,6 @@ def is_validation(key: str, fraction: float, seed: int) -> bool:
     """A stable pseudo-random choice of validation clips among the training partitions."""
     digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < fraction
-
-
-def tsn_indices(num: int, count: int, train: bool, rng: random.Random) -> np.ndarray:
-    """`count` frame indices: one per equal segment (random in training, the centre in evaluation);
-    a clip shorter than `count` keeps all its frames and repeats the last."""
-    if num < count:
-        return np.concatenate([np.arange(num), np.full(count - num, num - 1)]).astype(np.int64)
-    edges = np.linspace(0, num, count + 1)
-    if train:
-        picks = [rng.uniform(a, b) for a, b in zip(edges[:-1], edges[1:])]
-    else:
-        picks = (edges[:-1] + edges[1:]) / 2
-    return np.minimum(np.floor(picks), num - 1).astype(np.int64)
 
 
 def random_resized_crop(size: int, scale: tuple[float, float], rng: random.Random) -> tuple[float, float, float, float]:
@@ -364,10 +363,14 @@ class ClipTransform:
     def __init__(self, config: DataConfig, classes: list[str], train: bool):
         self.config, self.train = config, train
         self.class_index = {c: i for i, c in enumerate(classes)}
+        self.faceless = FacelessCounter()
 
     def __call__(self, clip: ClipSample, rng: random.Random) -> dict:
         c = self.config
-        indices = tsn_indices(clip.num_frames, c.num_frames, self.train, rng)
+        indices, faceless = clip_frame_indices(clip.face_detected, clip.landmarks_conf, c.num_frames, self.train,
+                                               rng, c.train_sampling)
+        if faceless:
+            self.faceless(clip.key)
         frames = decode_bgr(clip, indices)
         height, size = frames[0].shape[:2]
         landmarks = clip.landmarks[indices].astype(np.float32).copy()
@@ -391,7 +394,9 @@ class ClipTransform:
         if flip:
             landmarks = mirror_landmarks(landmarks, c.image_size)
         example = {"frames": torch.from_numpy(self.crop_frames(frames, box, flip, interpolation)),
-                   "label": self.class_index[clip.label], "key": clip.key, "description": clip.description or ""}
+                   "label": self.class_index[clip.label], "key": clip.key, "description": clip.description or "",
+                   # what was drawn for this clip: the frames read, and the augmentation (for inspection)
+                   "frame_indices": indices.tolist(), "augmentation": dataclasses.asdict(aug)}
         if c.use_masks:
             if masks is None:   # a shard without masks: an empty map
                 empty = np.zeros((len(indices), c.image_size, c.image_size), np.uint8)
@@ -452,6 +457,20 @@ class ClipTransform:
         return out
 
 
+class FacelessCounter:
+    """Counts clips with no face frame (sampled from every frame instead) and logs the first few and
+    then every 100th."""
+
+    def __init__(self):
+        self.count = 0
+
+    def __call__(self, key: str) -> None:
+        self.count += 1
+        if self.count <= 3 or self.count % 100 == 0:
+            log.warning("clip %s has no face frame: its frames are drawn from the whole clip (%d such clips so "
+                        "far)", key, self.count)
+
+
 class SkipCounter:
     """Counts skipped samples and logs the first few and then every 100th (rate-limited)."""
 
@@ -507,8 +526,9 @@ class ShardClips(torch.utils.data.IterableDataset):
             self.skips(error)
 
     def __iter__(self) -> Iterator[dict]:
-        worker_id = _process_ids()[1]
-        rng = random.Random(hash((self.config.seed, self.epoch, worker_id)))
+        rank, worker_id = _process_ids()
+        # the rank too (`rank_seed`): under torchrun every rank draws its own frames and augmentations
+        rng = random.Random(hash(rank_seed((self.config.seed, self.epoch, worker_id), rank)))
         samples = epoch_samples(self.shards, self.open_shard, self.config, self.epoch, train=self.split == "train",
                                 keep=lambda raw: self._keep(str(raw.get("__key__", ""))))
         for raw in samples:
@@ -523,7 +543,14 @@ class ShardClips(torch.utils.data.IterableDataset):
                 except (ShardFormatError, ValueError, cv2.error) as error:
                     self.skips(error)
                     continue
-                yield {**example, "worker": worker_id, "skipped": self.skips.skipped}
+                yield {**example, "worker": worker_id, "skipped": self.skips.skipped,
+                       "faceless": self.transform.faceless.count}
+
+
+def rank_seed(parts: tuple, rank: int) -> tuple:
+    """The parts of a loader seed with the DDP rank added, so that ranks draw differently; rank 0 keeps
+    the parts as they are, the seeds of a single-process run (whose results stay as they were)."""
+    return parts + (rank,) if rank else parts
 
 
 def _process_ids() -> tuple[int, int]:
@@ -552,7 +579,8 @@ def epoch_samples(shards: Sequence, open_shard: Callable[[Any], Iterable], confi
     if keep is not None:
         samples = filter(keep, samples)
     if train and config.shuffle_buffer > 1:
-        samples = shuffled(samples, config.shuffle_buffer, random.Random(f"{config.seed}:{epoch}:{worker}"))
+        samples = shuffled(samples, config.shuffle_buffer,
+                           random.Random(":".join(map(str, rank_seed((config.seed, epoch, worker), rank)))))
     return samples
 
 
@@ -601,8 +629,10 @@ def collate(examples: list[dict]) -> dict:
     (a plain torch.stack would be copied into shared memory when sent)."""
     batch = {"labels": torch.tensor([e["label"] for e in examples], dtype=torch.long),
              "descriptions": [e["description"] for e in examples], "keys": [e["key"] for e in examples],
-             # bad samples skipped so far by the worker that made this batch (one worker per batch)
-             "worker": examples[-1].get("worker", 0), "skipped": examples[-1].get("skipped", 0)}
+             # bad samples skipped and faceless clips met so far by the worker that made this batch (one
+             # worker per batch)
+             "worker": examples[-1].get("worker", 0), "skipped": examples[-1].get("skipped", 0),
+             "faceless": examples[-1].get("faceless", 0)}
     for name in IMAGE_KEYS:
         if name in examples[0]:
             batch[name] = torch.utils.data.default_collate([e[name] for e in examples])
@@ -610,8 +640,53 @@ def collate(examples: list[dict]) -> dict:
 
 
 def make_loader(config: DataConfig, split: str, classes: list[str] | None = None) -> torch.utils.data.DataLoader:
+    """The split's DataLoader. Each worker batches its own share, so every worker's last batch may be
+    short; `drop_last` is applied by `training_batches`, which pools those short batches first."""
     dataset = ShardClips(config, split, classes)
     return torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, num_workers=config.workers,
                                        collate_fn=collate, persistent_workers=False,
-                                       pin_memory=torch.cuda.is_available(),
-                                       drop_last=config.drop_last and split == "train")
+                                       pin_memory=torch.cuda.is_available())
+
+
+def concat_batches(batches: list[dict]) -> dict:
+    """Batches of `collate` -> one: tensors concatenated, lists joined, the per-worker counters of the last."""
+    out = dict(batches[-1])
+    for key, value in batches[0].items():
+        if torch.is_tensor(value):
+            out[key] = torch.cat([b[key] for b in batches])
+        elif isinstance(value, list):
+            out[key] = [item for b in batches for item in b[key]]
+    return out
+
+
+def slice_batch(batch: dict, start: int, stop: int) -> dict:
+    return {key: (value[start:stop] if torch.is_tensor(value) or isinstance(value, list) else value)
+            for key, value in batch.items()}
+
+
+def full_batches(batches: Iterable[dict], size: int) -> Iterator[dict]:
+    """Only batches of exactly `size` clips: full ones pass through, the short ones (each loader worker's
+    last) are pooled into full batches, and the remainder at the end (fewer than `size` clips) is
+    dropped. So an epoch drops less than one batch, as a DataLoader with `drop_last=True` over the whole
+    dataset does (DFER-CLIP's main.py), not up to a batch per worker."""
+    pending: list[dict] = []
+    count = 0
+    for batch in batches:
+        n = len(batch["keys"])
+        if n == size:
+            yield batch
+            continue
+        pending.append(batch)
+        count += n
+        while count >= size:
+            merged = concat_batches(pending)
+            yield slice_batch(merged, 0, size)
+            count -= size
+            pending = [slice_batch(merged, size, size + count)] if count else []
+
+
+def training_batches(loader: torch.utils.data.DataLoader, batches: Iterable[dict] | None = None) -> Iterator[dict]:
+    """The training batches of `loader` (or of `batches`, drawn from it): with `drop_last`, `full_batches`."""
+    batches = loader if batches is None else batches
+    config = loader.dataset.config
+    return full_batches(batches, loader.batch_size) if config.drop_last else iter(batches)

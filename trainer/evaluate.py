@@ -23,7 +23,7 @@ import torch
 from trainer.config import from_dict
 from trainer.data import make_loader, read_index
 from trainer.checkpoint import load_checkpoint
-from trainer.metrics import evaluate, plot_confusion, unscored_test_labels
+from trainer.metrics import evaluate, expected_test_clips, plot_confusion, unscored_test_labels
 
 
 def evaluate_checkpoint(checkpoint: Path, dataset: str | None = None, shards: str | None = None,
@@ -54,9 +54,12 @@ def evaluate_checkpoint(checkpoint: Path, dataset: str | None = None, shards: st
     for name in splits:
         loader = make_loader(data, name, classes)
         unscored = unscored_test_labels(config.shard_dir, loader.dataset.partitions, classes) if name == "test" else []
-        part = evaluate(model, loader, device, classes, autocast, normalise=config.normalise, unscored=unscored)
-        all_unscored += unscored
+        expected = expected_test_clips(config.shard_dir, loader.dataset.partitions, classes) if name == "test" else None
+        part = evaluate(model, loader, device, classes, autocast, normalise=config.normalise, unscored=unscored,
+                        expected=expected)
         matrix = np.array(part["confusion_matrix"])
+        # failed in preprocessing or in the loader: both count as wrong
+        all_unscored += [classes.index(c) for c, n in part["unscored_per_class"].items() for _ in range(n)]
         labels.append(np.repeat(np.arange(len(classes)), matrix.sum(1)))
         predictions.append(np.concatenate([np.repeat(np.arange(len(classes)), row) for row in matrix]))
         metrics = part

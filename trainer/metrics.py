@@ -7,7 +7,9 @@ the evaluated split are left out of UAR (their recall is undefined) and listed a
 Test clips that failed preprocessing (no face, an unreadable file: the shards' status tables)
 are not in the shards, but they are in the published test lists, so they stay in the
 denominators: each counts as a wrong answer (`unscored`), and the metrics say how many, with
-the figures over the scored clips alone beside them (`scored_only`).
+the figures over the scored clips alone beside them (`scored_only`). So does a test clip that
+the shards hold but the loader could not read (a damaged sample, a tar cut short): every ok
+clip of the status tables that no rank scored counts as wrong too (`failed_in_loader`).
 """
 
 from __future__ import annotations
@@ -76,6 +78,25 @@ def unscored_test_labels(shard_dir: Path | str, partitions: list[str], classes: 
     return labels
 
 
+def expected_test_clips(shard_dir: Path | str, partitions: list[str], classes: list[str]) -> dict[str, int]:
+    """Sample key -> class index of every clip of `partitions` that preprocessing wrote (status ok in
+    the complete shards listed in index.json), of the classes in `classes`: what a test pass must score."""
+    from pipeline.inputs.manifest import sample_key
+
+    shard_dir = Path(shard_dir)
+    index = json.loads((shard_dir / "index.json").read_text())
+    position = {c: i for i, c in enumerate(classes)}
+    expected = {}
+    for shard in index.get("shards", []):
+        if shard["partition"] not in partitions:
+            continue
+        for line in (shard_dir / f"{shard['name']}.status.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            if row["status"] == "ok" and row["label"] in position:
+                expected[sample_key(str(row["clip_id"]))] = position[row["label"]]
+    return expected
+
+
 def plot_confusion(matrix: np.ndarray, classes: list[str], path: Path, title: str = "") -> Path:
     """A row-normalised confusion matrix with counts, as a PNG."""
     import matplotlib
@@ -131,9 +152,12 @@ def plot_curves(history: list[dict], path: Path) -> Path:
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, loader, device: torch.device, classes: list[str], autocast,
-             normalise: str = "clip", unscored: list[int] | None = None) -> dict:
+             normalise: str = "clip", unscored: list[int] | None = None,
+             expected: dict[str, int] | None = None) -> dict:
     """The model's metrics on every clip of `loader` (gathered over DDP ranks), with `unscored` clip
-    labels counted as wrong; `description_loss` too when the model reports one (zero-shot runs select on it)."""
+    labels counted as wrong, and so every clip of `expected` (key -> label: `expected_test_clips`)
+    that no rank scored (`failed_in_loader`); `description_loss` too when the model reports one
+    (zero-shot runs select on it)."""
     model.eval()
     labels, predictions, keys = [], [], []
     description_sum, described = 0.0, 0
@@ -151,11 +175,17 @@ def evaluate(model: torch.nn.Module, loader, device: torch.device, classes: list
     predictions_t = torch.cat(predictions) if predictions else torch.zeros(0, dtype=torch.long)
     if dist.is_initialized():  # every rank saw a disjoint share of the shards
         gathered = [None] * dist.get_world_size()
-        dist.all_gather_object(gathered, (labels_t.tolist(), predictions_t.tolist(), description_sum, described))
+        dist.all_gather_object(gathered, (labels_t.tolist(), predictions_t.tolist(), description_sum, described,
+                                          keys))
         labels_t = torch.tensor([x for part in gathered for x in part[0]], dtype=torch.long)
         predictions_t = torch.tensor([x for part in gathered for x in part[1]], dtype=torch.long)
         description_sum, described = sum(p[2] for p in gathered), sum(p[3] for p in gathered)
+        keys = [key for part in gathered for key in part[4]]
     model.train()
-    metrics = recognition_metrics(labels_t.numpy(), predictions_t.numpy(), classes, unscored)
+    lost = sorted(set(expected or {}) - set(keys))
+    metrics = recognition_metrics(labels_t.numpy(), predictions_t.numpy(), classes,
+                                  list(unscored or []) + [expected[key] for key in lost])
+    metrics["failed_in_loader"] = len(lost)
+    metrics["failed_in_loader_keys"] = lost[:20]
     metrics["description_loss"] = description_sum / described if described else None
     return metrics

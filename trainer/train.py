@@ -19,7 +19,11 @@ Model selection, both protocols reported in metrics.json (docs/training.md, "Pro
 - `paper`: the epoch with the best test WAR, as DFER-CLIP's main.py keeps it and the papers
   report it: test-set selection, comparable with the published tables, not an unbiased
   estimate. Needs `paper_protocol` (on by default: one test pass per epoch).
-Test clips that failed preprocessing are never dropped: they count as wrong in both.
+Test clips that failed preprocessing, or that the loader could not read, are never dropped: they
+count as wrong in both, and metrics.json says how many of each.
+Under torchrun `batch_size` is per process, or (`global_batch`, the reference and paper recipes)
+the global batch, each rank taking its share; the learning rates are never scaled with it. The run
+log and metrics.json (`batch`) give the batch per process, the world size and the global batch.
 The run folder holds config.json, log.jsonl, TensorBoard events, metrics.json, confusion.png, curves.png.
 """
 
@@ -40,10 +44,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from trainer.config import TrainConfig, from_dict, parse_overrides, resolve
-from trainer.data import dataset_folds, make_loader, read_index, to_model_inputs
+from trainer.config import TrainConfig, from_dict, parse_overrides, recipe_settings, resolve
+from trainer.data import dataset_folds, make_loader, read_index, to_model_inputs, training_batches
 from trainer.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, trainable_state
-from trainer.metrics import evaluate, plot_confusion, plot_curves, unscored_test_labels
+from trainer.metrics import evaluate, expected_test_clips, plot_confusion, plot_curves, unscored_test_labels
 
 
 class NonFiniteLoss(RuntimeError):
@@ -154,6 +158,9 @@ class Run:
     total_steps: int
     warmup: int
     unscored: list[int] = field(default_factory=list)   # labels of test clips that failed preprocessing
+    expected_test: dict = field(default_factory=dict)   # key -> label of every test clip the shards hold
+    batch: dict = field(default_factory=dict)           # the batch per process, world size, global batch
+    descriptions: dict | None = None                    # DFER-CLIP: where the class descriptions came from
     start_epoch: int = 0
     step: int = 0
     best_uar: float = -math.inf   # the `val` protocol's best score so far (validation UAR, or -description loss)
@@ -179,8 +186,10 @@ class Run:
             "history": self.history, "rng": rng_state()})
 
     def evaluate(self, split: str) -> dict:
+        test = split == "test"
         return evaluate(self.model, self.loaders[split], self.device, self.classes, self.autocast,
-                        normalise=self.config.normalise, unscored=self.unscored if split == "test" else None)
+                        normalise=self.config.normalise, unscored=self.unscored if test else None,
+                        expected=self.expected_test if test else None)
 
     @property
     def has_validation(self) -> bool:
@@ -195,18 +204,22 @@ def prepare_run(config: TrainConfig, run_dir: Path) -> Run:
     """Processes, seeds, the model on its device, the three loaders, the optimiser and the schedule."""
     rank, world, device = setup_distributed()
     classes = read_index(config.shard_dir)["classes"]
+    batch = config.batch_record(world)             # refuses a world size that cannot share a global batch
+    descriptions = config.descriptions_source()    # stops here when the reference descriptions are missing
     seed_everything(config.seed * max(world, 1) + rank)
     model = config.build_model(classes).to(device)
-    data = config.data_config(model)
+    data = config.data_config(model, world)
     splits = ("train", "val", "test") if config.val_fraction > 0 else ("train", "test")
     loaders = {split: make_loader(data, split, classes) for split in splits}
-    steps_per_epoch = max(1, math.ceil(len(loaders["train"].dataset) / (config.batch_size * world)))
+    steps_per_epoch = max(1, math.ceil(len(loaders["train"].dataset) / batch["global"]))
     ddp_model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if world > 1 else model
     return Run(config=config, run_dir=run_dir, rank=rank, world=world, device=device, classes=classes, model=model,
                ddp_model=ddp_model, loaders=loaders, optimizer=make_optimizer(model, config),
                autocast=config.autocast(device), steps_per_epoch=steps_per_epoch,
                total_steps=steps_per_epoch * config.epochs, warmup=int(config.warmup_epochs * steps_per_epoch),
-               unscored=unscored_test_labels(config.shard_dir, loaders["test"].dataset.partitions, classes))
+               unscored=unscored_test_labels(config.shard_dir, loaders["test"].dataset.partitions, classes),
+               expected_test=expected_test_clips(config.shard_dir, loaders["test"].dataset.partitions, classes),
+               batch=batch, descriptions=descriptions)
 
 
 def restore(run: Run, folder: Path) -> None:
@@ -231,28 +244,43 @@ def open_run_folder(run: Run) -> None:
 
     run.writer = SummaryWriter(str(run.run_dir / "tensorboard"))
     run.log = (run.run_dir / "log.jsonl").open("a")
-    c = run.config
-    print(f"{c.model} on {c.dataset} fold {c.fold}: {run.trainable_parameters / 1e6:.2f} M trainable "
-          f"parameters, {len(run.loaders['train'].dataset)} training clips, {run.steps_per_epoch} steps/epoch, "
-          f"recipe {c.recipe} ({c.optimizer}, {c.schedule}), device {run.device}"
-          f"{' bf16' if run.device.type == 'cuda' and c.precision == 'bf16' else ' fp32'}, world size {run.world}"
-          f"{f', {len(run.unscored)} test clips failed preprocessing (scored as wrong)' if run.unscored else ''}"
-          f" -> {run.run_dir}")
+    c, b = run.config, run.batch
+    descriptions = (f", class descriptions {run.descriptions['source']}"
+                    f"{' (' + run.descriptions['file'] + ')' if run.descriptions['file'] else ''}"
+                    if run.descriptions else "")
+    line = (f"{c.model} on {c.dataset} fold {c.fold}: {run.trainable_parameters / 1e6:.2f} M trainable "
+            f"parameters, {len(run.loaders['train'].dataset)} training clips, {run.steps_per_epoch} steps/epoch, "
+            f"recipe {c.recipe} ({c.optimizer}, {c.schedule}), device {run.device}"
+            f"{' bf16' if run.device.type == 'cuda' and c.precision == 'bf16' else ' fp32'}, "
+            f"batch {b['global']} = {b['per_rank']} per process x {b['world_size']} "
+            f"(learning rates {b['learning_rate_rule']}){descriptions}"
+            f"{f', {len(run.unscored)} test clips failed preprocessing (scored as wrong)' if run.unscored else ''}"
+            f" -> {run.run_dir}")
+    print(line)
 
 
 def train_epoch(run: Run, epoch: int) -> dict:
     """One pass over the training clips; returns the epoch's loss and throughput figures."""
     config, loader = run.config, run.loaders["train"]
     loader.dataset.set_epoch(epoch)
-    losses, seen, data_time, started, skipped = [], 0, 0.0, time.perf_counter(), 0
+    losses, seen, data_time, started = [], 0, 0.0, time.perf_counter()
+    skipped, faceless = {}, {}   # per loader worker: its running counts (each batch comes from one worker)
     bar = None
     if run.main_process:
         from tqdm import tqdm
 
         bar = tqdm(total=run.steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", dynamic_ncols=True,
                    leave=False)
+
+    def counted(batches):
+        """The loader's batches as they come from the workers, their counters read on the way."""
+        for batch in batches:
+            skipped[batch.get("worker", 0)] = int(batch.get("skipped", 0))
+            faceless[batch.get("worker", 0)] = int(batch.get("faceless", 0))
+            yield batch
+
     fetched = time.perf_counter()
-    batches = iter(loader)
+    batches = training_batches(loader, counted(loader))
     while True:
         batch = next(batches, None)
         if not every_rank_has_a_batch(batch is not None, run.world, run.device):
@@ -276,7 +304,6 @@ def train_epoch(run: Run, epoch: int) -> dict:
         run.step += 1
         losses.append(loss.item())
         seen += len(batch["keys"])
-        skipped = int(batch.get("skipped", 0))
         if bar is not None:
             elapsed = time.perf_counter() - started
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", lr=f"{run.optimizer.param_groups[0]['lr']:.2e}",
@@ -291,8 +318,13 @@ def train_epoch(run: Run, epoch: int) -> dict:
     if bar is not None:
         bar.close()
     elapsed = time.perf_counter() - started
-    return {"train_loss": float(np.mean(losses)) if losses else None, "seconds": elapsed, "seen": seen,
-            "data_time": data_time, "skipped_samples": skipped}
+    counts = [seen, sum(skipped.values()), sum(faceless.values())]
+    if run.world > 1:   # every rank's share: the clips, bad samples and faceless clips of the whole step count
+        totals = torch.tensor(counts, dtype=torch.float64, device=run.device)
+        dist.all_reduce(totals)
+        counts = [int(v) for v in totals.tolist()]
+    return {"train_loss": float(np.mean(losses)) if losses else None, "seconds": elapsed, "seen": counts[0],
+            "data_time": data_time, "skipped_samples": counts[1], "faceless_clips": counts[2]}
 
 
 def select(run: Run, epoch: int, val: dict | None, test: dict | None) -> bool:
@@ -320,9 +352,10 @@ def end_epoch(run: Run, epoch: int, figures: dict) -> None:
     elapsed = figures["seconds"]
     record = {"epoch": epoch + 1, "step": run.step, "train_loss": figures["train_loss"],
               "val_uar": val["uar"] if val else None, "val_war": val["war"] if val else None,
-              "seconds": round(elapsed, 2), "clips_per_s": round(figures["seen"] * run.world / max(elapsed, 1e-9), 2),
+              "seconds": round(elapsed, 2), "clips": figures["seen"], "global_batch": run.batch["global"],
+              "clips_per_s": round(figures["seen"] / max(elapsed, 1e-9), 2),
               "data_wait": round(figures["data_time"] / max(elapsed, 1e-9), 3),
-              "skipped_samples": figures["skipped_samples"]}
+              "skipped_samples": figures["skipped_samples"], "faceless_clips": figures["faceless_clips"]}
     if val and val.get("description_loss") is not None:
         record["val_description_loss"] = val["description_loss"]
     if test:
@@ -369,10 +402,13 @@ def final_test(run: Run) -> dict:
                               "epoch": run.best_test["epoch"], "trained_on": trained_on,
                               "test": run.best_test["test"]}
     result = {"dataset": config.dataset, "model": config.model, "recipe": config.recipe, "fold": config.fold,
+              "recipe_settings": recipe_settings(config), "batch": run.batch,
+              "class_descriptions": run.descriptions, "shards": shards_record(config),
               "test": test, "protocols": protocols, "best_val_uar": (run.best_uar if run.has_validation and not run.zero_shot and run.best_epoch
                                else None),
-              "unscored_test_clips": len(run.unscored), "trainable_parameters": run.trainable_parameters,
-              "epochs": len(run.history)}
+              "unscored_test_clips": test["unscored"],
+              "failed_test_clips": {"preprocessing": len(run.unscored), "loader": test["failed_in_loader"]},
+              "trainable_parameters": run.trainable_parameters, "epochs": len(run.history)}
     if run.main_process:
         (run.run_dir / "metrics.json").write_text(json.dumps(result, indent=1) + "\n")
         plot_confusion(np.array(test["confusion_matrix"]), run.classes, run.run_dir / "confusion.png",
@@ -381,10 +417,24 @@ def final_test(run: Run) -> dict:
             plot_curves(run.history, run.run_dir / "curves.png")
         lines = [f"test fold {config.fold}, protocol {name} (epoch {p['epoch']}, {p['selection']}): "
                  f"UAR {p['test']['uar']:.2f}  WAR {p['test']['war']:.2f}" for name, p in protocols.items()]
-        if run.unscored:
-            lines.append(f"{len(run.unscored)} test clips failed preprocessing and count as wrong")
+        if run.unscored or test["failed_in_loader"]:
+            lines.append(f"{len(run.unscored)} test clips failed preprocessing and {test['failed_in_loader']} in the "
+                         "loader; they count as wrong")
         print("\n".join(lines) + f"  -> {run.run_dir}/metrics.json")
     return result
+
+
+def shards_record(config: TrainConfig) -> dict:
+    """What the run's shards were made with, as far as a recipe cares: the crop and the describer
+    (FineCLIPER's `paper` recipe wants Video-LLaVA with `--describer-setting reference`)."""
+    settings = read_index(config.shard_dir).get("config") or {}
+    options = settings.get("describer_options") or {}
+    record = {"folder": str(config.shard_dir), "crop": settings.get("crop", "detect"),
+              "describer": settings.get("describer"), "describer_setting": options.get("setting")}
+    if config.recipe == "paper":
+        record["describer_is_the_papers"] = (record["describer"] == "videollava"
+                                             and record["describer_setting"] == "reference")
+    return record
 
 
 def close_run(run: Run) -> None:
