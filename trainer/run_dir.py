@@ -153,13 +153,16 @@ def plan(config: TrainConfig, folder: Path, world: int = 1, overwrite: bool = Fa
     return Plan("start", folder, "it stopped before its first checkpoint: starting again", clear=True)
 
 
-def begin(plan: Plan, config: TrainConfig, world: int = 1) -> None:
-    """Prepare the folder of a run about to start (rank 0 only): empty it when the plan says so, and
-    record the shards and world size it begins with."""
-    folder = plan.folder
-    if plan.clear and folder.is_dir():
-        for item in folder.iterdir():
+def clear(folder: Path) -> None:
+    """Empty a run folder (rank 0 only) before a run starts in it again (`Plan.clear`)."""
+    if Path(folder).is_dir():
+        for item in Path(folder).iterdir():
             shutil.rmtree(item) if item.is_dir() else item.unlink()
+
+
+def record_start(folder: Path, config: TrainConfig, world: int = 1) -> None:
+    """Record in run.json what a starting run reads besides its configuration: the shards (their
+    fingerprint) and the world size (rank 0 only)."""
     folder.mkdir(parents=True, exist_ok=True)
     record = {"shards": str(config.shard_dir), "shards_fingerprint": shards_fingerprint(config.shard_dir),
               "world_size": world}

@@ -50,7 +50,7 @@ from trainer.defaults import choose_model, dataset_name, default_shards
 from trainer.data import dataset_folds, has_val_partition, make_loader, read_index, to_model_inputs
 from trainer.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, trainable_state
 from trainer.metrics import evaluate, plot_confusion, plot_curves, unscored_test_labels
-from trainer.run_dir import begin, plan as plan_run, run_folder, summary_folder, trim_log
+from trainer.run_dir import clear, plan as plan_run, record_start, run_folder, summary_folder, trim_log
 
 
 class NonFiniteLoss(RuntimeError):
@@ -421,6 +421,7 @@ def train(config: TrainConfig, resume: Path | None = None, run_dir: Path | None 
     open_run_folder(run)
     try:
         if run.main_process and not resume:
+            record_start(run.run_dir, config, run.world)   # run.json: the shards and world size it begins with
             run.checkpoint("last.pt", -1)  # the state before training: a good state to return to from the start
         for epoch in range(run.start_epoch, config.epochs):
             if stop_after is not None and epoch >= stop_after:
@@ -467,8 +468,8 @@ def run_experiment(config: TrainConfig, name: str | None = None, overwrite: bool
         print(f"{plan.folder}: {plan.why}")
     if plan.action == "finished":
         return report_finished(plan.folder)
-    if plan.action == "start" and int(os.environ.get("RANK", "0")) == 0:
-        begin(plan, config, world)
+    if plan.clear and int(os.environ.get("RANK", "0")) == 0:
+        clear(plan.folder)
     return train(config, resume=plan.folder if plan.action == "resume" else None, run_dir=plan.folder,
                  stop_after=stop_after)
 
