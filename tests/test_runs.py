@@ -139,8 +139,9 @@ def test_your_own_dataset_through_make_alone_and_a_killed_run_resumed(sample_dat
     assert index["dataset"] == "mine" and index["classes"] == ["smile", "frown", "gape"]
     assert index["samples"] == {"train": 3, "val": 3, "test": 3}
 
-    run = [*common, "EPOCHS=2", f"TRAIN_ARGS=--set runs_dir={runs} --set workers=0"]
-    config = resolve("tiny", "mine", {"fold": 1, "shards": str(out), "epochs": 2, "workers": 0, "runs_dir": str(runs)})
+    run = [*common, "EPOCHS=2", f"TRAIN_ARGS=--set runs_dir={runs} --set workers=0 --set num_frames=4"]   # seconds a run
+    config = resolve("tiny", "mine", {"fold": 1, "shards": str(out), "epochs": 2, "workers": 0, "num_frames": 4,
+                                      "runs_dir": str(runs)})
     folder = run_folder(config)
     assert folder.name.startswith("mine-tiny-") and folder.name.endswith("-fold1")
     with (tmp_path / "killed.log").open("w") as log:
