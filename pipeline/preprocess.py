@@ -37,7 +37,8 @@ from pipeline.run.stages import (DescribeConfig, DescribeStage, FaceConfig, Face
                              plan_shards)
 
 
-def choose_profile(requested: str | None, dataset: str, gpu_present: Callable[[], bool] | None = None) -> tuple[str, str]:
+def choose_profile(requested: str | None, dataset: str,
+                   gpu_present: Callable[[], bool] | None = None) -> tuple[str, str]:
     """(profile, why) — `full` (the paper stack) for MAFW, DFEW and FERV39k; `cpu` (offline) for the
     sample; for a dataset of your own, `full` where a GPU is present (`gpu_present`, by default
     torch.cuda.is_available()), else `cpu`."""

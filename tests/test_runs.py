@@ -139,7 +139,8 @@ def test_your_own_dataset_through_make_alone_and_a_killed_run_resumed(sample_dat
     assert index["dataset"] == "mine" and index["classes"] == ["smile", "frown", "gape"]
     assert index["samples"] == {"train": 3, "val": 3, "test": 3}
 
-    run = [*common, "EPOCHS=2", f"TRAIN_ARGS=--set runs_dir={runs} --set workers=0 --set num_frames=4"]   # seconds a run
+    # 4 frames a clip: seconds a run
+    run = [*common, "EPOCHS=2", f"TRAIN_ARGS=--set runs_dir={runs} --set workers=0 --set num_frames=4"]
     config = resolve("tiny", "mine", {"fold": 1, "shards": str(out), "epochs": 2, "workers": 0, "num_frames": 4,
                                       "runs_dir": str(runs)})
     folder = run_folder(config)
@@ -174,7 +175,8 @@ def test_your_own_dataset_through_make_alone_and_a_killed_run_resumed(sample_dat
 
     evaluated = make_command("eval", *run)
     assert evaluated.returncode == 0, evaluated.stdout[-3000:] + evaluated.stderr[-3000:]
-    assert json.loads((folder / "eval-mine-fold1-test.json").read_text())["uar"] == pytest.approx(metrics["test"]["uar"])
+    scored = json.loads((folder / "eval-mine-fold1-test.json").read_text())
+    assert scored["uar"] == pytest.approx(metrics["test"]["uar"]) and scored["samples"] == 3
 
     predicted = make_command("predict", *run)
     assert predicted.returncode == 0, predicted.stdout[-3000:] + predicted.stderr[-3000:]

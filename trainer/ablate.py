@@ -1,6 +1,7 @@
 """`make ablate`: FineCLIPER's ablation tables, one training run per row, into one JSON and Markdown table.
 
-    python -m trainer.ablate --dataset sample --model tiny [--fold 1|all] [--rows all,text_only] [--set epochs=5] [--name NAME]
+    python -m trainer.ablate --dataset sample --model tiny [--fold 1|all] [--rows all,text_only] [--set epochs=5]
+        [--name NAME]
 
 Each row is a FineCLIPER configuration named as in the paper (arXiv 2407.02157):
 - Table 4, cue levels: `low` (frames), `middle` (parsing masks and landmarks), `text_only`

@@ -19,8 +19,9 @@ and after every epoch) as the last good state; `--resume` continues exactly.
 
 Model selection, both protocols reported in metrics.json (docs/training.md, "Protocols"):
 - `val` (ours): the epoch with the best validation UAR on a split of the training folds (or on
-  the dataset's own `val` partition, which is never trained on), never the test fold; with `val_fraction=0`, the last epoch; a zero-shot (description-supervised)
-  run uses the validation description loss, never a label. Its weights are `best.pt`.
+  the dataset's own `val` partition, which is never trained on), never the test fold; with
+  `val_fraction=0`, the last epoch; a zero-shot (description-supervised) run uses the
+  validation description loss, never a label. Its weights are `best.pt`.
 - `paper`: the epoch with the best test WAR, as DFER-CLIP's main.py keeps it and the papers
   report it: test-set selection, comparable with the published tables, not an unbiased
   estimate. Needs `paper_protocol` (on by default: one test pass per epoch).
