@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from trainer.config import resolve
-from trainer.data import split_partitions
+from trainer.data import dataset_folds, split_partitions
 from trainer.run_dir import RunConflict, default_name, plan, run_folder, shards_fingerprint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,6 +88,10 @@ def test_partition_schemes_the_trainer_reads_and_refuses():
     assert split_partitions({"partitions": ["train", "test"]}, 1) == {"train": ["train"], "val": [], "test": ["test"]}
     assert split_partitions({"partitions": ["test", "val", "train"]}, 1) == \
         {"train": ["train"], "val": ["val"], "test": ["test"]}
+    # FOLD=all: the folds that hold clips (a small sample's manifest leaves fold4 and fold5 empty)
+    assert dataset_folds({"partitions": [f"fold{k}" for k in range(1, 6)],
+                          "shards": [{"partition": "fold1"}, {"partition": "fold3"}, {"partition": "fold2"}]}) == [1, 2, 3]
+    assert dataset_folds({"partitions": ["train", "val", "test"], "shards": [{"partition": "train"}]}) == [1]
     for partitions in (["train", "dev", "eval"], ["train", "val"], ["fold1"], ["train", "test", "extra"]):
         with pytest.raises(ValueError, match=f"partitions {', '.join(partitions)}: make train understands"):
             split_partitions({"partitions": partitions}, 1)

@@ -148,9 +148,11 @@ def read_index(shards: str | Path) -> dict:
 
 
 def dataset_folds(index: dict) -> list[int]:
-    """The fold numbers of the dataset in `index` (`FOLD=all`); [1] for a single split (train + test,
-    or train + val + test)."""
-    return sorted(int(p[4:]) for p in index["partitions"] if p.startswith("fold")) or [1]
+    """The fold numbers of the dataset in `index` (`FOLD=all`): its `fold<k>` partitions that hold any
+    clip (a small sample's manifest may leave some empty); [1] for a single split (train + test, or
+    train + val + test)."""
+    written = {s["partition"] for s in index.get("shards", [])} or set(index["partitions"])
+    return sorted(int(p[4:]) for p in index["partitions"] if p.startswith("fold") and p in written) or [1]
 
 
 def split_partitions(index: dict, fold: int) -> dict[str, list[str]]:
