@@ -9,10 +9,10 @@ never share a folder, and the plain command keeps its plain name (`runs/sample-t
 `runs_dir` says where runs live, not what they are: it is neither hashed nor compared.
 
 What the same command finds in an existing folder (`plan`):
-- the same configuration (every setting: model, data, seed), the same shards (the SHA-256 of
-  every shard, from index.json) and the same world size as the run began with:
-  finished (metrics.json): reported, not trained again; stopped with a `last.pt`: resumed from
-  it (weights, optimiser, schedule position and RNG states, `trainer.train.restore`);
+- the same configuration (every setting: model, data, seed) and the same shards (the SHA-256 of
+  every shard, from index.json) as the run began with: finished (metrics.json): reported, not
+  trained again; stopped with a `last.pt`: resumed from it (weights, optimiser, schedule position
+  and RNG states, `trainer.train.restore`) when the world size is the one it began with;
   stopped before its first checkpoint: started again;
 - anything else: refused, naming what differs, unless `overwrite` (OVERWRITE=1), which empties the
   folder and starts over.
@@ -142,12 +142,12 @@ def plan(config: TrainConfig, folder: Path, world: int = 1, overwrite: bool = Fa
     if record.get("shards_fingerprint") != fingerprint:
         raise _refuse(folder, f"a run on other shards: {config.shard_dir} was written again since it began "
                               f"(shards {record.get('shards_fingerprint')} then, {fingerprint} now)")
+    if (folder / "metrics.json").is_file():
+        return Plan("finished", folder, "finished already, with this configuration on these shards")
     if record.get("world_size", 1) != world:
         raise _refuse(folder, f"a run begun with {record.get('world_size', 1)} processes, not {world} (each process "
                               "seeds and reads its own share: resume it with as many, torchrun --nproc-per-node "
                               f"{record.get('world_size', 1)})")
-    if (folder / "metrics.json").is_file():
-        return Plan("finished", folder, "finished already, with this configuration on these shards")
     if (folder / "last.pt").is_file():
         return Plan("resume", folder, "stopped before the end: resuming from its last.pt")
     return Plan("start", folder, "it stopped before its first checkpoint: starting again", clear=True)
