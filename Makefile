@@ -42,7 +42,7 @@ DESCRIBE_GPUS ?=
 WEIGHTS_DIR ?=
 ## OVERWRITE    1: preprocess deletes OUT's shards and starts over; train replaces a run folder that holds another configuration
 OVERWRITE ?=
-## PREPROCESS_ARGS  more preprocess (and manifest) options, added to the above: e.g. '--max-frames 128 --detect-every 2' (python -m pipeline.preprocess --help)
+## PREPROCESS_ARGS  more preprocess options, added to the above: e.g. '--max-frames 128 --detect-every 2' (python -m pipeline.preprocess --help)
 PREPROCESS_ARGS ?=
 ## DESCRIBE_ARGS  more describe options: e.g. '--describer-model /models/Video-LLaVA-7B-hf --workers 2'
 DESCRIBE_ARGS ?=
