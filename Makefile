@@ -146,7 +146,7 @@ demo: $(STAMP) ## the whole system on the generated sample dataset, in minutes o
 		--predictions runs/sample-tiny-fold1/predict-fold1.json \
 		--sheet data/sample/contact_sheet.png --sheet runs/sample-surprise_03.png
 
-manifest: $(STAMP) ## DATASET, DATA_ROOT: validate the manifest and count the clips found under DATA_ROOT
+manifest: $(STAMP) ## DATASET, DATA_ROOT, CROP: validate the manifest and count the clips found under DATA_ROOT
 	$(PY) -m pipeline.preprocess "$(DATASET)" --data-root "$(DATA_ROOT)" --check $(if $(CROP),--crop $(CROP))
 
 sample: $(STAMP) ## generate the sample dataset into data/sample and its contact sheet (SAMPLE_SEED, CLIPS_PER_CLASS)
