@@ -4,7 +4,11 @@
 
 Each complete shard's samples are read, given a new description (and, from the geometric
 describer, new AU signals), and the shard is replaced atomically with updated status and
-stats; the index and run.json record the new describer. Clips whose description fails are
+stats. Nothing of the earlier pass is lost: each sample's description record keeps the records
+it replaced (`earlier`, oldest first), and run.json and the index list every pass in
+`description_passes` (the preprocessing's first), with `describer` naming the current one. A
+later `make preprocess` of the same folder (to finish shards not yet done) describes them with
+that current describer, so the folder stays one describer's. Clips whose description fails are
 marked failed with reason `describe_error`.
 """
 
@@ -14,6 +18,7 @@ import argparse
 import json
 import os
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -54,11 +59,17 @@ def redescribe(out: Path, describer: str, options: dict | None = None, workers: 
         bar.close()
         folder.finish_work()
         run = json.loads((out / RUN).read_text())
-        run.update(describer=config.describer, describer_options=dict(config.options))
-        write_atomic(out / RUN, json.dumps(run, indent=1, sort_keys=True) + "\n")
         index = json.loads((out / "index.json").read_text())
+        passes = run.get("description_passes") or [
+            {"describer": run.get("describer"), "describer_options": run.get("describer_options") or {},
+             "model": index["models"].get("description"), "by": "make preprocess"}]
+        passes.append({"describer": config.describer, "describer_options": dict(config.options),
+                       "model": describe_identity(config), "by": "make describe",
+                       "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        run.update(describer=config.describer, describer_options=dict(config.options), description_passes=passes)
+        write_atomic(out / RUN, json.dumps(run, indent=1, sort_keys=True) + "\n")
         index["config"] = run
-        index["models"]["description"] = describe_identity(config)
+        index["models"]["description"] = passes[-1]["model"]
         return folder.write_index(dataset=index["dataset"], classes=index["classes"],
                                   partitions=index["partitions"], manifest=index["manifest"], config=run,
                                   models=index["models"], planned=[s["name"] for s in index["shards"]]

@@ -24,11 +24,13 @@ import time
 import uuid
 from dataclasses import asdict
 from pathlib import Path
+from typing import Callable
 
 from pipeline.backends import (DESCRIBERS, DETECTORS, INLINE_DESCRIBERS, LANDMARKERS, PARSERS, PROFILES,
                                face_weights, make_describer, make_detector, make_landmarker, make_parser)
 from pipeline.inputs.datasets import DATASETS
-from pipeline.inputs.manifest import CROP_MODES, Manifest, ManifestError, load_manifest, presence, summary
+from pipeline.inputs.manifest import (CROP_MODES, Manifest, ManifestError, load_manifest, partition_scheme, presence,
+                                     summary)
 from pipeline.interop.annotation_lists import AnnotationListError, import_lists
 from pipeline.shards.folder import FolderBusyError, OutputFolder
 from pipeline.run.placement import DESCRIBE_GPUS, FACE_GPUS, GpuPlacement, gpu_share
@@ -38,13 +40,33 @@ from pipeline.run.stages import (DescribeConfig, DescribeStage, FaceConfig, Face
                              plan_shards)
 
 
-def choose_profile(requested: str | None, dataset: str) -> tuple[str, str]:
-    """(profile, why) — `full` is the paper stack for real datasets; the sample runs offline."""
+def choose_profile(requested: str | None, dataset: str,
+                   gpu_present: Callable[[], bool] | None = None) -> tuple[str, str]:
+    """(profile, why) — `full` (the paper stack) for MAFW, DFEW and FERV39k; `cpu` (offline) for the
+    sample; for a dataset of your own, `full` where a GPU is present (`gpu_present`, by default
+    torch.cuda.is_available()), else `cpu`."""
     if requested:
         return requested, f"PROFILE={requested}"
     if dataset == "sample":
         return "cpu", "the default for the sample dataset"
-    return "full", f"the default for {dataset} (the paper stack); PROFILE=cpu runs the offline stack"
+    if dataset in DATASETS:
+        return "full", f"the default for {dataset} (the paper stack); PROFILE=cpu runs the offline stack"
+    if (gpu_present or local_gpu)():
+        return "full", "your own dataset and a GPU is present: the paper stack; PROFILE=cpu runs the offline stack"
+    return "cpu", ("your own dataset and no GPU is present (torch.cuda.is_available() is False): the offline "
+                   "stack; PROFILE=full runs the paper stack, which wants a GPU")
+
+
+def cluster_gpus(ray_address: str) -> float:
+    from pipeline.run.ray_runner import init_ray
+
+    return float(init_ray(ray_address).get("GPU", 0))
+
+
+def local_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def choose_crop(requested: str | None, manifest: Manifest) -> tuple[str, str]:
@@ -178,12 +200,21 @@ def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = N
     started = time.perf_counter()
     ray_was_running = ray.is_initialized()
     manifest = read_manifest(dataset, data_root)
-    profile, why = choose_profile(profile, manifest.name)
+    profile, why = choose_profile(profile, manifest.name,
+                                  (lambda: cluster_gpus(ray_address) > 0) if ray_address else None)
     chosen = dataclasses.replace(PROFILES[profile], **{k: v for k, v in (backends or {}).items() if v})
+    recorded = None if overwrite else OutputFolder(out).recorded_run()
+    passes = (recorded or {}).get("description_passes")
+    if passes and not (backends or {}).get("describer"):
+        # re-described by `make describe`: the shards still to do get the folder's current descriptions
+        chosen = dataclasses.replace(chosen, describer=recorded.get("describer") or "none")
+        describer_options = dict(recorded.get("describer_options") or {})
+        print(f"descriptions by {chosen.describer}, as `make describe` left {out} (pass {len(passes)} in run.json)")
     crop, crop_why = choose_crop(crop, manifest)
     print(f"profile {profile} ({why}): detector {chosen.detector if crop == 'detect' else 'none'}, "
           f"landmarks {chosen.landmarker}, masks {chosen.parser}, description {chosen.describer}")
     print(f"crop {crop} ({crop_why})")
+    note_partition_scheme(manifest)
     if not data_root.is_dir():
         raise FileNotFoundError(f"DATA_ROOT {data_root} does not exist (set DATA_ROOT=/path/to/{manifest.name})")
     resources, gpus = check_resources(chosen, profile, ray_address, weights_dir, crop, allow_cpu, describer_options)
@@ -209,6 +240,8 @@ def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = N
             config = dataclasses.replace(config, decode_threads=1)
         manifest_digest = hashlib.sha256(manifest.source.read_bytes()).hexdigest()
         run_config = run_configuration(profile, shard_size, manifest_digest, config, describe)
+        if passes:
+            run_config["description_passes"] = passes
         folder.check_run_config(run_config, overwrite)
         jobs = plan_shards(manifest, shard_size)
         done = folder.complete()
@@ -243,6 +276,21 @@ def _summary(index: dict, out: Path, seconds: float, processed: int) -> None:
               "the offending rows from the manifest")
 
 
+def note_partition_scheme(manifest: Manifest) -> None:
+    """One line when `make train` will not read the manifest's partitions (the shards are written all the same)."""
+    try:
+        partition_scheme(manifest.partitions)
+    except ValueError as err:
+        print(f"note: {err}")
+
+
+def default_data_root(dataset: str) -> Path:
+    """DATA_ROOT when none is given: a manifest file's own folder, else data/<dataset>."""
+    if dataset.endswith(".csv"):
+        return Path(dataset).parent
+    return Path("data") / dataset
+
+
 def check_manifest(dataset: str, data_root: Path | None, crop: str | None = None) -> int:
     """Print the manifest's clips per class and partition and, given DATA_ROOT, how many are there
     (and, where the run would read the dataset's own face crops, how many of those)."""
@@ -252,6 +300,7 @@ def check_manifest(dataset: str, data_root: Path | None, crop: str | None = None
         print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
         return 1
     print(summary(manifest))
+    note_partition_scheme(manifest)
     if data_root is not None:
         print(presence(manifest, data_root))
         crop, why = choose_crop(crop, manifest)
@@ -282,10 +331,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.preprocess", description=__doc__.split("\n")[0])
     parser.add_argument("dataset", nargs="?", help="mafw | dfew | ferv39k | sample | path/to/manifest.csv; "
                         "with --import-list, the name of the dataset the lists hold (default: their prefix)")
-    parser.add_argument("--data-root", type=Path, default=None, help="default: data/<dataset>")
+    parser.add_argument("--data-root", type=Path, default=None,
+                        help="default: the manifest's folder for a manifest file, else data/<dataset>")
     parser.add_argument("--out", type=Path, default=None, help="default: shards/<dataset>")
     parser.add_argument("--profile", choices=sorted(PROFILES), default=None,
-                        help="full (GPU paper stack) or cpu (offline); default: cpu for sample, full otherwise")
+                        help="full (GPU paper stack) or cpu (offline); default: full for mafw, dfew, ferv39k; "
+                             "cpu for sample; for your own manifest full where a GPU is present, else cpu")
     parser.add_argument("--workers", type=int, default=None,
                         help="face-stage actors (default: all CPUs; on GPUs, as many as --face-gpus fits "
                              "beside the describer: 2 per GPU by default)")
@@ -305,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--landmarker", choices=sorted(LANDMARKERS), help="override the profile's landmark model")
     parser.add_argument("--parser", choices=sorted(PARSERS), help="override the profile's face parser")
     parser.add_argument("--describer", choices=sorted(DESCRIBERS) + ["none"],
-                        help="override the profile's describer (none: no descriptions)")
+                        help="override the profile's describer (none: no descriptions); default: the profile's, or "
+                             "in a folder re-described by make describe, the describer it used")
     parser.add_argument("--describer-model", help="videollava: model id or local folder")
     parser.add_argument("--describer-revision", help="videollava: model revision (commit, tag)")
     parser.add_argument("--describer-setting", choices=["ours", "reference"],
@@ -340,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dataset is None:
         parser.error("name a dataset (or a manifest), or give --import-list")
     name = Path(args.dataset).stem if args.dataset.endswith(".csv") else args.dataset
-    data_root = args.data_root or Path("data") / name
+    data_root = args.data_root or default_data_root(args.dataset)
     out = args.out or Path("shards") / name
     if args.check:
         return check_manifest(args.dataset, data_root if args.data_root else None, args.crop)

@@ -53,7 +53,7 @@ def test_ablation_rows_text_only_learns_and_the_table_resumes(learning_shards, t
 
     overrides = {"shards": str(learning_shards), "runs_dir": str(tmp_path), "workers": 0, "val_fraction": 0,
                  "epochs": 12}
-    table = ablate("sample", "tiny", 1, select_rows("text_only,low"), overrides)
+    table = ablate("sample", "tiny", 1, select_rows("text_only,low"), overrides, name="sample-tiny")
     rows = {r["name"]: r for r in table["rows"]}
     print({name: (r["uar"], r["war"]) for name, r in rows.items()})
     assert set(rows) == {"text_only", "low"}
@@ -65,7 +65,7 @@ def test_ablation_rows_text_only_learns_and_the_table_resumes(learning_shards, t
     assert "`text_only`" in markdown and "`low`" in markdown and "63.15" in markdown   # the paper's row beside ours
     finished = (tmp_path / "ablation-sample-tiny-fold1" / "text_only" / "sample-tiny-fold1" / "metrics.json").stat().st_mtime_ns
     capsys.readouterr()
-    again = ablate("sample", "tiny", 1, select_rows("text_only"), overrides)
+    again = ablate("sample", "tiny", 1, select_rows("text_only"), overrides, name="sample-tiny")
     assert "text_only: done already" in capsys.readouterr().out
     assert (tmp_path / "ablation-sample-tiny-fold1" / "text_only" / "sample-tiny-fold1" / "metrics.json").stat().st_mtime_ns == finished
     assert {r["name"] for r in again["rows"]} == {"text_only", "low"}   # the table keeps every finished row

@@ -166,8 +166,10 @@ def test_the_geometric_describer_runs_inside_the_face_stage_and_fails_only_its_c
     assert job.seconds["face"] > 0 and job.seconds["describe"] > 0
 
 
-def test_redescribing_with_videollava_keeps_the_face_stage(shards, tmp_path):
-    """Switch the descriptions to (a tiny, random) Video-LLaVA without touching crops or landmarks."""
+def test_redescribing_with_videollava_keeps_the_face_stage(shards, sample_data, tmp_path, capsys):
+    """Switch the descriptions to (a tiny, random) Video-LLaVA without touching crops or landmarks, keeping
+    the geometric pass beside it; then finish the folder with make preprocess, which describes the shard
+    still to do as the rest now are."""
     import shutil
 
     from test_videollava_describer import save_tiny_checkpoint
@@ -177,20 +179,38 @@ def test_redescribing_with_videollava_keeps_the_face_stage(shards, tmp_path):
     model_dir = save_tiny_checkpoint(tmp_path / "tiny-video-llava")
     out = tmp_path / "copy"
     shutil.copytree(shards[0], out)
+    unfinished = next(s for s in OutputFolder(out).all_stats() if s["ok"])   # as if the first run had not done it
+    not_done, ok_there = unfinished["name"], unfinished["ok"]
+    for suffix in (".tar", ".stats.json", ".status.jsonl"):
+        (out / f"{not_done}{suffix}").unlink()
     before = {c.key: c for c in ShardReader(out)}
     index = redescribe(out, "videollava", {"model_id": str(model_dir), "max_new_tokens": 8}, workers=2,
                        progress=False)
-    assert index["ok"] == 14 and index["models"]["description"]["backend"] == "videollava"
-    assert json.loads((out / "run.json").read_text())["describer"] == "videollava"
+    assert index["ok"] == 14 - ok_there and index["models"]["description"]["backend"] == "videollava"
+    run = json.loads((out / "run.json").read_text())
+    assert run["describer"] == "videollava"
+    assert [(p["describer"], p["by"]) for p in run["description_passes"]] == [
+        ("geometric", "make preprocess"), ("videollava", "make describe")]
     for clip in ShardReader(out):
         old = before[clip.key]
         assert clip.description_record["backend"] == "videollava"
+        assert [e["backend"] for e in clip.description_record["earlier"]] == ["geometric"]   # the first pass, kept
+        assert clip.description_record["earlier"][0]["text"] == old.description
         assert clip.frames_mjpeg == old.frames_mjpeg and np.array_equal(clip.landmarks, old.landmarks)
         assert np.array_equal(clip.au, old.au)           # the geometric AU signals stay
     for stats in OutputFolder(out).all_stats():         # stats describe the new tars
         from pipeline.shards.files import file_sha256
 
         assert stats["sha256"] == file_sha256(out / f"{stats['name']}.tar")
+    # make preprocess (the cpu profile, whose describer is geometric) finishes the folder with Video-LLaVA
+    capsys.readouterr()
+    finished = preprocess("sample", sample_data, out, workers=2, shard_size=2, progress=False)
+    assert "descriptions by videollava, as `make describe` left" in capsys.readouterr().out
+    assert finished["complete"] and finished["ok"] == 14
+    assert finished["config"]["description_passes"] == run["description_passes"]
+    redone = [c for c in ShardReader(out, partitions=[unfinished["partition"]]) if c.key in
+              {json.loads(line)["clip_id"] for line in (out / f"{not_done}.status.jsonl").read_text().splitlines()}]
+    assert len(redone) == ok_there and all(c.description_record["backend"] == "videollava" for c in redone)
 
 
 def test_summary_and_contact_sheet(shards, tmp_path):

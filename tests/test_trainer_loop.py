@@ -187,11 +187,14 @@ def test_train_writes_a_run_and_resume_reproduces_it(sample_shards, tmp_path):
     assert failed and result["test"]["samples"] == len(fold1) and result["test"]["unscored"] == len(failed)
     assert result["test"]["scored_only"]["samples"] == len(ok_keys_by_partition(out)["fold1"])
     assert len((run / "log.jsonl").read_text().splitlines()) == 2
-    # make demo's second run reuses this one; its closing summary reads the index and the metrics
+    # make demo's second run reuses this one (another configuration is refused the folder); its closing
+    # summary reads the index and the metrics
+    from trainer.run_dir import RunConflict, plan
     from trainer.run_summary import summary_lines
-    from trainer.train import finished_run
 
-    assert finished_run(tiny_config(out, tmp_path / "a")) and not finished_run(tiny_config(out, tmp_path / "a", lr=0.1))
+    assert plan(tiny_config(out, tmp_path / "a"), run).action == "finished"
+    with pytest.raises(RunConflict, match="another configuration \\(lr [0-9.e-]+ -> 0.1\\)"):
+        plan(tiny_config(out, tmp_path / "a", lr=0.1), run)
     lines = "\n".join(summary_lines(out, run, []))
     assert f"({result['test']['samples']} clips, {len(failed)} failed preprocessing, counted as wrong): " \
            f"UAR {result['test']['uar']:.1f} %" in lines and "no_face 1" in lines
@@ -212,7 +215,8 @@ def test_ddp_two_processes_on_cpu(sample_shards, tmp_path):
     out, _ = sample_shards
     settings = {"epochs": 1, "workers": 0, "lr": 0, "runs_dir": str(tmp_path / "ddp")}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
-               "-m", "trainer.train", "--dataset", "sample", "--model", "tiny-random", "--shards", str(out)]
+               "-m", "trainer.train", "--dataset", "sample", "--model", "tiny-random", "--shards", str(out),
+               "--name", "sample-tiny-random"]
     command += [f"--set={key}={value}" for key, value in settings.items()]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -235,6 +239,7 @@ def test_ddp_finishes_when_the_ranks_get_unequal_shares(sample_shards, tmp_path)
         extra.unlink()
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29534",
                "-m", "trainer.train", "--dataset", "sample", "--model", "tiny-random", "--shards", str(uneven),
+               "--name", "sample-tiny-random",
                "--set", "epochs=2", "--set", "workers=0", "--set", "batch_size=1", "--set", f"runs_dir={tmp_path}"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})

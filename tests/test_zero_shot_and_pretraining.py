@@ -31,7 +31,8 @@ def test_neutral_fineclip_is_exactly_the_plain_clip_zero_shot_classifier():
 
 def test_zero_shot_command_scores_the_test_fold(sample_shards, tmp_path):
     out, _ = sample_shards
-    result = zero_shot("sample", "tiny", 1, {"shards": str(out), "runs_dir": str(tmp_path), "workers": 0})
+    result = zero_shot("sample", "tiny", 1, {"shards": str(out), "runs_dir": str(tmp_path), "workers": 0},
+                       name="sample-tiny")
     saved = json.loads((tmp_path / "sample-tiny-zeroshot-fold1" / "metrics.json").read_text())
     assert saved["protocol"] == "zero-shot" and saved["uar"] == result["uar"]
     assert saved["samples"] == 8 and saved["unscored"] == 1     # fold 1: 7 clips + the truncated one, wrong

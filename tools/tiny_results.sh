@@ -8,10 +8,10 @@ PY=${PY:-.venv/bin/python}
 OUT=runs/tiny-results
 mkdir -p "$OUT"
 $PY -m trainer.zero_shot --dataset sample --model tiny --fold all --set runs_dir=$OUT
-$PY -m trainer.train --dataset sample --model tiny-dferclip --fold all --shards shards/sample --set runs_dir=$OUT --reuse
-$PY -m trainer.train --dataset sample --model tiny --fold all --shards shards/sample --set runs_dir=$OUT --reuse
+$PY -m trainer.train --dataset sample --model tiny-dferclip --fold all --shards shards/sample --set runs_dir=$OUT
+$PY -m trainer.train --dataset sample --model tiny --fold all --shards shards/sample --set runs_dir=$OUT
 for seed in 1 2; do
   $PY -m trainer.train --dataset sample --model tiny --fold 1 --shards shards/sample --set seed=$seed \
-    --set runs_dir=$OUT/seed$seed --reuse
+    --set runs_dir=$OUT/seed$seed --name sample-tiny
 done
 python tools/tiny_results_table.py --runs "$OUT"

@@ -1,6 +1,7 @@
 """`make ablate`: FineCLIPER's ablation tables, one training run per row, into one JSON and Markdown table.
 
-    python -m trainer.ablate --dataset sample --model tiny [--fold 1] [--rows all,text_only] [--set epochs=5]
+    python -m trainer.ablate --dataset sample --model tiny [--fold 1|all] [--rows all,text_only] [--set epochs=5]
+        [--name NAME]
 
 Each row is a FineCLIPER configuration named as in the paper (arXiv 2407.02157):
 - Table 4, cue levels: `low` (frames), `middle` (parsing masks and landmarks), `text_only`
@@ -24,11 +25,13 @@ paper's number of the same configuration (`published`: on this dataset, or DFEW'
 trainer/ablation_rows.py says which run each published number belongs to) is given beside ours,
 or why there is none.
 
-Written: runs/ablation-<dataset>-<model>[-<recipe>]-fold<k>.json (one record per row: name, table, uar,
-war, the switches, trainable parameters, seconds) and the .md table beside it. Resumable: a row
+Written: runs/ablation-<name>-fold<k>.json (one record per row: name, table, uar, war, the
+switches, trainable parameters, seconds) and the .md table beside it; <name> is `--name` or, as
+`make train` names runs, `<dataset>-<model>` with a hash of any `--set` overrides. `--fold all`
+runs each fold's ablation in turn and writes each row's mean ± std to runs/ablation-<name>-all.json. Resumable: a row
 already in the JSON with the same configuration is skipped, and the JSON is rewritten after each
 row. Each row trains in a process of its own (`python -m trainer.train`, every setting given);
-its run folder is under runs/ablation-<dataset>-<model>-fold<k>/<row>/.
+its run folder is under runs/ablation-<name>-fold<k>/<row>/.
 """
 
 from __future__ import annotations
@@ -41,16 +44,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pipeline.shards.files import AtomicFile
 from trainer.ablation_rows import ROW_NAMES, Row, published, row_config, select_rows
 from trainer.config import parse_overrides, resolve
 from trainer.fineclip import FineCLIPER
+from trainer.defaults import choose_model, dataset_name, default_shards
 from trainer.models import model_preset
+from trainer.run_dir import add_run_options, experiment_name
 
 
-def ablation_path(runs_dir: Path, dataset: str, model: str, fold: int, recipe: str = "ours") -> Path:
-    """The ablation table's JSON: `-<recipe>` in the name for a recipe other than ours."""
-    return Path(runs_dir) / f"ablation-{dataset}-{model}{'' if recipe == 'ours' else '-' + recipe}-fold{fold}.json"
+def ablation_path(runs_dir: Path, name: str, fold: int | str) -> Path:
+    """runs/ablation-<name>-fold<k>.json (`-all` for the mean ± std over folds)."""
+    return Path(runs_dir) / f"ablation-{name}-fold{fold}.json" if fold != "all" else \
+        Path(runs_dir) / f"ablation-{name}-all.json"
 
 
 def markdown_table(records: list[dict]) -> str:
@@ -87,22 +95,23 @@ def train_row(config, run_root: Path) -> dict:
     for key, value in config.to_dict().items():
         if key not in ("dataset", "model", "fold", "runs_dir"):
             command += ["--set", f"{key}={json.dumps(value)}"]
-    command += ["--set", f"runs_dir={json.dumps(str(run_root))}"]
+    command += ["--set", f"runs_dir={json.dumps(str(run_root))}", "--name", config.run_stem()]
     if subprocess.run(command).returncode != 0:
         raise RuntimeError(f"the run of {run_root.name} failed (its log: {run_root})")
     return json.loads((run_root / config.run_name() / "metrics.json").read_text())
 
 
 def ablate(dataset: str, model: str, fold: int, rows: list[Row], overrides: dict[str, Any] | None = None,
-           command: str = "") -> dict:
-    """Train and test every row not yet in the ablation JSON; returns the whole table."""
+           command: str = "", name: str | None = None) -> dict:
+    """Train and test every row not yet in the ablation JSON; returns the whole table. `name` names the
+    ablation (default: `<dataset>-<model>`, with a hash of `overrides` as `make train` names runs)."""
     from trainer.data import read_index
 
     overrides = dict(overrides or {})
     if model_preset(model).family is not FineCLIPER:
         raise ValueError(f"the ablation rows are FineCLIPER's: give a fineclip-* or tiny model, not {model!r}")
     probe = resolve(model, dataset, {**overrides, "fold": fold})
-    path = ablation_path(Path(probe.runs_dir), dataset, model, fold, probe.recipe)
+    path = ablation_path(Path(probe.runs_dir), experiment_name(probe, name), fold)
     classes = read_index(probe.shard_dir)["classes"]
     header = {"dataset": dataset, "model": model, "recipe": probe.recipe, "fold": fold, "classes": len(classes),
               "command": command or f"--dataset {dataset} --model {model} --fold {fold}"}
@@ -134,20 +143,54 @@ def ablate(dataset: str, model: str, fold: int, rows: list[Row], overrides: dict
     return {**header, "rows": records}
 
 
+def ablate_folds(dataset: str, model: str, folds: list[int], rows: list[Row], overrides: dict[str, Any] | None = None,
+                 command: str = "", name: str | None = None) -> dict:
+    """Every fold's ablation (each resumable as one fold's), then each row's mean ± std over the folds."""
+    tables = [ablate(dataset, model, k, rows, overrides, command, name) for k in folds]
+    probe = resolve(model, dataset, {**(overrides or {}), "fold": folds[0]})
+    path = ablation_path(Path(probe.runs_dir), experiment_name(probe, name), "all")
+    summary = []
+    for row in rows:
+        records = [next(r for r in t["rows"] if r["name"] == row.name) for t in tables]
+        entry = {"name": row.name, "table": row.table, "what": row.what}
+        for metric in ("uar", "war"):
+            values = np.array([r[metric] for r in records])
+            entry[metric] = {"mean": float(values.mean()), "std": float(values.std()), "per_fold": values.tolist()}
+        summary.append(entry)
+    lines = [f"# Ablation: {model} on {dataset}, folds {', '.join(map(str, folds))}\n",
+             "`val`-protocol UAR / WAR in %, mean ± std over the folds.\n",
+             "| row | table | what | UAR | WAR |", "| --- | --- | --- | ---: | ---: |"]
+    lines += [f"| `{e['name']}` | {e['table']} | {e['what']} | {e['uar']['mean']:.1f} ± {e['uar']['std']:.1f} | "
+              f"{e['war']['mean']:.1f} ± {e['war']['std']:.1f} |" for e in summary]
+    result = {"dataset": dataset, "model": model, "folds": folds, "rows": summary}
+    with AtomicFile(path) as f:
+        f.write((json.dumps(result, indent=1) + "\n").encode())
+    path.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"-> {path}, {path.with_suffix('.md')}")
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer.ablate", description=__doc__.split("\n")[0])
-    parser.add_argument("--dataset", default="sample")
-    parser.add_argument("--model", default="tiny")
-    parser.add_argument("--fold", type=int, default=1)
+    parser.add_argument("--dataset", default="sample", help="mafw | dfew | ferv39k | sample | path/to/manifest.csv")
+    parser.add_argument("--fold", default="1", help="1..5, or all (each fold's ablation, then mean ± std per row)")
     parser.add_argument("--rows", default="", help=f"comma-separated rows (default: every row): {', '.join(ROW_NAMES)}")
     parser.add_argument("--shards", default="", help="dataset folder of shards (default shards/<dataset>)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a configuration value of every row (repeatable), e.g. --set epochs=5")
+    add_run_options(parser)   # --model, --name, --set (applied to every row)
     args = parser.parse_args(argv)
     overrides = parse_overrides(args.set, args.shards)
+    command = " ".join(argv if argv is not None else sys.argv[1:])
     try:
-        ablate(args.dataset, args.model, args.fold, select_rows(args.rows), overrides,
-               command=" ".join(argv if argv is not None else sys.argv[1:]))
+        model, _ = choose_model(args.model, args.dataset)
+        dataset = dataset_name(args.dataset)
+        if args.fold == "all":
+            from trainer.data import dataset_folds, read_index
+
+            folds = dataset_folds(read_index(overrides.get("shards") or default_shards(args.dataset)))
+            ablate_folds(dataset, model, folds, select_rows(args.rows), overrides, command, args.name)
+        else:
+            ablate(dataset, model, int(args.fold), select_rows(args.rows), overrides, command, args.name)
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

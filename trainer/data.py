@@ -1,8 +1,9 @@
 """Stream clips from the pipeline's shards into training batches, as the papers sample them.
 
 For fold k the training partitions' shards are read (a validation split is carved from them
-by a hash of the clip key, so it never changes), and the test partition's shards for
-evaluation. Each epoch the shard list is shuffled with a seed derived from the epoch before
+by a hash of the clip key, so it never changes; a dataset with partitions train, val and test
+validates on its val partition instead, whole, and never trains on it), and the test
+partition's shards for evaluation (`split_partitions`). Each epoch the shard list is shuffled with a seed derived from the epoch before
 it is split across DDP ranks and loader workers by the shard reader's rule
 (`pipeline.shards.reader.shards_for_this_process`), so every process agrees on who reads
 what. Shards keep manifest order, which is often sorted by class (FERV39k's by scene, then
@@ -86,6 +87,7 @@ except ImportError:   # an install without it (not `make env`) decodes with Open
 
 from pipeline.shards.layout import (INNER_LIPS, JAW, LEFT_BROW, LEFT_EYE, NOSE_BASE, NOSE_BRIDGE, OUTER_LIPS,
                                    PARSING_LABELS, PARSING_PALETTE, RIGHT_BROW, RIGHT_EYE, mirror_landmarks)
+from pipeline.inputs.manifest import partition_scheme
 from pipeline.shards.format import ClipSample, ShardFormatError, decode_sample
 from pipeline.shards.reader import iter_tar_members, list_shards, shards_for_this_process
 from trainer.sampling import TRAIN_SAMPLINGS, clip_frame_indices, tsn_indices  # noqa: F401 (tsn_indices re-exported)
@@ -158,19 +160,39 @@ def read_index(shards: str | Path) -> dict:
 
 
 def dataset_folds(index: dict) -> list[int]:
-    """The fold numbers of the dataset in `index` (`FOLD=all`); [1] for a single official split."""
-    return sorted(int(p[4:]) for p in index["partitions"] if p.startswith("fold")) or [1]
+    """The fold numbers of the dataset in `index` (`FOLD=all`): its `fold<k>` partitions that hold any
+    clip (a small sample's manifest may leave some empty); [1] for a single split (train + test, or
+    train + val + test)."""
+    written = {s["partition"] for s in index.get("shards", [])} or set(index["partitions"])
+    return sorted(int(p[4:]) for p in index["partitions"] if p.startswith("fold") and p in written) or [1]
+
+
+def split_partitions(index: dict, fold: int) -> dict[str, list[str]]:
+    """The partitions each split reads for fold `fold`: {"train": [...], "val": [...], "test": [...]}.
+    "val" is empty where the validation split is carved from the training partitions (k folds, or
+    train + test); with a `val` partition it is that partition, never trained on. Any other scheme
+    is refused, naming the partitions found (`pipeline.inputs.manifest.partition_scheme`)."""
+    partitions = index["partitions"]
+    scheme = partition_scheme(partitions)
+    if scheme == "train_val_test":
+        return {"train": ["train"], "val": ["val"], "test": ["test"]}
+    if scheme == "train_test":                                 # one official split (FERV39k)
+        return {"train": ["train"], "val": [], "test": ["test"]}
+    test = f"fold{fold}"
+    if test not in partitions:
+        raise ValueError(f"fold {fold}: no partition {test!r} in {', '.join(partitions)}")
+    return {"train": [p for p in partitions if p != test], "val": [], "test": [test]}
 
 
 def fold_partitions(index: dict, fold: int) -> tuple[list[str], str]:
     """(training partitions, test partition) for fold `fold` of the dataset in `index`."""
-    partitions = index["partitions"]
-    if "test" in partitions and "train" in partitions:    # one official split (FERV39k)
-        return [p for p in partitions if p != "test"], "test"
-    test = f"fold{fold}"
-    if test not in partitions:
-        raise ValueError(f"fold {fold}: no partition {test!r} in {', '.join(partitions)}")
-    return [p for p in partitions if p != test], test
+    splits = split_partitions(index, fold)
+    return splits["train"], splits["test"][0]
+
+
+def has_val_partition(index: dict) -> bool:
+    """Whether the dataset brings its own validation partition (train + val + test)."""
+    return partition_scheme(index["partitions"]) == "train_val_test"
 
 
 def is_validation(key: str, fraction: float, seed: int) -> bool:
@@ -491,8 +513,9 @@ class ShardClips(torch.utils.data.IterableDataset):
         self.config, self.split = config, split
         self.index = read_index(config.shards)
         self.classes = classes or self.index["classes"]
-        train_parts, test_part = fold_partitions(self.index, config.fold)
-        self.partitions = [test_part] if split == "test" else train_parts
+        splits = split_partitions(self.index, config.fold)
+        self.own_val = bool(splits["val"])   # a val partition of its own: read whole, not carved from train
+        self.partitions = splits[split] if split == "test" or self.own_val else splits["train"]
         self.shards = [str(p) for p in list_shards(config.shards, self.partitions)]
         if not self.shards:
             raise FileNotFoundError(f"no shards for {split} ({', '.join(self.partitions)}) in {config.shards}")
@@ -503,7 +526,7 @@ class ShardClips(torch.utils.data.IterableDataset):
     def __len__(self) -> int:
         """Clips in this split, from the dataset index (the validation share is an estimate)."""
         total = sum(self.index["samples"][p] for p in self.partitions)
-        if self.split == "test":
+        if self.split == "test" or self.own_val:
             return total
         val = int(round(total * self.config.val_fraction))
         return val if self.split == "val" else total - val
@@ -512,7 +535,7 @@ class ShardClips(torch.utils.data.IterableDataset):
         self.epoch = epoch
 
     def _keep(self, key: str) -> bool:
-        if self.split == "test":
+        if self.split == "test" or self.own_val:
             return True
         return is_validation(key, self.config.val_fraction, self.config.seed) == (self.split == "val")
 

@@ -2,6 +2,11 @@
 
     python -m trainer.evaluate --checkpoint runs/mafw-fineclip-b16-fold1/best.pt [--fold 1]
     python -m trainer.evaluate --checkpoint runs/sample-tiny-fold1/best.pt --dataset dfew --split all
+    python -m trainer.evaluate --dataset mafw --model fineclip-b16 --fold all [--name NAME] [--set lr=1e-3]
+
+Without `--checkpoint`, the run is found as `make train` named it from the same options
+(trainer/run_dir.py), and its best.pt is scored on its own test fold; `--fold all` scores each
+fold's run.
 
 The model is rebuilt from the configuration stored in the checkpoint, with the classes of the
 dataset evaluated (FineCLIPER's class prompts are text, so a model trained on one label set
@@ -20,7 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer.config import from_dict
+from trainer.config import from_dict, parse_overrides
+from trainer.defaults import dataset_name, default_shards
+from trainer.run_dir import add_run_options, trained_runs
 from trainer.data import make_loader, read_index
 from trainer.checkpoint import load_checkpoint
 from trainer.metrics import evaluate, expected_test_clips, plot_confusion, unscored_test_labels
@@ -82,15 +89,32 @@ def evaluate_checkpoint(checkpoint: Path, dataset: str | None = None, shards: st
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer.evaluate", description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", type=Path, required=True)
-    parser.add_argument("--dataset", help="evaluate on another dataset's shards (default: the training dataset)")
+    parser.add_argument("--checkpoint", type=Path,
+                        help="a checkpoint; default: the best.pt of the run make train wrote with the same "
+                             "--dataset, --model, --fold, --name and --set options")
+    parser.add_argument("--dataset", help="the dataset evaluated (with --checkpoint, default: the one it was "
+                                          "trained on; without, also the run's dataset)")
     parser.add_argument("--shards", help="its shard folder (default shards/<dataset>)")
-    parser.add_argument("--fold", type=int)
+    parser.add_argument("--fold", help="the test fold, or all (without --checkpoint: every fold's run); "
+                                       "default: the checkpoint's own, or 1")
     parser.add_argument("--split", choices=["test", "val", "train", "all"], default="test")
     parser.add_argument("--out", type=Path)
+    add_run_options(parser)
     args = parser.parse_args(argv)
     try:
-        evaluate_checkpoint(args.checkpoint, args.dataset, args.shards, args.fold, args.split, args.out)
+        if args.checkpoint:
+            if args.fold == "all":
+                raise ValueError("--fold all scores each fold's own run: leave --checkpoint out (a checkpoint "
+                                 "was trained for one fold)")
+            dataset = dataset_name(args.dataset) if args.dataset else None
+            shards = args.shards or (default_shards(args.dataset) if args.dataset else None)
+            evaluate_checkpoint(args.checkpoint, dataset, shards, int(args.fold) if args.fold else None,
+                                args.split, args.out)
+            return 0
+        dataset = args.dataset or "sample"
+        overrides = parse_overrides(args.set, args.shards or "")
+        for folder in trained_runs(dataset, args.model, args.fold, overrides, args.name):
+            evaluate_checkpoint(folder / "best.pt", split=args.split, out=args.out)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -2,6 +2,7 @@
 
     python -m trainer.predict --video clip.mp4 --checkpoint runs/sample-tiny-fold1/best.pt
     python -m trainer.predict --manifest data/sample/manifest.csv --partition fold1 --checkpoint ... [--out P.json]
+    python -m trainer.predict --manifest path/to/mine.csv --dataset path/to/mine.csv   # the run make train wrote
 
     from trainer.predict import predict
     result = predict("clip.mp4", "runs/sample-tiny-fold1/best.pt")
@@ -28,8 +29,9 @@ import torch
 from pipeline.backends import PROFILES, make_describer
 from pipeline.inputs.decode import DecodeError
 from pipeline.run.stages import FaceConfig, FaceStage, NoFaceError, attach_description
-from trainer.config import from_dict
-from trainer.data import ClipTransform, collate, read_index, to_model_inputs
+from trainer.config import from_dict, parse_overrides
+from trainer.data import ClipTransform, collate, read_index, split_partitions, to_model_inputs
+from trainer.run_dir import add_run_options, trained_runs
 from trainer.checkpoint import load_checkpoint
 
 _FACE_KEYS = ("crop_size", "max_frames", "detect_every", "crop_margin", "crop_shift_up", "smooth_window",
@@ -95,8 +97,8 @@ def predict_partition(predictor: Predictor, manifest_path: Path, partition: str,
     """Predict every clip of `partition` in a manifest from its raw file: how often the true class is first."""
     from pipeline.inputs.manifest import ClipPathError, load_manifest
 
-    manifest = load_manifest(manifest_path)
-    root = data_root or manifest_path.parent
+    manifest = load_manifest(manifest_path, data_root)
+    root = data_root or manifest.source.parent
     rows = [r for r in manifest.rows if r.partition == partition]
     if not rows:
         raise ValueError(f"{manifest_path}: no clips in partition {partition!r}; partitions: {', '.join(manifest.partitions)}")
@@ -118,27 +120,61 @@ def predict_partition(predictor: Predictor, manifest_path: Path, partition: str,
             "unreadable": sum(c["predicted"] is None for c in clips), "per_clip": clips}
 
 
+def test_partition(checkpoint: Path) -> str:
+    """The test partition of the fold a checkpoint was trained for (from its shards' index)."""
+    config = from_dict(load_checkpoint(checkpoint)["config"])
+    return split_partitions(read_index(config.shard_dir), config.fold)["test"][0]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer.predict", description=__doc__.split("\n")[0])
     parser.add_argument("--video", type=Path, nargs="+", default=[])
-    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--checkpoint", type=Path,
+                        help="a checkpoint; default: the best.pt of the run make train wrote with the same "
+                             "--dataset, --model, --fold, --name and --set options")
+    parser.add_argument("--dataset", default="sample", help="the run's dataset, to find it without --checkpoint")
+    parser.add_argument("--shards", default="", help="the run's shard folder (default shards/<dataset>)")
+    parser.add_argument("--fold", help="the run's fold, or all (every fold's run), to find it without --checkpoint")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--manifest", type=Path, help="predict the clips of --partition in this manifest")
-    parser.add_argument("--partition", help="e.g. fold1 (with --manifest)")
+    parser.add_argument("--manifest", type=Path, help="predict the clips of --partition in this manifest "
+                                                      "(a path, or a built-in dataset's name with --data-root)")
+    parser.add_argument("--partition", help="e.g. fold1 (with --manifest; default: the run's test partition)")
     parser.add_argument("--data-root", type=Path, help="where the manifest's paths are (default: its folder)")
-    parser.add_argument("--out", type=Path, help="write the --manifest report as JSON here")
+    parser.add_argument("--out", type=Path, help="write the --manifest report as JSON here "
+                                                 "(default: predict-<partition>.json in the run folder)")
+    add_run_options(parser)
     args = parser.parse_args(argv)
-    if bool(args.manifest) != bool(args.partition) or not (args.video or args.manifest):
-        parser.error("give --video, or --manifest with --partition")
+    if not (args.video or args.manifest):
+        parser.error("give --video, or --manifest [--partition]")
     try:
-        predictor = Predictor(args.checkpoint)
+        if args.checkpoint:
+            checkpoints = [args.checkpoint]
+        else:
+            overrides = parse_overrides(args.set, args.shards)
+            checkpoints = [f / "best.pt" for f in trained_runs(args.dataset, args.model, args.fold, overrides,
+                                                               args.name)]
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    status = 0
+    for checkpoint in checkpoints:
+        status = max(status, predict_command(args, checkpoint))
+    return status
+
+
+def predict_command(args: argparse.Namespace, checkpoint: Path) -> int:
+    """`--video` and/or `--manifest` with one checkpoint; the exit status."""
+    try:
+        predictor = Predictor(checkpoint)
         if args.manifest:
-            report = predict_partition(predictor, args.manifest, args.partition, args.data_root)
+            partition = args.partition or test_partition(checkpoint)
+            report = predict_partition(predictor, args.manifest, partition, args.data_root)
             print(f"{report['partition']}: true class first for {report['true_class_first']} of {report['clips']} "
                   f"clips ({report['unreadable']} unreadable or without a face)")
-            if args.out:
-                args.out.parent.mkdir(parents=True, exist_ok=True)
-                args.out.write_text(json.dumps(report, indent=1) + "\n")
+            out = args.out or checkpoint.parent / f"predict-{partition}.json"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(report, indent=1) + "\n")
+            print(f"-> {out}")
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

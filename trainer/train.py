@@ -1,9 +1,14 @@
 """`make train`: train a model on one fold of a dataset's shards and test it on the fold, under both protocols.
 
-    python -m trainer.train --dataset sample --model tiny [--fold 1|all] [--set epochs=5 --set lr=1e-3]
+    python -m trainer.train --dataset sample [--model tiny] [--fold 1|all] [--set epochs=5 --set lr=1e-3] [--name NAME]
     python -m trainer.train --dataset dfew --model dferclip-b32 --set recipe=reference
     torchrun --nproc-per-node 8 -m trainer.train --dataset mafw --model fineclip-b16 --fold 1
     python -m trainer.train --resume runs/mafw-fineclip-b16-fold1
+
+Each experiment and fold has a run folder of its own, named from the configuration or by
+`--name` (trainer/run_dir.py); the same command again resumes a stopped run, reports a finished
+one, and refuses a folder that holds another configuration unless `--overwrite`. `--fold all`
+skips folds that finished.
 
 One readable loop (nanoGPT / DiT style). The recipe (trainer/config.py, presets.yaml) chooses
 AdamW with linear warm-up and cosine decay, or SGD with momentum and ×gamma steps at given
@@ -13,9 +18,10 @@ loss stops every rank with a clear message, leaving `last.pt` (written before th
 and after every epoch) as the last good state; `--resume` continues exactly.
 
 Model selection, both protocols reported in metrics.json (docs/training.md, "Protocols"):
-- `val` (ours): the epoch with the best validation UAR on a split of the training folds, never
-  the test fold; with `val_fraction=0`, the last epoch; a zero-shot (description-supervised)
-  run uses the validation description loss, never a label. Its weights are `best.pt`.
+- `val` (ours): the epoch with the best validation UAR on a split of the training folds (or on
+  the dataset's own `val` partition, which is never trained on), never the test fold; with
+  `val_fraction=0`, the last epoch; a zero-shot (description-supervised) run uses the
+  validation description loss, never a label. Its weights are `best.pt`.
 - `paper`: the epoch with the best test WAR, as DFER-CLIP's main.py keeps it and the papers
   report it: test-set selection, comparable with the published tables, not an unbiased
   estimate. Needs `paper_protocol` (on by default: one test pass per epoch).
@@ -45,9 +51,11 @@ import torch
 import torch.distributed as dist
 
 from trainer.config import TrainConfig, from_dict, parse_overrides, recipe_settings, resolve
-from trainer.data import dataset_folds, make_loader, read_index, to_model_inputs, training_batches
+from trainer.defaults import choose_model, dataset_name, default_shards
+from trainer.data import dataset_folds, has_val_partition, make_loader, read_index, to_model_inputs, training_batches
 from trainer.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, trainable_state
 from trainer.metrics import evaluate, expected_test_clips, plot_confusion, plot_curves, unscored_test_labels
+from trainer.run_dir import clear, plan as plan_run, record_start, run_folder, summary_folder, trim_log
 
 
 class NonFiniteLoss(RuntimeError):
@@ -193,7 +201,12 @@ class Run:
 
     @property
     def has_validation(self) -> bool:
-        return self.config.val_fraction > 0
+        return "val" in self.loaders
+
+    @property
+    def own_val(self) -> bool:
+        """Whether validation reads the dataset's own val partition (rather than a split of the training ones)."""
+        return self.has_validation and self.loaders["val"].dataset.own_val
 
     @property
     def zero_shot(self) -> bool:
@@ -203,13 +216,14 @@ class Run:
 def prepare_run(config: TrainConfig, run_dir: Path) -> Run:
     """Processes, seeds, the model on its device, the three loaders, the optimiser and the schedule."""
     rank, world, device = setup_distributed()
-    classes = read_index(config.shard_dir)["classes"]
+    index = read_index(config.shard_dir)
+    classes = index["classes"]
     batch = config.batch_record(world)             # refuses a world size that cannot share a global batch
     descriptions = config.descriptions_source()    # stops here when the reference descriptions are missing
     seed_everything(config.seed * max(world, 1) + rank)
     model = config.build_model(classes).to(device)
     data = config.data_config(model, world)
-    splits = ("train", "val", "test") if config.val_fraction > 0 else ("train", "test")
+    splits = ("train", "val", "test") if config.val_fraction > 0 or has_val_partition(index) else ("train", "test")
     loaders = {split: make_loader(data, split, classes) for split in splits}
     steps_per_epoch = max(1, math.ceil(len(loaders["train"].dataset) / batch["global"]))
     ddp_model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if world > 1 else model
@@ -380,7 +394,7 @@ def val_selection(run: Run) -> str:
         return "last epoch (val_fraction=0: no validation split)"
     if run.zero_shot:
         return "lowest validation description loss (zero-shot: no label is used)"
-    return "best validation UAR"
+    return "best UAR on the val partition" if run.own_val else "best validation UAR"
 
 
 def final_test(run: Run) -> dict:
@@ -393,6 +407,7 @@ def final_test(run: Run) -> dict:
         run.model.load_state_dict(load_checkpoint(run.run_dir / "best.pt")["model"], strict=False)
     test = run.evaluate("test")
     trained_on = ("all training folds" if not run.has_validation
+                  else "the train partition (the val partition validates)" if run.own_val
                   else f"training folds less a {config.val_fraction:.0%} validation split")
     protocols = {"val": {"selection": val_selection(run), "epoch": run.best_epoch, "trained_on": trained_on,
                          "test": test}}
@@ -451,14 +466,18 @@ def train(config: TrainConfig, resume: Path | None = None, run_dir: Path | None 
     run = prepare_run(config, run_dir or (resume if resume else Path(config.runs_dir) / config.run_name()))
     if resume:
         restore(run, Path(resume))
+        if run.main_process:
+            trim_log(run.run_dir, run.start_epoch)
+            print(f"resuming after epoch {run.start_epoch} of {config.epochs}")
     open_run_folder(run)
     try:
         if run.main_process and not resume:
+            record_start(run.run_dir, config, run.world)   # run.json: the shards and world size it begins with
             run.checkpoint("last.pt", -1)  # the state before training: a good state to return to from the start
         for epoch in range(run.start_epoch, config.epochs):
             if stop_after is not None and epoch >= stop_after:
                 if run.main_process:
-                    print(f"stopped after epoch {epoch}; continue with --resume {run.run_dir}")
+                    print(f"stopped after epoch {epoch}; the same command resumes it (or --resume {run.run_dir})")
                 return None
             end_epoch(run, epoch, train_epoch(run, epoch))
         return final_test(run)
@@ -480,65 +499,90 @@ def fold_summary(results: list[dict]) -> dict:
     return summary
 
 
-def train_folds(config: TrainConfig, folds: list[int]) -> dict:
-    """Each fold in turn, then mean ± std of UAR and WAR over them per protocol (the 5-fold protocol).
-    The top-level uar/war are the `val` protocol's."""
-    results = [train(TrainConfig(**{**config.to_dict(), "fold": k})) for k in folds]
+def report_finished(folder: Path) -> dict:
+    """A finished run's metrics, printed as training would have ended."""
+    result = json.loads((folder / "metrics.json").read_text())
+    for name, p in result.get("protocols", {}).items():
+        print(f"test fold {result['fold']}, protocol {name} (epoch {p['epoch']}): "
+              f"UAR {p['test']['uar']:.2f}  WAR {p['test']['war']:.2f}")
+    return result
+
+
+def run_experiment(config: TrainConfig, name: str | None = None, overwrite: bool = False,
+                   stop_after: int | None = None) -> dict | None:
+    """Fold `config.fold` of the experiment `name` in its run folder (trainer/run_dir.py): started,
+    resumed where it stopped, or reported when finished; refused (RunConflict) when the folder holds
+    another configuration, unless `overwrite`."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    plan = plan_run(config, run_folder(config, name), world, overwrite)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"{plan.folder}: {plan.why}")
+    if plan.action == "finished":
+        return report_finished(plan.folder)
+    if plan.clear and int(os.environ.get("RANK", "0")) == 0:
+        clear(plan.folder)
+    return train(config, resume=plan.folder if plan.action == "resume" else None, run_dir=plan.folder,
+                 stop_after=stop_after)
+
+
+def train_folds(config: TrainConfig, folds: list[int], name: str | None = None, overwrite: bool = False,
+                stop_after: int | None = None) -> dict | None:
+    """Each fold in turn (a finished fold is reported, not trained again), then mean ± std of UAR and WAR
+    over them per protocol (the 5-fold protocol). The top-level uar/war are the `val` protocol's."""
+    results = [run_experiment(TrainConfig(**{**config.to_dict(), "fold": k}), name, overwrite, stop_after)
+               for k in folds]
+    if any(r is None for r in results):   # stopped early (--stop-after): no summary yet
+        return None
     protocols = fold_summary(results)
     summary = {"dataset": config.dataset, "model": config.model, "recipe": config.recipe, "folds": folds,
                "uar": protocols["val"]["uar"], "war": protocols["val"]["war"], "protocols": protocols}
-    out = Path(config.runs_dir) / f"{config.run_stem()}-all"
+    if int(os.environ.get("RANK", "0")) != 0:
+        return summary
+    out = summary_folder(config, name)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(summary, indent=1) + "\n")
-    for name, p in protocols.items():
-        print(f"{len(folds)} folds, protocol {name}: UAR {p['uar']['mean']:.2f} ± {p['uar']['std']:.2f}  "
+    for protocol, p in protocols.items():
+        print(f"{len(folds)} folds, protocol {protocol}: UAR {p['uar']['mean']:.2f} ± {p['uar']['std']:.2f}  "
               f"WAR {p['war']['mean']:.2f} ± {p['war']['std']:.2f}")
     print(f"-> {out}/metrics.json")
     return summary
 
 
-def finished_run(config: TrainConfig) -> bool:
-    """Whether the run folder of `config` holds a finished run of exactly this configuration,
-    made after the shards it read were last written."""
-    run_dir = Path(config.runs_dir) / config.run_name()
-    metrics, saved = run_dir / "metrics.json", run_dir / "config.json"
-    index = config.shard_dir / "index.json"
-    if not (metrics.is_file() and saved.is_file() and index.is_file()):
-        return False
-    as_recorded = json.loads(json.dumps(config.to_dict()))   # tuples become lists in JSON
-    return json.loads(saved.read_text()) == as_recorded and metrics.stat().st_mtime > index.stat().st_mtime
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer.train", description=__doc__.split("\n")[0])
-    parser.add_argument("--dataset", default="sample")
-    parser.add_argument("--model", default="tiny")
+    parser.add_argument("--dataset", default="sample", help="mafw | dfew | ferv39k | sample | path/to/manifest.csv")
+    parser.add_argument("--model", default=None,
+                        help="default: tiny for the sample and your own manifests; named for mafw, dfew, ferv39k")
     parser.add_argument("--fold", default="1", help="1..5, or all (the 5-fold protocol)")
     parser.add_argument("--shards", default="", help="dataset folder of shards (default shards/<dataset>)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a configuration value (repeatable), e.g. --set epochs=5")
+    parser.add_argument("--name", help="the experiment's name: its run folders are <runs_dir>/<name>-fold<k> "
+                                       "(default: dataset, model, recipe and a hash of the changed settings)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start over in a run folder that holds another configuration (or a finished run)")
     parser.add_argument("--resume", type=Path, help="a run folder to continue from its last.pt")
-    parser.add_argument("--stop-after", type=int, help="stop after this many epochs (resume later)")
+    parser.add_argument("--stop-after", type=int, help="stop after this many epochs (rerun the command to resume)")
     parser.add_argument("--reuse", action="store_true",
-                        help="skip training when the run folder already holds metrics.json for the same "
-                             "configuration, newer than the shards (make demo's second run)")
+                        help="kept for older scripts: a finished run of the same configuration is always reused")
     args = parser.parse_args(argv)
     try:
         if args.resume:
             config = from_dict(json.loads((args.resume / "config.json").read_text()))
             train(config, resume=args.resume, stop_after=args.stop_after)
             return 0
+        dataset = dataset_name(args.dataset)
+        model, why = choose_model(args.model, args.dataset)
+        if not args.model and int(os.environ.get("RANK", "0")) == 0:
+            print(f"model {model} ({why})")
         overrides = parse_overrides(args.set, args.shards)
-        index = read_index(overrides.get("shards") or f"shards/{args.dataset}")
+        index = read_index(overrides.get("shards") or default_shards(args.dataset))
         if args.fold == "all":
-            train_folds(resolve(args.model, args.dataset, overrides), dataset_folds(index))
+            train_folds(resolve(model, dataset, overrides), dataset_folds(index), args.name, args.overwrite,
+                        args.stop_after)
         else:
-            config = resolve(args.model, args.dataset, {**overrides, "fold": int(args.fold)})
-            if args.reuse and finished_run(config):
-                print(f"reusing {Path(config.runs_dir) / config.run_name()}: trained already on these shards "
-                      "with this configuration")
-                return 0
-            train(config, stop_after=args.stop_after)
+            run_experiment(resolve(model, dataset, {**overrides, "fold": int(args.fold)}), args.name,
+                           args.overwrite, args.stop_after)
     except (FileNotFoundError, ValueError, NonFiniteLoss) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -9,7 +9,8 @@ tower, and the predicted class is the positive prompt of prompts/label_templates
 class with every trainable part neutral, so it is exactly the backbone: adapters start at
 zero, no temporal model (`temporal_layers=0`), the video branch alone, no description loss.
 Failed test clips count as wrong, as in training. Writes
-runs/<dataset>-<model>-zeroshot-fold<k>/metrics.json (and -all with mean ± std over folds).
+runs/<name>-zeroshot-fold<k>/metrics.json (and -all with mean ± std over folds), where <name> is
+`--name` or, as for `make train`, `<dataset>-<model>` with a hash of any `--set` overrides.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ import torch
 
 from trainer.config import parse_overrides, resolve
 from trainer.data import dataset_folds, make_loader, read_index
+from trainer.defaults import choose_model, dataset_name, default_shards
 from trainer.metrics import evaluate, unscored_test_labels
 from trainer.models import model_preset
+from trainer.run_dir import add_run_options, experiment_name
 from trainer.fineclip import FineCLIPER
 
 # The model settings that make FineCLIPER's untrained forward the plain CLIP zero-shot classifier.
@@ -33,7 +36,7 @@ NEUTRAL = dict(temporal_layers=0, use_parsing=False, use_landmarks=False, use_de
                use_description_branch=False, use_negative_prompts=False, supervision="labels")
 
 
-def zero_shot(dataset: str, model: str, fold: int, overrides: dict | None = None) -> dict:
+def zero_shot(dataset: str, model: str, fold: int, overrides: dict | None = None, name: str | None = None) -> dict:
     config = resolve(model, dataset, {**(overrides or {}), "fold": fold})
     if model_preset(model).family is not FineCLIPER:
         raise ValueError(f"zero-shot uses FineCLIPER's class prompts; give a fineclip-* or tiny model, not {model!r} "
@@ -48,7 +51,7 @@ def zero_shot(dataset: str, model: str, fold: int, overrides: dict | None = None
     metrics.pop("description_loss", None)
     result = {"dataset": dataset, "model": model, "clip": net.config.clip, "fold": fold, "protocol": "zero-shot",
               **metrics}
-    out = Path(config.runs_dir) / f"{dataset}-{model}-zeroshot-fold{fold}"
+    out = Path(config.runs_dir) / f"{experiment_name(config, name)}-zeroshot-fold{fold}"
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(result, indent=1) + "\n")
     print(f"{dataset} fold {fold}, zero-shot {net.config.clip}: UAR {metrics['uar']:.2f}  WAR {metrics['war']:.2f}  "
@@ -56,13 +59,15 @@ def zero_shot(dataset: str, model: str, fold: int, overrides: dict | None = None
     return result
 
 
-def zero_shot_folds(dataset: str, model: str, folds: list[int], overrides: dict | None = None) -> dict:
-    results = [zero_shot(dataset, model, k, overrides) for k in folds]
+def zero_shot_folds(dataset: str, model: str, folds: list[int], overrides: dict | None = None,
+                    name: str | None = None) -> dict:
+    results = [zero_shot(dataset, model, k, overrides, name) for k in folds]
     summary = {"dataset": dataset, "model": model, "folds": folds, "protocol": "zero-shot"}
     for metric in ("uar", "war"):
         values = np.array([r[metric] for r in results])
         summary[metric] = {"mean": float(values.mean()), "std": float(values.std()), "per_fold": values.tolist()}
-    out = Path(resolve(model, dataset, overrides or {}).runs_dir) / f"{dataset}-{model}-zeroshot-all"
+    config = resolve(model, dataset, overrides or {})
+    out = Path(config.runs_dir) / f"{experiment_name(config, name)}-zeroshot-all"
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(f"{len(folds)} folds, zero-shot: UAR {summary['uar']['mean']:.2f} ± {summary['uar']['std']:.2f}  "
@@ -72,19 +77,20 @@ def zero_shot_folds(dataset: str, model: str, folds: list[int], overrides: dict 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer.zero_shot", description=__doc__.split("\n")[0])
-    parser.add_argument("--dataset", default="sample")
-    parser.add_argument("--model", default="tiny")
+    parser.add_argument("--dataset", default="sample", help="mafw | dfew | ferv39k | sample | path/to/manifest.csv")
     parser.add_argument("--fold", default="1", help="1..5, or all")
     parser.add_argument("--shards", default="")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    add_run_options(parser)   # --model, --name, --set (TRAIN_ARGS)
     args = parser.parse_args(argv)
     overrides = parse_overrides(args.set, args.shards)
     try:
+        model, _ = choose_model(args.model, args.dataset)
+        dataset = dataset_name(args.dataset)
         if args.fold == "all":
-            index = read_index(overrides.get("shards") or f"shards/{args.dataset}")
-            zero_shot_folds(args.dataset, args.model, dataset_folds(index), overrides)
+            index = read_index(overrides.get("shards") or default_shards(args.dataset))
+            zero_shot_folds(dataset, model, dataset_folds(index), overrides, args.name)
         else:
-            zero_shot(args.dataset, args.model, int(args.fold), overrides)
+            zero_shot(dataset, model, int(args.fold), overrides, args.name)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -369,6 +369,26 @@ def write_manifest(path: Path | str, rows: list[ManifestRow] | list[dict], *, da
                              "" if frames is None else frames])
 
 
+PARTITION_SCHEMES = ("fold1 .. foldK (k-fold: each fold is tested once, trained on the others)",
+                     "train + test (a validation split is carved from train)",
+                     "train + val + test (val chooses the epoch and is never trained on)")
+
+
+def partition_scheme(partitions: list[str] | tuple[str, ...]) -> str:
+    """Which of the trainer's partition schemes `partitions` follow: "folds", "train_test" or
+    "train_val_test"; raises ValueError naming the partitions found and the schemes understood.
+    (The pipeline writes any partitions; `make train` reads only these.)"""
+    names = set(partitions)
+    if len(names) >= 2 and all(re.fullmatch(r"fold[1-9][0-9]*", p) for p in names):
+        return "folds"
+    if names == {"train", "test"}:
+        return "train_test"
+    if names == {"train", "val", "test"}:
+        return "train_val_test"
+    raise ValueError(f"partitions {', '.join(partitions) or '(none)'}: make train understands "
+                     + "; ".join(PARTITION_SCHEMES) + ". Rename the partitions in the manifest's partition column")
+
+
 def summary(manifest: Manifest) -> str:
     """Clips per class and partition, as a table."""
     counts = manifest.counts()

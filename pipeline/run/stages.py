@@ -347,10 +347,16 @@ class DescribeStage(Stage):
 
 
 def attach_description(sample, description) -> None:
-    """Put a Description into a ClipSample; AU signals already there stay unless new ones come."""
+    """Put a Description into a ClipSample; AU signals already there stay unless new ones come. A
+    description already there (`make describe` over finished shards) is kept in the new record's
+    `earlier` list, oldest first, so that a re-describe never loses the first pass."""
+    earlier = []
+    if sample.description_record:
+        previous = dict(sample.description_record)
+        earlier = list(previous.pop("earlier", [])) + [previous]
     sample.description = description.text
     sample.description_record = {**description.record, "raw_text": description.raw_text,
-                                 "text": description.text}
+                                 "text": description.text, **({"earlier": earlier} if earlier else {})}
     if description.signals is not None:
         sample.au, sample.au_names = description.signals.astype(np.float32), list(description.signal_names)
 

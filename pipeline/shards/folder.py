@@ -68,6 +68,11 @@ class OutputFolder:
             self._lock_file.close()
             self._lock_file = None
 
+    def recorded_run(self) -> dict[str, Any] | None:
+        """The configuration recorded in run.json by the last run (None in a new folder)."""
+        run_file = self.path / RUN
+        return json.loads(run_file.read_text()) if run_file.is_file() else None
+
     def check_run_config(self, config: dict[str, Any], overwrite: bool) -> None:
         """Resume only a run with the same configuration; --overwrite starts over."""
         run_file = self.path / RUN
