@@ -190,7 +190,9 @@ def test_reference_recipe_stops_without_the_descriptions_and_trains_with_a_text_
     text_py = tmp_path / "Text.py"
     seven = write_reference_form(text_py)
     assert main(command + ["--set", f"class_descriptions={text_py}"]) == 0
-    metrics = json.loads((tmp_path / "sample-tiny-dferclip-reference-fold1" / "metrics.json").read_text())
+    runs = sorted(tmp_path.glob("sample-tiny-dferclip-reference-*-fold1"))   # the name carries a hash of the --set values
+    assert len(runs) == 1, runs
+    metrics = json.loads((runs[0] / "metrics.json").read_text())
     assert metrics["recipe"] == "reference" and metrics["class_descriptions"] == {
         "source": "file", "file": str(text_py), "sha256": hashlib.sha256(text_py.read_bytes()).hexdigest()}
     assert metrics["recipe_settings"]["train_sampling"] == "dferclip" and metrics["batch"]["global"] == 4
