@@ -140,7 +140,7 @@ def run_jobs(folder: OutputFolder, todo: list, stages: list, progress: bool) -> 
     """Run the shards still to do, committing each as it returns; the names of those that never did."""
     from pipeline.run.ray_runner import run_stages
 
-    bar = ProgressBar(sum(len(j.rows) for j in todo), enabled=progress)
+    bar = ProgressBar(sum(len(j.rows) for j in todo), enabled=progress, shards=len(todo))
     returned = set()
     for job in run_stages(todo, stages):
         stats = folder.commit(job.name, job.partition, job.rows, job.status, Path(job.work_tar), job.seconds)
