@@ -32,8 +32,9 @@ RAY_ADDRESS ?=
 export RAY_ADDRESS
 SAMPLE_SEED ?= 0
 CLIPS_PER_CLASS ?= 10
+CLIPS ?=
 
-.PHONY: help env lock test demo manifest sample preprocess describe summary verify inspect train ablate eval zero-shot pretrain-tiny bench predict clean
+.PHONY: help env lock test demo manifest sample standin preprocess describe summary verify inspect train ablate eval zero-shot pretrain-tiny bench scale predict clean
 
 help: ## list targets and variables
 	@echo "DFER toolkit. Usage: make <target> [VAR=value ...]"
@@ -57,6 +58,7 @@ help: ## list targets and variables
 	@echo "  RAY_ADDRESS  an existing Ray cluster to run the pipeline on (empty: local)"
 	@echo "  SAMPLE_SEED, CLIPS_PER_CLASS   for make sample                    ($(SAMPLE_SEED), $(CLIPS_PER_CLASS))"
 	@echo "  QUICK        1: make bench on smaller sets, into bench/results/quick/"
+	@echo "  CLIPS        make standin: a subset of that many clips; make scale: that size only (default 1000 4000 all)"
 
 $(STAMP): requirements.txt pyproject.toml
 	@echo ">> creating $(VENV) from requirements.txt (first run only: about 4 minutes; ~7 GB with CUDA torch on Linux)"
@@ -105,6 +107,10 @@ sample: $(STAMP) ## generate the sample dataset into data/sample and its contact
 	$(PY) -m pipeline.sample generate --out data/sample --seed $(SAMPLE_SEED) --clips-per-class $(CLIPS_PER_CLASS)
 	$(PY) -m pipeline.sample sheet --data data/sample
 
+standin: $(STAMP) ## DATASET (dfew | ferv39k | mafw), CLIPS: the dataset's face-crop folders, real ids and frame counts, the sample's faces, in data/standin-DATASET
+	$(PY) -m pipeline.sample generate --out data/sample --if-missing
+	$(PY) -m pipeline.sample standin $(DATASET) --out data/standin-$(DATASET) $(if $(CLIPS),--clips $(CLIPS))
+
 PREPROCESS_ARGS = --data-root "$(DATA_ROOT)" --out "$(OUT)" $(if $(PROFILE),--profile $(PROFILE)) $(if $(CROP),--crop $(CROP)) \
 	$(if $(FACE_GPUS),--face-gpus $(FACE_GPUS)) $(if $(DESCRIBE_GPUS),--describe-gpus $(DESCRIBE_GPUS)) \
 	$(if $(WEIGHTS_DIR),--weights-dir "$(WEIGHTS_DIR)") $(if $(filter 1 yes true,$(OVERWRITE)),--overwrite)
@@ -145,6 +151,10 @@ predict: $(STAMP) ## VIDEO, CHECKPOINT: class probabilities for one video (and i
 
 bench: $(STAMP) ## measure pipeline, loader, trainer against baselines (QUICK=1: smaller sets); JSON in bench/results/
 	$(PY) bench/run_all.py $(if $(filter 1 yes true,$(QUICK)),--quick)
+
+scale: $(STAMP) ## DATASET, CLIPS: preprocess a stand-in at 1,000, 4,000 and all clips, kill and rerun the largest, train an epoch; bench/results/scale-DATASET.json
+	$(PY) -m pipeline.sample generate --out data/sample --if-missing
+	$(PY) bench/scale.py --dataset $(DATASET) $(if $(CLIPS),--sizes $(CLIPS))
 
 clean: ## remove .venv and caches (keeps data/ and shards/)
 	rm -rf $(VENV) .pytest_cache

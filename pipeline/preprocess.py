@@ -24,7 +24,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from pipeline.backends import (DESCRIBERS, DETECTORS, INLINE_DESCRIBERS, LANDMARKERS, PARSERS, PROFILES,
-                               face_weights, make_describer, make_detector, make_landmarker, make_parser)
+                               describer_backend, face_weights, make_describer, make_detector, make_landmarker, make_parser)
 from pipeline.inputs.datasets import DATASETS
 from pipeline.inputs.manifest import CROP_MODES, Manifest, ManifestError, load_manifest, presence, summary
 from pipeline.shards.folder import FolderBusyError, OutputFolder
@@ -101,7 +101,10 @@ def check_resources(chosen, profile: str, ray_address: str | None, weights_dir: 
     from pipeline.weights import check_weights
 
     resources = init_ray(ray_address) if ray_address else None  # a local run counts its GPUs without Ray
-    gpus = gpus_available(ray_address)
+    # Only a run with something to put on a GPU counts them: counting imports torch, ~0.5 GB in the
+    # driver that the cpu profile never uses.
+    wants_gpu = chosen.needs_gpu or (chosen.describer not in (None, "none") and describer_backend(chosen.describer).gpu)
+    gpus = gpus_available(ray_address) if wants_gpu else 0.0
     if chosen.needs_gpu and gpus == 0 and not allow_cpu:
         raise RuntimeError(f"PROFILE={profile} runs S3FD, FAN and BiSeNet on a GPU and none was found; "
                            "use PROFILE=cpu for the offline stack (dlib and landmark masks), or --allow-cpu "
