@@ -479,11 +479,13 @@ def main() -> int:
               "sizes_asked": args.sizes, "machine": machine_info(), "command": " ".join(sys.argv),
               "standin": {}, "sizes": {}}
     started = time.monotonic()
+    out = args.out or RESULTS / f"scale-{args.dataset}.json"
     for size in sizes:
         record = build_standin(args.dataset, standin, size, args.sample, manifest_name=f"manifest-{size}.csv")
         report["standin"][str(size)] = {k: record[k] for k in ("clips", "frames", "clip_folders_written", "seconds")}
         report["sizes"][str(size)] = measure_size(args, size, standin / f"manifest-{size}.csv", standin, env,
                                                   kill=not args.no_kill and size == sizes[-1])
+        write_json(out, report)   # kept if a later step fails or the run is stopped
     largest = str(sizes[-1])
     if not args.no_train:
         trained = str(size_of(args.train_size, total)) if args.train_size else largest
@@ -496,7 +498,6 @@ def main() -> int:
         log(f"training: {report['training']['clips_per_s']} clips/s, data wait {report['training']['data_wait_share']}")
     report["targets"] = targets(report["sizes"], report["sizes"][largest].get("kill_and_rerun"))
     report["total_seconds"] = round(time.monotonic() - started, 1)
-    out = args.out or RESULTS / f"scale-{args.dataset}.json"
     write_json(out, report)
     print()
     print(table(("clips", "wall s", "clips/s", "s/1000 (steady)", "driver MiB", "worker MiB", "shards", "MiB",
