@@ -1,8 +1,8 @@
 """`make scale DATASET=ferv39k [CLIPS=N]`: how the pipeline's cost grows with the work, on a stand-in
 of the dataset's real shape, and a crash half way through the largest run.
 
-    python bench/scale.py --dataset ferv39k [--sizes 1000 4000 all] [--no-kill] [--no-train]
-        [--workers N] [--work-dir data] [--out bench/results/scale-ferv39k.json]
+    python bench/scale.py --dataset ferv39k [--sizes 1000 4000 all] [--no-kill] [--no-train] [--no-orchestration]
+        [--train-size N] [--workers N] [--work-dir data] [--out bench/results/scale-ferv39k.json] [--reuse]
 
 1. The stand-in (pipeline/sample/standin.py) is built, or brought up to date, at each size: the
    dataset's face-crop folders with its real clip ids and frame counts, a subset stratified by
@@ -22,7 +22,12 @@ of the dataset's real shape, and a crash half way through the largest run.
    then rerun as it was. Recorded: shards committed and in flight at the kill (working tars in
    `.work/`, and the samples they held), what the rerun did, whether any committed shard was
    written again, every manifest row in exactly one status row, and verify.
-4. One training epoch of `MODEL=tiny` (`python -m trainer.train --set epochs=1`, workers = CPUs)
+4. The pipeline's orchestration without face work (bench/probes/orchestration.py: every clip a
+   recorded failure at once, every tar empty) over the smallest size's manifest and over the
+   dataset's whole manifest (38,935 rows and 609 shards for FERV39k): the driver's memory, the
+   time per shard, the log's lines and verify, at full size, for what grows with clips and shards
+   rather than frames.
+5. One training epoch of `MODEL=tiny` (`python -m trainer.train --set epochs=1`, workers = CPUs)
    over the largest size's shards (training partitions, then validation and the test fold):
    the trainer's clips/s and data-wait share from its log.jsonl, and its peak memory.
 
@@ -329,6 +334,18 @@ def run_training(dataset: str, shards: Path, runs: Path, workers: int, env: dict
 
 
 # ------------------------------------------------------------------------------ the benchmark
+def git_commit() -> str | None:
+    """The checkout's commit, with `+changes` when files differ from it (None outside git)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+        return head + ("+changes" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def size_of(text: str, total: int) -> int:
     return total if text == "all" else min(int(text), total)
 
@@ -411,7 +428,34 @@ def kill_and_rerun(args, command: list[str], out: Path, planned: int, clips_of: 
     return result
 
 
-def targets(sizes: dict[str, dict], kill: dict | None) -> list[dict]:
+def orchestration(args, dataset: str, label: str, standin: Path, env: dict) -> dict:
+    """bench/probes/orchestration.py over `dataset` (a manifest): the pipeline's driver, Ray, commits,
+    index and verify at that many rows and shards, with no face work."""
+    sys.path.insert(0, str(ROOT))
+    from pipeline.inputs.manifest import load_manifest
+    from pipeline.run.stages import plan_shards
+
+    manifest = load_manifest(dataset)
+    jobs = plan_shards(manifest, 64)
+    out = args.work_dir / "scale-shards" / f"{args.dataset}-orchestration-{label}"
+    command = [sys.executable, str(ROOT / "bench" / "probes" / "orchestration.py"), dataset, "--data-root",
+               str(standin), "--out", str(out), *(["--workers", str(args.workers)] if args.workers else [])]
+    log(f"orchestration without face work, {len(manifest):,} rows, {len(jobs)} shards")
+    run = run_preprocess(command, out, args.work_dir / "scale-shards" / f"{args.dataset}-orchestration-{label}.log",
+                         len(jobs), env)
+    steady = steady_state(run["commits"], {j.name: len(j.rows) for j in jobs})
+    run.pop("commits")
+    result = {"rows": len(manifest), "shards": len(jobs), "command": " ".join(["python", *command[1:]]), **run,
+              "steady_state": steady,
+              "s_per_shard_steady": round((steady["last_commit_s"] - steady["first_commit_s"]) / (len(jobs) - 1), 3)
+              if steady else None,
+              "verify": run_verify(out, env), "coverage": status_coverage(out, manifest.source)}
+    log(f"orchestration {len(jobs)} shards: {run['wall_s']:.0f} s, driver peak {run['memory']['driver_peak_rss_mib']:.0f} "
+        f"MiB, {run['log_lines']} log lines; verify {result['verify']['seconds']} s ({result['verify']['verdict']})")
+    return result
+
+
+def targets(sizes: dict[str, dict], kill: dict | None, full: dict | None = None) -> list[dict]:
     """The targets of issue 33 at the sizes run (the smallest run is the reference)."""
     runs = sorted(sizes.values(), key=lambda r: r["clips"])
     base, top = runs[0], runs[-1]
@@ -428,6 +472,18 @@ def targets(sizes: dict[str, dict], kill: dict | None) -> list[dict]:
     driver = top["memory"]["driver_peak_rss_mib"]
     out.append({"target": f"driver peak RSS under {DRIVER_MAX_GIB} GiB ({top['clips']:,} clips)",
                 "value": f"{driver / 1024:.2f} GiB", "met": driver < DRIVER_MAX_GIB * 1024})
+    if full:
+        peak = full["memory"]["driver_peak_rss_mib"]
+        ratio = peak / base["memory"]["driver_peak_rss_mib"]
+        out.append({"target": f"driver peak RSS at full size ({full['rows']:,} rows, {full['shards']} shards, no face "
+                              f"work) under {DRIVER_MAX_GIB} GiB and within {DRIVER_X}x of the {base['clips']:,}-clip run",
+                    "value": f"{peak:.0f} MiB, {ratio:.2f}x", "met": peak < DRIVER_MAX_GIB * 1024 and ratio <= DRIVER_X})
+        out.append({"target": "full size, no face work: every row once, verify OK, log lines <= shards + "
+                              f"{PROGRESS_SLACK}",
+                    "value": f"rows once {full['coverage']['exactly_once']}, {full['verify']['verdict']} in "
+                             f"{full['verify']['seconds']} s, {full['log_lines']} lines / {full['shards']} shards",
+                    "met": full["coverage"]["exactly_once"] and full["verify"]["exit_code"] == 0
+                    and full["log_lines"] <= full["shards"] + PROGRESS_SLACK})
     if len(runs) > 1:
         ratio = driver / base["memory"]["driver_peak_rss_mib"]
         out.append({"target": f"driver peak RSS within {DRIVER_X}x of the {base['clips']:,}-clip run ({label})",
@@ -457,6 +513,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=None, help="face-stage actors (default: the pipeline's, a CPU each)")
     parser.add_argument("--no-kill", action="store_true", help="skip the kill-and-rerun at the largest size")
     parser.add_argument("--no-train", action="store_true", help="skip the training epoch")
+    parser.add_argument("--no-orchestration", action="store_true",
+                        help="skip the runs without face work (bench/probes/orchestration.py) at the smallest and "
+                             "the full size")
     parser.add_argument("--train-size", default=None,
                         help="train on the shards of this size (default: the largest; on a busy machine an epoch of "
                              "MODEL=tiny can take half an hour per 1,000 clips)")
@@ -464,6 +523,9 @@ def main() -> int:
                         help="where the stand-in (standin-<dataset>/), the shards and logs (scale-shards/) go")
     parser.add_argument("--sample", type=Path, default=ROOT / "data" / "sample")
     parser.add_argument("--out", type=Path, default=None, help="default bench/results/scale-<dataset>.json")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep what --out already holds (sizes, training, orchestration) and run only the rest: "
+                             "a run stopped part way, or a step added later")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from pipeline.inputs.manifest import load_manifest
@@ -475,19 +537,31 @@ def main() -> int:
     sizes = sorted({size_of(s, total) for s in args.sizes})
     standin = args.work_dir / f"standin-{args.dataset}"
     (args.work_dir / "scale-shards").mkdir(parents=True, exist_ok=True)
-    report = {"benchmark": "scale", "dataset": args.dataset, "manifest_clips": total, "sizes_run": sizes,
-              "sizes_asked": args.sizes, "machine": machine_info(), "command": " ".join(sys.argv),
-              "standin": {}, "sizes": {}}
-    started = time.monotonic()
     out = args.out or RESULTS / f"scale-{args.dataset}.json"
+    commit = git_commit()
+    report = {"benchmark": "scale", "dataset": args.dataset, "manifest_clips": total, "sizes_run": sizes,
+              "sizes_asked": args.sizes, "machine": machine_info(), "command": " ".join(sys.argv), "commit": commit,
+              "standin": {}, "sizes": {}}
+    if args.reuse and out.is_file():
+        kept = json.loads(out.read_text())
+        if kept.get("dataset") == args.dataset:
+            report = {**kept, "sizes_run": sorted({*kept.get("sizes_run", []), *sizes}),
+                      "commands": [*kept.get("commands", [kept.get("command")]), " ".join(sys.argv)],
+                      "commits": [*kept.get("commits", [kept.get("commit")]), commit],
+                      "machine_later": machine_info()}
+    started = time.monotonic()
     for size in sizes:
+        if str(size) in report["sizes"] and (args.no_kill or size != sizes[-1]
+                                             or "kill_and_rerun" in report["sizes"][str(size)]):
+            log(f"size {size}: kept from {out}")
+            continue
         record = build_standin(args.dataset, standin, size, args.sample, manifest_name=f"manifest-{size}.csv")
         report["standin"][str(size)] = {k: record[k] for k in ("clips", "frames", "clip_folders_written", "seconds")}
         report["sizes"][str(size)] = measure_size(args, size, standin / f"manifest-{size}.csv", standin, env,
                                                   kill=not args.no_kill and size == sizes[-1])
         write_json(out, report)   # kept if a later step fails or the run is stopped
-    largest = str(sizes[-1])
-    if not args.no_train:
+    largest = str(max(int(k) for k in report["sizes"]))
+    if not args.no_train and "training" not in report:
         trained = str(size_of(args.train_size, total)) if args.train_size else largest
         if trained not in report["sizes"]:
             parser.error(f"--train-size {args.train_size}: not one of the sizes run ({', '.join(report['sizes'])})")
@@ -496,8 +570,15 @@ def main() -> int:
             args.dataset, args.work_dir / "scale-shards" / f"{args.dataset}-{trained}",
             args.work_dir / "scale-shards" / "runs", os.cpu_count() or 1, env)}
         log(f"training: {report['training']['clips_per_s']} clips/s, data wait {report['training']['data_wait_share']}")
-    report["targets"] = targets(report["sizes"], report["sizes"][largest].get("kill_and_rerun"))
-    report["total_seconds"] = round(time.monotonic() - started, 1)
+    if not args.no_orchestration and "orchestration" not in report:
+        smallest = str(min(int(k) for k in report["sizes"]))
+        report["orchestration"] = {
+            smallest: orchestration(args, str(standin / f"manifest-{smallest}.csv"), smallest, standin, env),
+            "all": orchestration(args, args.dataset, "all", standin, env)}
+        write_json(out, report)
+    report["targets"] = targets(report["sizes"], report["sizes"][largest].get("kill_and_rerun"),
+                                report.get("orchestration", {}).get("all"))
+    report["total_seconds"] = round(time.monotonic() - started + (report.get("total_seconds") or 0), 1)
     write_json(out, report)
     print()
     print(table(("clips", "wall s", "clips/s", "s/1000 (steady)", "driver MiB", "worker MiB", "shards", "MiB",
