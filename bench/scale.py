@@ -160,7 +160,19 @@ class TreeMemory:
             "ray_processes_peak_rss_mib": {p["title"].split()[0].rsplit("/", 1)[-1]: mib(p["hwm_kib"]) for p in ray},
             "cpu_s": {kind: round(sum(p["cpu_s"] for p in self.peak.values() if p["kind"] == kind), 1)
                       for kind in ("driver", "actor", "ray", "ray_worker", "other")},
+            "cpu_s_by_process": self._by_title(),
         }
+
+    def _by_title(self, top: int = 8) -> dict[str, float]:
+        """CPU seconds of the busiest kinds of process, by title (its first words)."""
+        totals: Counter = Counter()
+        for pid, p in self.peak.items():
+            words = (p["title"] or "driver").split()
+            name = words[0].rsplit("/", 1)[-1] if words else "?"
+            if name.startswith("python") and len(words) > 1:
+                name = " ".join(w.rsplit("/", 1)[-1] for w in words[1:3])
+            totals[name[:60]] += p["cpu_s"]
+        return {name: round(cpu, 1) for name, cpu in totals.most_common(top)}
 
 
 # ------------------------------------------------------------------------------ one run
