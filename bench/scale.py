@@ -327,10 +327,13 @@ def run_training(dataset: str, shards: Path, runs: Path, workers: int, env: dict
         started = time.monotonic()
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
-        peak, loader_peak = 0, 0
+        peak, loader_peak, cpu = 0, 0, {}
         while proc.poll() is None:
             peak = max(peak, _status(proc.pid).get("VmHWM", 0))
-            loader_peak = max([loader_peak, *(_status(p).get("VmHWM", 0) for p in descendants(proc.pid))])
+            loaders = descendants(proc.pid)
+            loader_peak = max([loader_peak, *(_status(p).get("VmHWM", 0) for p in loaders)])
+            for pid in [proc.pid, *loaders]:
+                cpu[pid] = max(cpu.get(pid, 0.0), _cpu_s(pid))
             time.sleep(POLL_S)
         wall = time.monotonic() - started
     records = [json.loads(l) for p in runs.glob("*/log.jsonl") for l in p.read_text().splitlines() if l.strip()]
@@ -339,7 +342,7 @@ def run_training(dataset: str, shards: Path, runs: Path, workers: int, env: dict
             "epoch_seconds": epoch.get("seconds"), "clips_per_s": epoch.get("clips_per_s"),
             "data_wait_share": epoch.get("data_wait"), "train_loss": epoch.get("train_loss"),
             "test_war": epoch.get("test_war"), "workers": workers, "main_process_peak_rss_mib": round(peak / 1024, 1),
-            "loader_worker_peak_rss_mib": round(loader_peak / 1024, 1),
+            "loader_worker_peak_rss_mib": round(loader_peak / 1024, 1), "cpu_s": round(sum(cpu.values()), 1),
             "load_average_before": before, "load_average_after": [round(x, 2) for x in os.getloadavg()],
             "machine_busy": load.busy_share,
             "log_tail": log_path.read_text(errors="replace").splitlines()[-4:]}
