@@ -185,8 +185,16 @@ def _fill_clip(folder: Path, names: list[str], sources: list[Path], distinct: bo
         if distinct:
             _write_distinct(source, folder / name, zlib.crc32(str(folder / name).encode()))
         else:
-            os.link(source, folder / name)
+            _link(source, folder / name)
     return True
+
+
+def _link(source: Path, target: Path) -> None:
+    """A hard link; a relative symbolic link where the file system has none (it stays inside DATA_ROOT)."""
+    try:
+        os.link(source, target)
+    except OSError:
+        os.symlink(os.path.relpath(source, target.parent), target)
 
 
 def _write_distinct(source: Path, target: Path, seed: int) -> None:
