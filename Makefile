@@ -87,6 +87,8 @@ FROM ?=
 CLASSES ?=
 ## MANIFEST     manifest FROM=: the manifest to write (default: DATA_ROOT/manifest.csv)
 MANIFEST ?=
+## CLIPS        standin: a subset of that many clips; scale: that size only (default 1000 4000 all)
+CLIPS ?=
 ## QUICK        1: make bench on smaller sets, into bench/results/quick/
 QUICK ?=
 
@@ -103,7 +105,7 @@ preprocess_options = --data-root "$(DATA_ROOT)" --out "$(OUT)" $(if $(PROFILE),-
 help_variables = $(shell sed -nE 's/^\#\# ([A-Z_]+) .*/\1/p' $(firstword $(MAKEFILE_LIST)))
 quote = '$(subst ','\'',$(1))'
 
-.PHONY: help env lock test demo manifest sample preprocess describe summary verify inspect train fetch-reference ablate eval zero-shot pretrain-tiny bench predict export clean
+.PHONY: help env lock test demo manifest sample preprocess describe summary verify inspect train fetch-reference ablate eval zero-shot pretrain-tiny bench predict export standin scale clean
 
 help: ## list targets and variables
 	@echo "DFER toolkit. Usage: make <target> [VAR=value ...]"
@@ -170,6 +172,10 @@ sample: $(STAMP) ## generate the sample dataset into data/sample and its contact
 	$(PY) -m pipeline.sample generate --out data/sample --seed $(SAMPLE_SEED) --clips-per-class $(CLIPS_PER_CLASS)
 	$(PY) -m pipeline.sample sheet --data data/sample
 
+standin: $(STAMP) ## DATASET (dfew | ferv39k | mafw), CLIPS: the dataset's face-crop folders, real ids and frame counts, the sample's faces, in data/standin-DATASET
+	$(PY) -m pipeline.sample generate --out data/sample --if-missing
+	$(PY) -m pipeline.sample standin $(DATASET) --out data/standin-$(DATASET) $(if $(CLIPS),--clips $(CLIPS))
+
 preprocess: $(STAMP) ## DATASET, DATA_ROOT, OUT, PROFILE, CROP, DESCRIBER, WORKERS, SHARD_SIZE, FACE_GPUS, DESCRIBE_GPUS, WEIGHTS_DIR, RAY_ADDRESS, OVERWRITE=1, PREPROCESS_ARGS: videos -> shards (resumable)
 	$(if $(filter sample,$(DATASET)),$(PY) -m pipeline.sample generate --out "$(DATA_ROOT)" --if-missing)
 	$(PY) -m pipeline.preprocess "$(DATASET)" $(preprocess_options)
@@ -216,6 +222,10 @@ export: $(STAMP) ## OUT, DEST, FORMAT=frames: the shards' face crops as DEST/<cl
 
 bench: $(STAMP) ## measure pipeline, loader, trainer against baselines (QUICK=1: smaller sets); JSON in bench/results/
 	$(PY) bench/run_all.py $(if $(filter 1 yes true,$(QUICK)),--quick)
+
+scale: $(STAMP) ## DATASET, CLIPS: preprocess a stand-in at 1,000, 4,000 and all clips, kill and rerun the largest, train an epoch; bench/results/scale-DATASET.json
+	$(PY) -m pipeline.sample generate --out data/sample --if-missing
+	$(PY) bench/scale.py --dataset $(DATASET) $(if $(CLIPS),--sizes $(CLIPS))
 
 clean: ## remove .venv and caches (keeps data/ and shards/)
 	rm -rf $(VENV) .pytest_cache

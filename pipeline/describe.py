@@ -52,7 +52,7 @@ def redescribe(out: Path, describer: str, options: dict | None = None, workers: 
                                  status={r["clip_id"]: {k: r[k] for k in ("status", "reason", "message")} for r in rows},
                                  work_tar=str(out / f"{stats['name']}.tar")))
         print(f"describing {sum(s['ok'] for s in folder.all_stats())} clips of {len(jobs)} shards with {describer}")
-        bar = ProgressBar(sum(len(j.rows) for j in jobs), enabled=progress)
+        bar = ProgressBar(sum(len(j.rows) for j in jobs), enabled=progress, shards=len(jobs), label="describe")
         for job in run_stages(jobs, [(DescribeStage(config), size)]):
             stats = folder.commit(job.name, job.partition, job.rows, job.status, Path(job.work_tar), job.seconds)
             bar.update(stats["ok"], stats["failed"])

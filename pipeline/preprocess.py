@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from pipeline.backends import (DESCRIBERS, DETECTORS, INLINE_DESCRIBERS, LANDMARKERS, PARSERS, PROFILES,
-                               face_weights, make_describer, make_detector, make_landmarker, make_parser)
+                               describer_backend, face_weights, make_describer, make_detector, make_landmarker, make_parser)
 from pipeline.inputs.datasets import DATASETS
 from pipeline.inputs.manifest import (CROP_MODES, Manifest, ManifestError, load_manifest, partition_scheme, presence,
                                      summary)
@@ -126,7 +126,10 @@ def check_resources(chosen, profile: str, ray_address: str | None, weights_dir: 
     from pipeline.weights import check_weights
 
     resources = init_ray(ray_address) if ray_address else None  # a local run counts its GPUs without Ray
-    gpus = gpus_available(ray_address)
+    # Only a run with something to put on a GPU counts them: counting imports torch, ~0.5 GB in the
+    # driver that the cpu profile never uses.
+    wants_gpu = chosen.needs_gpu or (chosen.describer not in (None, "none") and describer_backend(chosen.describer).gpu)
+    gpus = gpus_available(ray_address) if wants_gpu else 0.0
     if chosen.needs_gpu and gpus == 0 and not allow_cpu:
         raise RuntimeError(f"PROFILE={profile} runs S3FD, FAN and BiSeNet on a GPU and none was found; "
                            "use PROFILE=cpu for the offline stack (dlib and landmark masks), or --allow-cpu "
@@ -165,7 +168,7 @@ def run_jobs(folder: OutputFolder, todo: list, stages: list, progress: bool) -> 
     """Run the shards still to do, committing each as it returns; the names of those that never did."""
     from pipeline.run.ray_runner import run_stages
 
-    bar = ProgressBar(sum(len(j.rows) for j in todo), enabled=progress)
+    bar = ProgressBar(sum(len(j.rows) for j in todo), enabled=progress, shards=len(todo))
     returned = set()
     for job in run_stages(todo, stages):
         stats = folder.commit(job.name, job.partition, job.rows, job.status, Path(job.work_tar), job.seconds)

@@ -333,6 +333,9 @@ def check_weights(files: Iterable[WeightFile], weights_dir: str | os.PathLike | 
                   hub_models: Iterable[HubModel] = ()) -> dict[str, Path]:
     """Path of every file by name (and folder of every Hugging Face model by id), downloading what is missing
     if allowed; one MissingWeightsError listing all that stay missing."""
+    files, hub_models = list(files), list(hub_models)
+    if not files and not hub_models:   # the cpu profile: nothing to look for, and no torch to import for it
+        return {}
     user_dir = user_weights_dir(weights_dir)
     searched = ([user_dir] if user_dir is not None else []) + _library_caches()
     found: dict[str, Path] = {}

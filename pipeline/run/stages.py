@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.backends import PROFILES, describer_backend, make_describer, make_detector, make_landmarker, make_parser
-from pipeline.inputs.manifest import CROP_MODES, ClipPathError, Manifest, ManifestRow, load_manifest
+from pipeline.inputs.manifest import CROP_MODES, ClipPathError, Manifest, ManifestRow, load_locator
 from pipeline.shards.format import make_sample
 from pipeline.shards.tar import ShardWriter
 
@@ -147,7 +147,8 @@ class FaceStage(Stage):
         self.detector = make_detector(c.detector, c.weights_dir) if c.crop == "detect" else None
         self.landmarker = make_landmarker(c.landmarker, c.weights_dir)
         self.parser = make_parser(c.parser, c.weights_dir)
-        self.manifest = load_manifest(c.manifest, c.data_root) if c.manifest else None
+        # The rows come with each job: the header is all a clip's lookup needs (not 38,935 rows per actor).
+        self.manifest = load_locator(c.manifest, c.data_root) if c.manifest else None
         if self.describe_stage is not None:
             self.describe_stage.setup()
 

@@ -2,6 +2,7 @@
 
     python -m pipeline.sample generate [--out data/sample] [--seed 0] [--clips-per-class 10] [--if-missing]
     python -m pipeline.sample sheet [--data data/sample] [--landmarks]
+    python -m pipeline.sample standin ferv39k [--clips 1000] [--out data/standin-ferv39k]   # make standin
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 from pipeline.sample.generate import DEFAULT_OUT, contact_sheet, generate
+from pipeline.sample.standin import LAYOUTS, build_standin
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +31,18 @@ def main(argv: list[str] | None = None) -> int:
     sheet.add_argument("--data", type=Path, default=DEFAULT_OUT)
     sheet.add_argument("--out", type=Path, default=None)
     sheet.add_argument("--landmarks", action="store_true", help="draw the ground-truth landmarks")
+    standin = sub.add_parser("standin", help="a stand-in of DFEW, FERV39k or MAFW: the real layout, ids and frame "
+                                            "counts, the sample's faces (pipeline/sample/standin.py)")
+    standin.add_argument("dataset", choices=sorted(LAYOUTS))
+    standin.add_argument("--clips", type=int, default=None, help="a subset stratified by partition and class")
+    standin.add_argument("--out", type=Path, default=None, help="default data/standin-<dataset>")
+    standin.add_argument("--sample", type=Path, default=DEFAULT_OUT, help="the sample dataset the faces come from")
     args = parser.parse_args(argv)
+    if args.command == "standin":
+        if args.clips is not None and args.clips < 1:
+            parser.error("--clips must be at least 1")
+        build_standin(args.dataset, args.out, args.clips, args.sample)
+        return 0
     if args.command == "generate":
         if args.if_missing and (args.out / "manifest.csv").is_file():
             print(f"  sample dataset: already in {args.out}")
