@@ -96,34 +96,40 @@ def pipeline_pass(data: Path, out: Path) -> tuple[dict, float]:
 
 # ------------------------------------------------------------------------- 2. every decoded frame
 def frame_pass(data: Path) -> dict:
-    """landmarks_conf on every decoded frame (trimming and the face-share check off)."""
+    """landmarks_conf on every decoded frame (trimming and the face-share check off), and the HOG
+    margin of the re-check before the shot rule."""
+    from pipeline.inputs.decode import decode_clip
     from pipeline.real.truth import load_truth, match_frames, roc_auc
     from pipeline.run.stages import FaceConfig, FaceStage, NoFaceError
 
-    stage = FaceStage(FaceConfig(dataset="real", manifest="", data_root=str(data), work_dir=str(data),
-                                 trim_faceless=False, min_face_share=0.0))
+    config = FaceConfig(dataset="real", manifest="", data_root=str(data), work_dir=str(data), trim_faceless=False,
+                        min_face_share=0.0)
+    stage = FaceStage(config)
     stage.setup()
-    scores, faces, shares = [], [], {}
+    detector = stage.detector
+    scores, raw_margins, faces, shares = [], [], [], {}
     for row in manifest_rows(data):
         truth = load_truth(data, row["clip_id"])
-        meta = {"dataset": "real", "clip_id": row["clip_id"], "label": row["label"], "partition": row["partition"]}
+        clip = decode_clip(data / row["path"], max_frames=config.max_frames, planes=True)
         try:
-            sample = stage.sample_from_file(data / row["path"], row["clip_id"], meta, row["path"])
-            conf, times = sample.landmarks_conf, sample.timestamps
+            found = stage.detect_faces(clip, data / row["path"])
+            conf = found.confidence
+            raw = detector.confirm(found.crops, found.face_in_crop)
+            with np.errstate(divide="ignore"):
+                margin = np.where(raw > 0, detector.confirm_margin + np.log(raw / (1 - raw + 1e-12)) / 2, -np.inf)
         except NoFaceError:
-            from pipeline.inputs.decode import decode_clip
-
-            times = decode_clip(data / row["path"]).timestamps
-            conf = np.zeros(len(times), np.float32)
-        visible = truth.face_visible[match_frames(truth, times)]
+            conf = np.zeros(len(clip.timestamps), np.float32)
+            margin = np.full(len(clip.timestamps), -np.inf)
+        visible = truth.face_visible[match_frames(truth, clip.timestamps)]
         scores.append(conf)
+        raw_margins.append(margin)
         faces.append(visible)
         shares[row["clip_id"]] = {"confirmed": round(float((conf > 0).mean()), 3),
                                   "visible": round(float(visible.mean()), 3)}
-    conf, visible = np.concatenate(scores), np.concatenate(faces)
+    conf, margin, visible = np.concatenate(scores), np.concatenate(raw_margins), np.concatenate(faces)
     return {
         "what": "landmarks_conf on every decoded frame of the real set (nothing trimmed) against whether a face "
-                "is visible",
+                "is visible; and the HOG margin of the re-check alone (no shot rule)",
         "roc_auc": round(roc_auc(conf, visible), 4), "face_frames": int(visible.sum()),
         "faceless_frames": int((~visible).sum()),
         "lowest_on_face": round(float(conf[visible].min()), 4),
@@ -131,8 +137,70 @@ def frame_pass(data: Path) -> dict:
         "threshold": 0.5,
         "face_frames_below_threshold": int((conf[visible] < 0.5).sum()),
         "faceless_frames_at_or_above_threshold": int((conf[~visible] >= 0.5).sum()),
+        "recheck_margin": {"lowest_on_face": round(float(margin[visible].min()), 3),
+                           "highest_on_faceless": round(float(margin[~visible].max()), 3),
+                           "roc_auc": round(roc_auc(np.maximum(margin, -99), visible), 4),
+                           "margin_threshold": detector.confirm_margin},
         "share_per_clip": shares,
     }
+
+
+def random_boxes_pass(data: Path, boxes_per_frame: int = 6, seed: int = 0) -> dict:
+    """The re-check's HOG margin for random boxes on the set's faceless frames (every 3rd): how often a
+    box the tracker left on faceless footage would pass for a face at each margin."""
+    from pipeline.face.dlib_models import DlibDetector
+    from pipeline.face.track import crop_affines, crop_squares, cut_crops, map_boxes
+    from pipeline.inputs.decode import decode_clip
+    from pipeline.real.truth import load_truth, match_frames
+
+    detector, rng, margins = DlibDetector(), np.random.default_rng(seed), []
+    for row in manifest_rows(data):
+        truth = load_truth(data, row["clip_id"])
+        if truth.face_visible.all():
+            continue
+        clip = decode_clip(data / row["path"])
+        faceless = np.flatnonzero(~truth.face_visible[match_frames(truth, clip.timestamps)])[::3]
+        height, width = clip.frames.shape[1:3]
+        for t in faceless:
+            for _ in range(boxes_per_frame):
+                side = rng.uniform(50, 0.7 * min(height, width))
+                x, y = rng.uniform(0, width - side), rng.uniform(0, height - side)
+                box = np.array([[x, y, x + side, y + side]])
+                affine = crop_affines(crop_squares(box, 1.5, 0.08), 224)
+                crop = cut_crops(clip.frames[t:t + 1], affine, 224)
+                raw = float(detector.confirm(crop, map_boxes(box, affine))[0])
+                margins.append(detector.confirm_margin + np.log(raw / (1 - raw)) / 2 if raw > 0 else -np.inf)
+    margins = np.array(margins)
+    return {"what": "HOG margin of the re-check for random boxes (side 50 px to 0.7 of the frame's short side) on "
+                    "every 3rd faceless frame of the set", "boxes": len(margins),
+            "highest": round(float(margins.max()), 3),
+            "share_above": {str(m): round(float((margins > m).mean()), 4) for m in (-1.0, -0.8, -0.7, -0.6, -0.5)}}
+
+
+def shots_pass(data: Path) -> dict:
+    """The thumbnail change (pipeline/face/shots.py) at the cuts of the cut clips, where the face appears
+    or goes, against the largest change between two frames of one shot elsewhere in the set."""
+    from pipeline.face.shots import CUT_DIFFERENCE, thumbnails
+    from pipeline.inputs.decode import decode_clip
+    from pipeline.real.truth import load_truth, match_frames
+
+    at_cuts, within = [], []
+    for row in manifest_rows(data):
+        truth = load_truth(data, row["clip_id"])
+        clip = decode_clip(data / row["path"])
+        change = np.abs(np.diff(thumbnails(clip.frames), axis=0)).mean(axis=(1, 2))
+        visible = truth.face_visible[match_frames(truth, clip.timestamps)]
+        cuts = np.flatnonzero(np.diff(visible.astype(int)))       # change[i]: frame i -> i + 1
+        near = np.zeros(len(change), bool)
+        for i in cuts:
+            near[max(0, i - 1):i + 2] = True
+            at_cuts.append(float(change[max(0, i - 1):i + 2].max()))
+        if row["clip_id"] != "faceless_title" and not row["clip_id"].startswith("cut"):
+            within.append(float(change.max()))
+    return {"what": "mean absolute change of 32×18 luma thumbnails between consecutive frames (grey levels)",
+            "cut_difference": CUT_DIFFERENCE, "at_cuts_min": round(min(at_cuts), 1),
+            "within_shot_max": round(max(within), 1),
+            "note": "within_shot_max over the clips without a cut; at_cuts over the cut clips' face/no-face cuts"}
 
 
 # ------------------------------------------------------------------------------ 3. the detector
@@ -215,6 +283,10 @@ def main() -> None:
     report["shards"] = str(shards)
     log("real footage: landmark confidence on every decoded frame")
     report["confidence"] = frame_pass(args.data)
+    log("real footage: shot cuts")
+    report["shots"] = shots_pass(args.data)
+    log("real footage: random boxes on faceless frames")
+    report["random_boxes"] = random_boxes_pass(args.data)
     log("real footage: the detector on the searched frames")
     report["detector"] = detector_pass(args.data, cnn=not args.no_cnn)
     photos = [c["nme"] for c in report["clips"].values() if "nme" in c]

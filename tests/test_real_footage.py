@@ -148,14 +148,28 @@ def test_two_crossing_faces_keep_the_larger_one(stage, tmp_path):
     assert sample.face_detected.mean() > 0.5
 
 
-def test_a_face_in_few_frames_fails_with_its_reason(stage, tmp_path):
+def test_a_face_in_few_frames_fails_with_its_reason(tmp_path):
+    """The face in 6 of 40 frames (15 %): the shard's status records few_face_frames, and the stage's
+    exception is a NoFaceError for callers (trainer.predict) that handle a clip without a face."""
+    from dataclasses import asdict
+
+    from pipeline.inputs.manifest import load_manifest, write_manifest
+    from pipeline.run.stages import NoFaceError, ShardJob
+
     background = cv2.resize(coffee(), (480, 320))
     frames = np.repeat(background[None], 40, axis=0)
-    frames[:6, 40:260, 120:340] = face_patch(220)[None]            # the face in 6 of 40 frames (15 %)
-    with pytest.raises(FewFaceFramesError, match="confirmed in"):
-        stage.sample_from_file(encode(frames, tmp_path / "brief.mp4"), "brief",
-                               {"dataset": "generated", "clip_id": "brief", "label": "x", "partition": "p"},
-                               "brief.mp4")
+    frames[:6, 40:260, 120:340] = face_patch(220)[None]
+    encode(frames, tmp_path / "brief.mp4")
+    write_manifest(tmp_path / "brief.csv", [{"clip_id": "brief", "path": "brief.mp4", "label": "x", "partition": "p",
+                                             "frames": None}], classes=("x",), partitions=("p",))
+    face = FaceStage(FaceConfig(dataset="brief", manifest=str(tmp_path / "brief.csv"), data_root=str(tmp_path),
+                                work_dir=str(tmp_path)))
+    face.setup()
+    rows = [asdict(r) for r in load_manifest(str(tmp_path / "brief.csv")).rows]
+    job = face.process(ShardJob(name="p-000000", partition="p", rows=rows))
+    assert job.status["brief"]["reason"] == "few_face_frames"
+    assert "confirmed in 6 of 40 frames" in job.status["brief"]["message"]
+    assert issubclass(FewFaceFramesError, NoFaceError)
 
 
 def test_tracks_keep_their_faces_when_they_cross():

@@ -63,6 +63,7 @@ def cell(text: str) -> str:
 
 def render(results: dict) -> str:
     clips, conf, det, nme = results["clips"], results["confidence"], results["detector"], results["nme"]
+    margin, boxes, shots = conf["recheck_margin"], results["random_boxes"], results["shots"]
     machine = results["machine"]
     lines = [
         "# Real footage",
@@ -146,12 +147,17 @@ def render(results: dict) -> str:
         "(302cc4d) the confidence was the plausibility of the landmark shape: 0.5–0.89 on the sky after a",
         "cut, and 0.00–0.17 on the turned faces of two photographs.",
         "",
-        "How the HOG margin of −0.7 was chosen (`CONFIRM_MARGIN`, pipeline/face/dlib_models.py): in the",
-        "frames of this set, the subject's box scored at least −0.57 wherever a face was visible (the",
-        "176×144 car-phone clip is lowest) and at most −0.75 where it was left on faceless footage (a",
-        "street); 648 random boxes on faceless street and title footage score above −0.7 in 0.3 % of",
-        "cases, above −1.0 in 2.2 %. A frame must also lie in a shot where the subject was detected,",
-        "which rejects those few where they follow a cut.",
+        f"How the HOG margin of {margin['margin_threshold']} was chosen (`CONFIRM_MARGIN`,",
+        "pipeline/face/dlib_models.py): re-run on the crop alone, without the shot rule, the subject's box",
+        f"scores at least {margin['lowest_on_face']} wherever a face is visible and at most",
+        f"{margin['highest_on_faceless']} where it is left on faceless footage (ROC AUC {margin['roc_auc']:.3f}).",
+        f"{boxes['boxes']} random boxes on the set's faceless frames score above −1.0 in",
+        f"{100 * boxes['share_above']['-1.0']:.1f} % of cases, above −0.7 in {100 * boxes['share_above']['-0.7']:.1f} %,",
+        f"above −0.5 in {100 * boxes['share_above']['-0.5']:.1f} %. A frame must also lie in a shot where the",
+        "subject was detected, which rejects a face-like patch after a cut.",
+        f"Shots are split where two frames' 32×18 thumbnails differ by more than {shots['cut_difference']:.0f} grey",
+        f"levels on average (pipeline/face/shots.py): the set's cuts differ by at least {shots['at_cuts_min']},",
+        f"frames of one shot by at most {shots['within_shot_max']} (the camera pan over the group).",
         "",
         "Share of confirmed face frames among the decoded frames (nothing trimmed), against the",
         "share with a face visible, per clip; a clip fails with `few_face_frames` under 0.25:",

@@ -103,8 +103,8 @@ def _fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 
 # The HOG margin at which a re-found face counts as confirmed (confidence 0.5), chosen on the real-footage
-# set (docs/real-footage.md): faces there score at least -0.57, a box left on faceless footage at most -0.75,
-# and random boxes on faceless street footage exceed -0.7 in 0.3 % of frames.
+# set between the lowest margin of a visible face and the highest of a box left on faceless footage
+# (docs/real-footage.md; `confidence.recheck_margin` and `random_boxes` in bench/results/real_footage.json).
 CONFIRM_MARGIN = -0.7
 
 

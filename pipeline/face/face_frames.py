@@ -26,8 +26,13 @@ import numpy as np
 MIN_FACE_SHARE = 0.25
 
 
-class FewFaceFramesError(Exception):
-    """The face is confirmed in too few of the clip's frames."""
+class NoFaceError(Exception):
+    """No face was found in any frame of the clip."""
+
+
+class FewFaceFramesError(NoFaceError):
+    """The face is confirmed in too few of the clip's frames (a kind of NoFaceError, so callers that
+    handle a clip without a face handle this one too)."""
 
 
 @dataclass

@@ -3,9 +3,9 @@
 A cut changes most of the picture at once; motion within a shot changes little of it between two
 frames. Each frame's luma is reduced to a 32×18 thumbnail (every k-th pixel, then area
 averaging, about 0.1 ms a frame) and a cut is declared where the mean absolute difference of two
-consecutive thumbnails exceeds `CUT_DIFFERENCE` grey levels. On the real-footage set
-(docs/real-footage.md) the cuts differ by 44–125 levels and motion within a shot by at most 10
-(a camera pan); the sample's animated clips by at most 3.
+consecutive thumbnails exceeds `CUT_DIFFERENCE` grey levels: on the real-footage set the cuts
+change far more than that and motion within a shot (a camera pan included) far less
+(docs/real-footage.md, `shots` in bench/results/real_footage.json).
 
 The face stage uses shots to confirm faces: a frame counts as a face frame only in a shot where
 the detector found the clip's subject (pipeline/face/face_frames.py).

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.backends import PROFILES, describer_backend, make_describer, make_detector, make_landmarker, make_parser
-from pipeline.face.face_frames import MIN_FACE_SHARE, FewFaceFramesError
+from pipeline.face.face_frames import MIN_FACE_SHARE, FewFaceFramesError, NoFaceError
 from pipeline.inputs.manifest import CROP_MODES, ClipPathError, Manifest, ManifestRow, load_manifest
 from pipeline.shards.format import make_sample
 from pipeline.shards.tar import ShardWriter
@@ -72,10 +72,6 @@ class Stage:
 
     def process(self, job: ShardJob) -> ShardJob:
         raise NotImplementedError
-
-
-class NoFaceError(Exception):
-    """No face was found in any frame of the clip."""
 
 
 @dataclass(frozen=True)
@@ -180,10 +176,10 @@ class FaceStage(Stage):
                                                   "message": "; ".join(source_warnings(sample.meta["source"]))}
                 except ClipPathError as err:
                     job.fail(row["clip_id"], err.reason, str(err))
-                except NoFaceError as err:
-                    job.fail(row["clip_id"], "no_face", str(err))
                 except FewFaceFramesError as err:
                     job.fail(row["clip_id"], "few_face_frames", str(err))
+                except NoFaceError as err:
+                    job.fail(row["clip_id"], "no_face", str(err))
                 except Exception as err:  # noqa: BLE001 — one bad clip must not stop the shard
                     from pipeline.inputs.decode import DecodeError
 
