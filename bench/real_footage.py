@@ -54,8 +54,10 @@ def commit() -> str:
 def pipeline_pass(data: Path, out: Path) -> tuple[dict, float]:
     import json
 
+    from pipeline.inputs.decode import uniform_indices
     from pipeline.preprocess import preprocess
     from pipeline.real.truth import load_truth, match_frames, outer_corner_nme, truth_in_crop
+    from pipeline.run.stages import FaceConfig
     from pipeline.shards.reader import ShardReader
 
     began = time.perf_counter()
@@ -68,8 +70,9 @@ def pipeline_pass(data: Path, out: Path) -> tuple[dict, float]:
     for row in manifest_rows(data):
         clip_id = row["clip_id"]
         truth = load_truth(data, clip_id)
+        decoded = uniform_indices(len(truth.timestamps), FaceConfig.max_frames)   # the frames the decoder keeps
         entry = {"label": row["label"], "status": status[clip_id]["status"], "reason": status[clip_id]["reason"],
-                 "frames_decoded_source": len(truth.timestamps), "frames_visible": int(truth.face_visible.sum()),
+                 "frames_in_source": len(truth.timestamps), "frames_visible": int(truth.face_visible[decoded].sum()),
                  "people": truth.people}
         clip = samples.get(clip_id)
         if clip is not None:

@@ -22,8 +22,9 @@ from pipeline.real.truth import load_truth, match_frames, outer_corner_nme, roc_
 from pipeline.run.stages import FaceConfig, FaceStage
 from pipeline.shards.reader import ShardReader
 
-# NME (outer eye corners) of the photographs before face confirmation (commit 302cc4d), per photo.
-NME_BEFORE = {"photo_takeo": 0.0350, "photo_lenna": 0.0370}
+# NME (outer eye corners) of the photographs before face confirmation (bench/probes/real_nme_before.py at 302cc4d).
+NME_BEFORE = json.loads((Path(__file__).resolve().parents[1] / "bench/results/real_footage_nme_302cc4d.json")
+                        .read_text())["per_photo"]
 
 
 def statuses(out: Path) -> dict[str, dict]:
@@ -81,7 +82,8 @@ def test_two_people_follow_the_larger_face_and_count_both(real):
 
 def test_landmarks_on_annotated_photographs_no_worse(real):
     clips, _, root = real
-    for clip_id, before in NME_BEFORE.items():
+    for clip_id in ("photo_takeo", "photo_lenna"):
+        before = NME_BEFORE[clip_id]
         clip, truth = clips[clip_id], load_truth(root, clip_id)
         index = match_frames(truth, clip.timestamps)
         errors = outer_corner_nme(clip.landmarks, truth_in_crop(truth.landmarks[index], clip.boxes, 224))
@@ -186,3 +188,21 @@ def test_tracks_keep_their_faces_when_they_cross():
     again = {0: [(box(10, 10, 80), 1.0)], 3: [(box(12, 10, 80), 1.0)], 60: [(box(14, 10, 80), 1.0)],
              63: [(box(15, 10, 80), 1.0)]}
     assert len(link_tracks(again)) == 2 and count_faces(link_tracks(again)) == 1   # lost, then found again
+
+
+def test_cnn_fallback_finds_a_turned_face_that_hog_misses(real_footage):
+    """`--detector dlib-cnn`: on a searched frame of the Einstein photograph where HOG finds nothing,
+    dlib's CNN finds the annotated face."""
+    from pipeline.face.dlib_models import DlibCnnFallbackDetector, DlibDetector
+    from pipeline.inputs.decode import decode_clip
+
+    clip = decode_clip(real_footage / "clips/photo_einstein.mp4")
+    truth = load_truth(real_footage, "photo_einstein")
+    hog = DlibDetector().detect(list(clip.frames[::5]))
+    missed = [5 * i for i, faces in enumerate(hog) if not faces]
+    assert missed, "HOG found the face on every searched frame"
+    (faces,) = DlibCnnFallbackDetector().detect([clip.frames[missed[0]]])
+    points = truth.landmarks[missed[0]]
+    centre = (faces[0][0][:2] + faces[0][0][2:]) / 2
+    assert len(faces) == 1 and np.linalg.norm(centre - points.mean(0)) < 0.5 * np.ptp(points[:, 0])
+    assert DlibCnnFallbackDetector().identity()["backend"] == "dlib-cnn"

@@ -68,6 +68,8 @@ def cell(text: str) -> str:
 def render(results: dict) -> str:
     clips, conf, det, nme = results["clips"], results["confidence"], results["detector"], results["nme"]
     margin, boxes, shots = conf["recheck_margin"], results["random_boxes"], results["shots"]
+    before = json.loads(NME_BEFORE.read_text())
+    cut_shares = [share["visible"] for clip_id, share in conf["share_per_clip"].items() if clip_id.startswith("cut")]
     machine = results["machine"]
     lines = [
         "# Real footage",
@@ -77,7 +79,9 @@ def render(results: dict) -> str:
         "`data/real/` (sources, licences and SHA-256 in `data/real/SOURCES.md`; none of the media is in",
         "the repository). This page is written by `make real-footage-report` (bench/real_footage.py, then",
         "tools/real_footage_report.py) from `bench/results/real_footage.json`, measured at commit",
-        f"`{results['commit']}` on {machine['cpu_count']} × {machine['cpu_model']}, {machine['date'][:10]}.",
+        f"`{results['commit']}` on {machine['cpu_count']} × {machine['cpu_model']}, {machine['date'][:10]}, with a load",
+        f"average of {machine['load_average_at_start'][0]:.0f} on those cores from other work: its timings compare "
+        "with each other only.",
         "",
         "```",
         "make real-footage                 # fetch, check and build the set into data/real",
@@ -123,19 +127,21 @@ def render(results: dict) -> str:
     wrong = sum(c.get("faceless_stored_with_confidence", 0) for c in clips.values())
     lines += [
         "",
-        f"Stored frames without a visible face that carry a landmark confidence above 0: **{wrong}**. The",
-        "talking clip is subsampled to 256 of its 472 frames (`max_frames`), so its counts are of those.",
+        f"Stored frames without a visible face that carry a landmark confidence above 0: **{wrong}**.",
+        "`talking_pexels` is subsampled to 256 of its 472 frames (`max_frames`); its counts are of those.",
         "",
         "## Landmarks against the hand annotations",
         "",
-        "| photograph | NME now | NME at 302cc4d (before face confirmation) |",
+        f"| photograph | NME now | NME at {before['commit']} (before face confirmation) |",
         "| --- | ---: | ---: |",
     ]
     for clip_id, value in nme["per_photo"].items():
-        lines.append(f"| `{clip_id}` | {value:.4f} | {NME_BEFORE.get(clip_id, float('nan')):.4f} |")
+        lines.append(f"| `{clip_id}` | {value:.4f} | {before['per_photo'][clip_id]:.4f} |")
     lines += [
         "",
-        f"Mean over the photographs: {nme['mean']:.4f}. Each photograph is a 48-frame clip with a known pan",
+        f"Mean over the photographs: {nme['mean']:.4f} ({before['mean']:.4f} before; measured by",
+        "`bench/probes/real_nme_before.py` into `bench/results/real_footage_nme_302cc4d.json`). Each",
+        "photograph is a 48-frame clip with a known pan",
         "and zoom (`tools/real_footage.py`), so the annotation moves with the face; the detector finds every",
         "face and the landmarks are dlib's 68-point shape predictor, which face confirmation leaves as they",
         "were.",
@@ -148,8 +154,8 @@ def render(results: dict) -> str:
         f"{conf['highest_on_faceless']:.3f}; at the threshold {conf['threshold']}, {conf['face_frames_below_threshold']}",
         f"face frames fall below and {conf['faceless_frames_at_or_above_threshold']} faceless frames reach it. What the",
         "number means: [shard format, face frames](shard-format.md#face-frames). Before face confirmation",
-        "(302cc4d) the confidence was the plausibility of the landmark shape: 0.5–0.89 on the sky after a",
-        "cut, and 0.00–0.17 on the turned faces of two photographs.",
+        "(302cc4d) the confidence was the plausibility of the landmark shape, which dlib's shape predictor",
+        "gives on the sky after a cut as readily as on a face.",
         "",
         f"How the HOG margin of {margin['margin_threshold']} was chosen (`CONFIRM_MARGIN`,",
         "pipeline/face/dlib_models.py): re-run on the crop alone, without the shot rule, the subject's box",
@@ -174,7 +180,8 @@ def render(results: dict) -> str:
     hog = det["hog"]
     lines += [
         "",
-        "The cut clips, whose face fills 40–55 % of the frames, are kept and trimmed; a quarter leaves the",
+        f"The cut clips, whose face fills {100 * min(cut_shares):.0f}–{100 * max(cut_shares):.0f} % of the frames, "
+        "are kept and trimmed; a quarter leaves the",
         "16-segment frame sampling of the trainers four segments of face at least.",
         "",
         "## The detector",
