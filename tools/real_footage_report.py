@@ -24,9 +24,9 @@ sys.path.insert(0, str(ROOT))
 
 DOC = ROOT / "docs" / "real-footage.md"
 SHEETS = {"talking_pexels": "real-footage-talking_pexels.png", "cut_pexels_title": "real-footage-cut_pexels_title.png"}
-# Landmark NME (outer eye corners) of the annotated photographs at 302cc4d, before face confirmation.
 TILE = 128   # px per frame in the contact sheets (pipeline.inspect_shards draws 160 by default)
-NME_BEFORE = {"photo_breakingbad": 0.0590, "photo_einstein": 0.0844, "photo_takeo": 0.0350, "photo_lenna": 0.0370}
+# Landmark NME of the annotated photographs before face confirmation (bench/probes/real_nme_before.py).
+NME_BEFORE = ROOT / "bench/results/real_footage_nme_302cc4d.json"
 
 
 def sheets(results: dict, data: Path) -> None:
@@ -142,9 +142,9 @@ def render(results: dict) -> str:
         f"Mean over the photographs: {nme['mean']:.4f} ({before['mean']:.4f} before; measured by",
         "`bench/probes/real_nme_before.py` into `bench/results/real_footage_nme_302cc4d.json`). Each",
         "photograph is a 48-frame clip with a known pan",
-        "and zoom (`tools/real_footage.py`), so the annotation moves with the face; the detector finds every",
-        "face and the landmarks are dlib's 68-point shape predictor, which face confirmation leaves as they",
-        "were.",
+        "and zoom (`tools/real_footage.py`), so the annotation moves with the face. Every frame of the four",
+        "is a face frame; the landmarks are dlib's 68-point shape predictor's, which face confirmation",
+        "leaves where they were.",
         "",
         "## Landmark confidence",
         "",
