@@ -34,15 +34,10 @@ def frame_errors(landmarks: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.linalg.norm(landmarks - truth, axis=2).mean(1) / interocular_distance(truth)
 
 
-def stored_frames(clip, truth_times: np.ndarray | None, truth_frames: int) -> np.ndarray:
+def stored_frames(clip, truth_frames: int) -> np.ndarray:
     """Indices into the truth of the clip's stored frames: the face stage may trim faceless frames at
-    either end (meta `quality.trimmed`), so frames are matched by timestamp where the truth has them."""
-    if truth_times is not None:
-        half_frame = np.median(np.diff(truth_times)) / 2 if len(truth_times) > 1 else 1.0
-        index = np.clip(np.searchsorted(truth_times, clip.timestamps - half_frame), 0, len(truth_times) - 1)
-        if np.abs(truth_times[index] - clip.timestamps).max() > half_frame:
-            raise ValueError(f"{clip.key}: stored timestamps do not match its truth")
-        return index
+    either end (meta `quality.trimmed`). By index, not timestamp: a frame folder is timed at an assumed
+    25 fps whatever the rate the generator gave its truth."""
     start = clip.meta.get("quality", {}).get("trimmed", {}).get("start", 0)
     if start + clip.num_frames > truth_frames:
         raise ValueError(f"{clip.key} has {clip.num_frames} frames from frame {start}, its truth {truth_frames}")
@@ -62,7 +57,7 @@ def landmark_nme(shards: str | Path, data: str | Path) -> dict:
         if not truth_file.is_file():
             raise FileNotFoundError(f"{truth_file}: no ground truth for {clip_id} (is {data} the sample dataset?)")
         with np.load(truth_file) as z:
-            truth = z["landmarks"][stored_frames(clip, z["timestamps"] if "timestamps" in z else None, len(z["landmarks"]))]
+            truth = z["landmarks"][stored_frames(clip, len(z["landmarks"]))]
         crop = clip.frames([0]).shape[1]
         e = frame_errors(clip.landmarks, truth_in_crop(truth, clip.boxes, crop))
         per_clip[clip_id] = round(float(e.mean()), 5)
