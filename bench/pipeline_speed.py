@@ -54,7 +54,7 @@ import numpy as np
 
 from common import DEFAULT_WORK, RESULTS, ROOT, LoadMonitor, log, machine_info, table, write_json
 
-STAGE_KEYS = ("decode", "detect", "crop", "landmarks", "masks", "encode", "write")
+STAGE_KEYS = ("decode", "detect", "crop", "confirm", "landmarks", "masks", "encode", "write")
 HD_CLIPS, HD_LONG_CLIPS = 112, 32
 # The sample's landmark NME from the face stage before the speed work (commit 83b06b8, make bench
 # on 2026-12-03: 70 clips, 4002 frames); issue 21 allows at most 10 % more.

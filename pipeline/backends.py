@@ -7,7 +7,8 @@ the backend needs: its weight files (from which a profile's downloads and WEIGHT
 checks are derived), and for describers whether they run inside the face actors or want
 a GPU of their own. Nothing outside this module knows a backend by name.
 
-    detector    a clip's searched frames (full-resolution RGB, or luma) -> face boxes with scores, per frame
+    detector    a clip's searched frames (full-resolution RGB, or luma) -> face boxes with scores, per frame;
+                and face crops with the subject's box -> the confidence that a face is there
     landmarker  face crops (N×S×S×3) + face boxes in them -> N×68×2 points, N confidences
     parser      face crops + their landmarks           -> N×S×S CelebAMask-HQ label maps
     describer   finished samples (crops, landmarks, …)   -> a motion description per clip
@@ -34,6 +35,13 @@ class FaceDetector(Protocol):
         The frames of one call are the searched frames of one clip, in order (a detector may follow
         the face from one to the next). A detector with `takes_luma = True` also accepts 2-D grey
         frames, and the face stage then hands it a video's Y plane, never converted to RGB."""
+
+    confirm_threshold: float   # confirm() at or above it: the face is there
+
+    def confirm(self, crops: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """For each N×S×S×3 RGB face crop and the subject's box in it (N×4, crop pixels), the confidence
+        in [0, 1] that the box holds a face, found by running the detector again on the crop: how the
+        face stage confirms the face frame by frame (pipeline/face/face_frames.py)."""
 
 
 class LandmarkModel(Protocol):
@@ -90,6 +98,8 @@ class Backend:
 
 
 DETECTORS = {"dlib": Backend("pipeline.face.dlib_models:DlibDetector"),
+             # HOG, and dlib's CNN on searched frames where HOG finds no face (docs/real-footage.md)
+             "dlib-cnn": Backend("pipeline.face.dlib_models:DlibCnnFallbackDetector"),
              "sfd": Backend("pipeline.face.sfd_detector:SfdDetector", weights=(S3FD,))}
 LANDMARKERS = {"dlib": Backend("pipeline.face.dlib_models:DlibLandmarks"),
                "fan": Backend("pipeline.face.fan_landmarks:FanLandmarks", weights=(FAN_2D,))}

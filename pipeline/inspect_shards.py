@@ -6,7 +6,8 @@
 
 A contact sheet shows frames spread over the clip in three rows — the face crop, the crop
 with its 68 landmarks drawn, the crop with its parsing mask blended in — with the metadata
-as a caption above and the motion description printed beneath. `--gif` also writes the
+as a caption above and the motion description printed beneath. Frames without a confirmed
+face (`face_detected` false, landmark confidence 0) are framed in red. `--gif` also writes the
 clip with landmarks overlaid as an animated GIF.
 """
 
@@ -89,11 +90,13 @@ def contact_sheet(clip: ClipSample, columns: int = 8, tile: int = 160) -> np.nda
         rows[1].append(draw_landmarks(crop, clip.landmarks[t]))
         blend = crop if masks is None else cv2.addWeighted(crop, 0.45, PARSING_PALETTE[masks[i]], 0.55, 0)
         rows[2].append(blend)
-    grid = np.concatenate([np.concatenate([cv2.resize(im, (tile, tile)) for im in row], axis=1) for row in rows])
+    faceless = [not clip.face_detected[t] for t in picks]
+    grid = np.concatenate([np.concatenate([_framed(cv2.resize(im, (tile, tile)), red) for im, red in zip(row, faceless)],
+                                          axis=1) for row in rows])
     meta = clip.meta
     caption = (f"{meta['dataset']} / {meta['clip_id']}  class {meta['label']}  partition {meta['partition']}  "
                f"{clip.num_frames} frames @ {meta['source'].get('fps', 0):.1f} fps  "
-               f"face found in {int(clip.face_detected.sum())}/{clip.num_frames}  "
+               f"face frames {int(clip.face_detected.sum())}/{clip.num_frames}  "
                f"landmark conf {float(clip.landmarks_conf.mean()):.2f}")
     times = "  ".join(f"t={clip.timestamps[t]:.2f}s" for t in picks)
     text = clip.description or "(no description)"
@@ -103,6 +106,14 @@ def contact_sheet(clip: ClipSample, columns: int = 8, tile: int = 160) -> np.nda
     header = _text_panel([caption, times], grid.shape[1])
     footer = _text_panel(wrapped, grid.shape[1])
     return np.concatenate([header, grid, footer])
+
+
+def _framed(image: np.ndarray, red: bool) -> np.ndarray:
+    """The tile, framed in red when its frame has no confirmed face."""
+    if red:
+        image = image.copy()
+        cv2.rectangle(image, (1, 1), (image.shape[1] - 2, image.shape[0] - 2), (230, 0, 0), 3)
+    return image
 
 
 def _text_panel(lines: list[str], width: int) -> np.ndarray:

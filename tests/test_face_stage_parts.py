@@ -235,5 +235,5 @@ def test_backends_declare_their_weights_and_profiles_derive_them():
     # a weights folder reaches only the backends that read weight files
     assert make_detector(cpu.detector, "/nonexistent/weights").name == cpu.detector
     assert make_detector(full.detector, "/nonexistent/weights").weights_dir == "/nonexistent/weights"
-    with pytest.raises(ValueError, match="unknown detector backend 'nope'; choose from dlib, sfd"):
+    with pytest.raises(ValueError, match="unknown detector backend 'nope'; choose from dlib, dlib-cnn, sfd"):
         make_detector("nope")

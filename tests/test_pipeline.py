@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.run.stages import FaceConfig
 from pipeline.sample.landmark_error import frame_errors, truth_in_crop
 from pipeline.inputs.manifest import load_manifest
 from pipeline.shards.folder import FolderBusyError, OutputFolder
@@ -67,8 +66,10 @@ def test_samples_read_back_with_accurate_landmarks_and_masks(shards, sample_data
             assert clip.meta["source"]["fps_assumed"] and np.allclose(clip.timestamps, np.arange(c["num_frames"]) / 25)
         else:
             assert np.allclose(clip.timestamps, np.arange(c["num_frames"]) / c["fps"], atol=1e-3)
-        # the detector searches every k-th frame (and the last); it finds the face in most of them
-        assert clip.face_detected.sum() > 0.8 * clip.num_frames / FaceConfig.detect_every
+        # the face is confirmed in every frame of the animated face: nothing trimmed, confidence everywhere
+        assert clip.face_detected.all() and (clip.landmarks_conf >= 0.5).all()
+        assert clip.meta["quality"]["trimmed"] == {"start": 0, "end": 0, "why": ""}
+        assert clip.meta["quality"]["faces_seen"] == 1
         # ground truth (source pixels) mapped into the crop through the recorded crop squares
         truth = np.load(sample_data / "truth" / f"{clip.meta['clip_id']}.npz")["landmarks"]
         errors.append(frame_errors(clip.landmarks, truth_in_crop(truth, clip.boxes, 224)))

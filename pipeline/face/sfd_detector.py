@@ -9,6 +9,11 @@ Frames whose longer side exceeds `max_side` are shrunk to it before detection an
 scaled back to the frame's pixels: S3FD's cost grows with the pixel count, and the one face
 of a DFER clip stays far above the detector's smallest size (~16 px) at 1280 px. Pass
 `max_side=None` to detect at full resolution.
+
+`confirm` runs S3FD again on each frame's face crop and takes the score of its best detection
+overlapping the subject's box: the face confidence of the frame (pipeline/face/face_frames.py),
+confirmed from the library's own threshold, 0.5. (Not measured on real faces in this project: the
+S3FD weights cannot be fetched here; the `cpu` profile's HOG is, docs/real-footage.md.)
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ class SfdDetector:
     """FaceDetector backend: S3FD on full RGB frames."""
 
     name = "sfd"
+    confirm_threshold = 0.5   # the library's filter_threshold: S3FD's own operating point
 
     def __init__(self, device: str | None = None, weights_dir=None, batch_size: int = 8,
                  max_side: int | None = 1280, threshold: float = 0.5):
@@ -88,3 +94,14 @@ class SfdDetector:
                     faces = [(np.asarray(row[:4], np.float64) * factors, float(row[4])) for row in found]
                     results[i] = sorted(faces, key=lambda face: -face[1])
         return results
+
+    def confirm(self, crops: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """(N,) face confidence of each face box (N×4, crop pixels) in its crop (N×S×S×3 RGB): the S3FD
+        score of the best detection in the crop overlapping the box (IoU at least 0.3), else 0."""
+        from pipeline.face.track import iou
+
+        out = np.zeros(len(crops), np.float32)
+        for i, faces in enumerate(self.detect(list(crops))):
+            scores = [score for found, score in faces if iou(found, boxes[i]) >= 0.3]
+            out[i] = max(scores, default=0.0)
+        return out

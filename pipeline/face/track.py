@@ -1,10 +1,13 @@
 """Follow the clip's main face through time and cut a steady square crop of it from every frame.
 
-Detections (on every k-th frame) are linked into tracks by box overlap; the subject is the
-track with the largest total area — large and persistent wins over a brief big face or a
-small face in the background. Its boxes are interpolated over frames without a detection,
-smoothed with a centred moving average, and turned into squares with a margin that keeps
-the forehead and chin in view.
+Detections (on every k-th frame) are linked into tracks: a detection joins the track whose
+predicted box (its last box, moved on at the track's recent speed) it overlaps most, among tracks
+of a similar face size, the best-overlapping pairs first, so two faces that cross keep their own
+tracks. The subject is the track with the largest total area over the whole clip — large and
+persistent wins over a brief big face or a small face in the background — and only its boxes
+are used: the crop never moves to another person. Its boxes are interpolated over frames
+without a detection, smoothed with a centred moving average, and turned into squares with a
+margin that keeps the forehead and chin in view. The other tracks are counted as the faces seen.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ class FaceTrack:
     boxes: np.ndarray      # (T, 4) face boxes (x0, y0, x1, y1) in source pixels, interpolated and smoothed
     detected: np.ndarray   # (T,) bool: the detector found this face in this frame
     scores: np.ndarray     # (T,) detector score where detected, else 0
+    faces_seen: int = 1    # distinct faces the detector followed over the clip (`count_faces`)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -30,28 +34,69 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def side(box: np.ndarray) -> float:
+    return float(max(box[2] - box[0], box[3] - box[1]))
+
+
+def predicted_box(track: dict[int, tuple[np.ndarray, float]], t: int) -> np.ndarray:
+    """The track's box at frame t: its last box, its centre moved on at the speed between the track's last
+    two detections (the size is kept: detector boxes jitter in size more than they move)."""
+    frames = sorted(track)
+    last = track[frames[-1]][0]
+    if len(frames) < 2:
+        return last
+    before = track[frames[-2]][0]
+    centre_speed = ((last[:2] + last[2:]) - (before[:2] + before[2:])) / 2 / (frames[-1] - frames[-2])
+    return last + np.tile(centre_speed * (t - frames[-1]), 2)
+
+
 def link_tracks(detections: dict[int, list[tuple[np.ndarray, float]]], min_iou: float = 0.3,
-                max_gap: int = 30) -> list[dict[int, tuple[np.ndarray, float]]]:
-    """Greedy linking: each detection joins the overlapping track seen most recently, or starts one."""
+                max_gap: int = 30, max_size_ratio: float = 1.5) -> list[dict[int, tuple[np.ndarray, float]]]:
+    """Tracks (frame -> (box, score)) from each frame's detections: a detection joins the live track
+    (seen within `max_gap` frames, face side within `max_size_ratio` of its own) whose predicted box
+    it overlaps most (IoU at least `min_iou`), best pairs first; the rest start tracks."""
     tracks: list[dict[int, tuple[np.ndarray, float]]] = []
     for t in sorted(detections):
-        taken: set[int] = set()
-        for box, score in sorted(detections[t], key=lambda d: -d[1]):
-            best, best_iou = None, min_iou
-            for k, track in enumerate(tracks):
-                last = max(track)
-                if k in taken or t - last > max_gap:
-                    continue
-                overlap = iou(track[last][0], box)
-                if overlap >= best_iou:
-                    best, best_iou = k, overlap
-            if best is None:
-                tracks.append({t: (box, score)})
-                taken.add(len(tracks) - 1)
-            else:
-                tracks[best][t] = (box, score)
-                taken.add(best)
+        found = detections[t]
+        pairs = []
+        for k, track in enumerate(tracks):
+            if t - max(track) > max_gap:
+                continue
+            guess = predicted_box(track, t)
+            for j, (box, _) in enumerate(found):
+                ratio = side(box) / max(side(guess), 1e-6)
+                overlap = iou(guess, box)
+                if overlap >= min_iou and 1 / max_size_ratio <= ratio <= max_size_ratio:
+                    pairs.append((overlap, k, j))
+        taken_tracks: set[int] = set()
+        taken_faces: set[int] = set()
+        for _, k, j in sorted(pairs, reverse=True):
+            if k not in taken_tracks and j not in taken_faces:
+                tracks[k][t] = found[j]
+                taken_tracks.add(k)
+                taken_faces.add(j)
+        for j, face in enumerate(found):
+            if j not in taken_faces:
+                tracks.append({t: face})
     return tracks
+
+
+def count_faces(tracks: list[dict[int, tuple[np.ndarray, float]]], min_detections: int = 2,
+                min_iou: float = 0.3) -> int:
+    """Distinct faces among the tracks: those with at least `min_detections` detections (a single hit
+    may be a false detection), where a track that starts after another ended, about where it ended
+    (IoU of the two boxes at least `min_iou`), is the same face found again."""
+    kept = sorted((tr for tr in tracks if len(tr) >= min_detections), key=min)
+    faces: list[dict[int, tuple[np.ndarray, float]]] = []   # the latest track of each face
+    for track in kept:
+        start = min(track)
+        again = [k for k, face in enumerate(faces)
+                 if max(face) < start and iou(face[max(face)][0], track[start][0]) >= min_iou]
+        if again:
+            faces[again[0]] = track
+        else:
+            faces.append(track)
+    return len(faces)
 
 
 def smooth(values: np.ndarray, window: int) -> np.ndarray:
@@ -72,6 +117,7 @@ def main_face_track(detections: dict[int, list[tuple[np.ndarray, float]]], num_f
     if not tracks:
         return None
     track = max(tracks, key=lambda tr: sum((b[2] - b[0]) * (b[3] - b[1]) for b, _ in tr.values()))
+    faces_seen = max(1, count_faces(tracks, min_detections=min(2, len(detections))))
     frames = np.array(sorted(track))
     known = np.stack([track[t][0] for t in frames])
     everywhere = np.arange(num_frames)
@@ -85,7 +131,7 @@ def main_face_track(detections: dict[int, list[tuple[np.ndarray, float]]], num_f
     detected[frames] = True
     scores = np.zeros(num_frames)
     scores[frames] = [track[t][1] for t in frames]
-    return FaceTrack(boxes=boxes, detected=detected, scores=scores)
+    return FaceTrack(boxes=boxes, detected=detected, scores=scores, faces_seen=faces_seen)
 
 
 def crop_squares(boxes: np.ndarray, margin: float, shift_up: float) -> np.ndarray:

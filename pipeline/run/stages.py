@@ -6,7 +6,8 @@ the shard's manifest rows, each row's status so far, and the path of the working
 stage wrote — never frames: the object store carries paths and small records only.
 
 `FaceStage` turns videos into samples: locate → decode → detect and track the face →
-crop → landmarks → parsing masks → write the working tar. With `crop="official"` the frames
+crop → confirm the face in every frame and trim faceless ends (pipeline/face/face_frames.py) →
+landmarks → parsing masks → write the working tar. With `crop="official"` the frames
 are the dataset's own face crops: no detection, the whole frame is the crop
 (pipeline/face/whole_frame.py). Every clip that cannot be made
 into a sample gets a recorded reason; the shard goes on. A describer light enough to need
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.backends import PROFILES, describer_backend, make_describer, make_detector, make_landmarker, make_parser
+from pipeline.face.face_frames import MIN_FACE_SHARE, FewFaceFramesError, NoFaceError
 from pipeline.inputs.manifest import CROP_MODES, ClipPathError, Manifest, ManifestRow, load_locator
 from pipeline.shards.format import make_sample
 from pipeline.shards.tar import ShardWriter
@@ -72,10 +74,6 @@ class Stage:
         raise NotImplementedError
 
 
-class NoFaceError(Exception):
-    """No face was found in any frame of the clip."""
-
-
 @dataclass(frozen=True)
 class FaceConfig:
     """Settings of the face stage; recorded in the dataset index."""
@@ -97,6 +95,9 @@ class FaceConfig:
     crop_margin: float = 1.5      # crop side / face box side
     crop_shift_up: float = 0.08   # crop centre raised by this × side (keeps the forehead)
     smooth_window: int = 5        # frames in the box-smoothing window
+    trim_faceless: bool = True    # cut the frames before the first and after the last confirmed face frame
+    min_face_share: float = MIN_FACE_SHARE   # fewer confirmed face frames than this share of the decoded
+    #                               frames: the clip fails with `few_face_frames`
     folder_fps: float = 25.0      # frame rate assumed for frame-folder clips
     weights_dir: str | None = None
     gpus_per_worker: float = 0.0
@@ -176,6 +177,8 @@ class FaceStage(Stage):
                                                   "message": "; ".join(source_warnings(sample.meta["source"]))}
                 except ClipPathError as err:
                     job.fail(row["clip_id"], err.reason, str(err))
+                except FewFaceFramesError as err:
+                    job.fail(row["clip_id"], "few_face_frames", str(err))
                 except NoFaceError as err:
                     job.fail(row["clip_id"], "no_face", str(err))
                 except Exception as err:  # noqa: BLE001 — one bad clip must not stop the shard
@@ -221,30 +224,40 @@ class FaceStage(Stage):
                     pixels_kept=int(np.prod(clip.shape)))
         faces = self.official_faces(clip.frames) if c.crop == "official" else self.detect_faces(clip, path)
         decoded_hw = clip.shape[1:3]
+        timestamps = clip.timestamps[faces.start:faces.stop]
         clip.frames = clip.planes = None  # the crops are all we keep; free the full frames before the models run
         with steps.time("landmarks"):
             landmarks, confidence = self.landmarker.predict(faces.crops, faces.face_in_crop)
+        if faces.confidence is not None:
+            # Where the detector confirmed the face, its confidence; 0 on frames without a confirmed face.
+            confidence = faces.confidence
         with steps.time("masks"):
             masks = self.parser.parse(faces.crops, landmarks)
         # The squares are in the pixels of the frames as decoded, which a memory budget may have
         # shrunk from W to w pixels across: in the source's own pixels (centres at integers, as
         # docs/shard-format.md states) x = (x_decoded + 0.5)·W/w − 0.5, per axis.
         ratio = np.array([clip.source["width"] / decoded_hw[1], clip.source["height"] / decoded_hw[0]] * 2)
+        found = confidence[faces.detected]
         meta = {
             **meta,
             "source": {"path": source_path, **clip.source},
             "crop": {"mode": c.crop},
-            "quality": {**faces.quality, "mean_landmark_confidence": round(float(confidence.mean()), 4)},
+            "quality": {**faces.quality,
+                        "mean_landmark_confidence": round(float(found.mean()) if len(found) else 0.0, 4)},
         }
         with steps.time("encode"):
             return make_sample(
-                key=key, meta=meta, frames=faces.crops, timestamps=clip.timestamps,
+                key=key, meta=meta, frames=faces.crops, timestamps=timestamps,
                 boxes=((faces.boxes + 0.5) * ratio - 0.5).astype(np.float32), face_detected=faces.detected,
                 landmarks=landmarks, landmarks_conf=confidence, masks=masks)
 
     def detect_faces(self, clip, path: Path) -> "FaceCrops":
-        """`crop="detect"`: the detector on every k-th frame, the subject's track, a steady square crop.
-        `clip`: a DecodedClip, of RGB frames or of 4:2:0 planes (then the detector reads the luma)."""
+        """`crop="detect"`: the detector on every k-th frame, the subject's track, a steady square crop,
+        the face confirmed frame by frame (`pipeline.face.face_frames`), faceless ends trimmed.
+        `clip`: a DecodedClip, of RGB frames or of 4:2:0 planes (then the detector reads the luma).
+        Raises NoFaceError (no face on any searched frame) or FewFaceFramesError."""
+        from pipeline.face.face_frames import check_face_share, face_frames
+        from pipeline.face.shots import shot_index
         from pipeline.face.track import (crop_affines, crop_squares, cut_crops, cut_crops_from_planes, main_face_track,
                                          map_boxes)
 
@@ -258,6 +271,7 @@ class FaceStage(Stage):
             found = self.detector.detect([searched[t] for t in probe])
         with steps.time("track"):
             track = main_face_track({t: faces for t, faces in zip(probe, found) if faces}, n, c.smooth_window)
+            shots = shot_index(searched)
         if track is None:
             raise NoFaceError(f"{path}: no face in any of the {len(probe)} frames searched")
         with steps.time("crop"):
@@ -265,10 +279,22 @@ class FaceStage(Stage):
             affines = crop_affines(squares, c.crop_size)
             crops = cut_crops(clip.frames, affines, c.crop_size) if clip.planes is None else \
                 cut_crops_from_planes(clip.planes, affines, c.crop_size)
-        return FaceCrops(crops=crops, boxes=squares, face_in_crop=map_boxes(track.boxes, affines),
-                         detected=track.detected,
-                         quality={"face_frames": int(track.detected.sum()), "frames_searched": len(probe),
-                                  "mean_detector_score": round(float(track.scores[track.detected].mean()), 4)})
+        face_in_crop = map_boxes(track.boxes, affines)
+        with steps.time("confirm"):
+            confidence = self.detector.confirm(crops, face_in_crop)
+        frames = face_frames(confidence, self.detector.confirm_threshold, shots, track.detected, c.trim_faceless)
+        check_face_share(frames, c.min_face_share, path)
+        keep = slice(frames.start, frames.stop)
+        steps.count(frames_confirmed=int(frames.confirmed.sum()), frames_trimmed=n - (frames.stop - frames.start))
+        detected = track.detected[keep]
+        return FaceCrops(crops=crops[keep], boxes=squares[keep], face_in_crop=face_in_crop[keep],
+                         detected=frames.confirmed[keep], confidence=frames.confidence[keep],
+                         start=frames.start, stop=frames.stop,
+                         quality={"face_frames": int(frames.confirmed.sum()), "frames_decoded": n,
+                                  "trimmed": frames.trimmed, "faces_seen": track.faces_seen,
+                                  "shots": int(shots[-1]) + 1, "frames_searched": len(probe),
+                                  "mean_detector_score": round(float(track.scores[keep][detected].mean())
+                                                               if detected.any() else 0.0, 4)})
 
     def official_faces(self, frames: np.ndarray) -> "FaceCrops":
         """`crop="official"`: each frame is the dataset's own face crop, resized whole to crop_size
@@ -280,18 +306,23 @@ class FaceStage(Stage):
             crops = whole_frame_crops(frames, c.crop_size)
         return FaceCrops(crops=crops, boxes=whole_frame_boxes(n, width, height, c.crop_size),
                          face_in_crop=whole_frame_face_box(n, c.crop_size), detected=np.ones(n, bool),
-                         quality={"face_frames": n, "frames_searched": 0})
+                         confidence=None, start=0, stop=n,
+                         quality={"face_frames": n, "frames_decoded": n, "frames_searched": 0})
 
 
 @dataclass
 class FaceCrops:
     """The face of every frame of a clip, however it was found."""
 
-    crops: np.ndarray          # T×S×S×3 uint8 RGB
+    crops: np.ndarray          # T×S×S×3 uint8 RGB, the stored frames
     boxes: np.ndarray          # (T, 4) the crop regions in decoded-frame pixels (pixel centres at integers)
     face_in_crop: np.ndarray   # (T, 4) the face box in crop pixels, for the landmark model
-    detected: np.ndarray       # (T,) bool: the face is known in this frame (found by the detector, or given)
-    quality: dict              # face_frames, frames_searched (and mean_detector_score when a detector ran)
+    detected: np.ndarray       # (T,) bool: the face is confirmed in this frame (or given: official crops)
+    confidence: np.ndarray | None   # (T,) the detector's face confidence, 0 where not confirmed (None: no detector)
+    start: int                 # the stored frames are the decoded frames [start, stop)
+    stop: int
+    quality: dict              # face_frames, frames_decoded, frames_searched; with a detector also trimmed,
+    #                            faces_seen, shots, mean_detector_score
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,16 @@ def frame_errors(landmarks: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.linalg.norm(landmarks - truth, axis=2).mean(1) / interocular_distance(truth)
 
 
+def stored_frames(clip, truth_frames: int) -> np.ndarray:
+    """Indices into the truth of the clip's stored frames: the face stage may trim faceless frames at
+    either end (meta `quality.trimmed`). By index, not timestamp: a frame folder is timed at an assumed
+    25 fps whatever the rate the generator gave its truth."""
+    start = clip.meta.get("quality", {}).get("trimmed", {}).get("start", 0)
+    if start + clip.num_frames > truth_frames:
+        raise ValueError(f"{clip.key} has {clip.num_frames} frames from frame {start}, its truth {truth_frames}")
+    return np.arange(start, start + clip.num_frames)
+
+
 def landmark_nme(shards: str | Path, data: str | Path) -> dict:
     """NME of every ok sample in `shards` against the sample dataset at `data`: the mean and 95th
     percentile over all frames, the mean per clip, and the counts."""
@@ -46,9 +56,8 @@ def landmark_nme(shards: str | Path, data: str | Path) -> dict:
         truth_file = data / "truth" / f"{clip_id}.npz"
         if not truth_file.is_file():
             raise FileNotFoundError(f"{truth_file}: no ground truth for {clip_id} (is {data} the sample dataset?)")
-        truth = np.load(truth_file)["landmarks"]
-        if len(truth) != clip.num_frames:
-            raise ValueError(f"{shards}: {clip_id} has {clip.num_frames} frames, its truth {len(truth)}")
+        with np.load(truth_file) as z:
+            truth = z["landmarks"][stored_frames(clip, len(z["landmarks"]))]
         crop = clip.frames([0]).shape[1]
         e = frame_errors(clip.landmarks, truth_in_crop(truth, clip.boxes, crop))
         per_clip[clip_id] = round(float(e.mean()), 5)

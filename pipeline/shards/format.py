@@ -11,9 +11,9 @@ older reader would misread.
     frames_offsets.npy  int64 (T+1,): byte offsets of frame t = [o[t], o[t+1])
     timestamps.npy      float64 (T,): seconds since the start of the source clip
     boxes.npy           float32 (T,4): the square crop in source pixels (x0, y0, x1, y1)
-    face_detected.npy   bool (T,): the detector found the face in this frame
+    face_detected.npy   bool (T,): the subject's face is confirmed in this frame (a face frame)
     landmarks.npy       float32 (T,68,2): iBUG 68 points (x, y) in crop pixels
-    landmarks_conf.npy  float32 (T,): per-frame landmark confidence in [0, 1]
+    landmarks_conf.npy  float32 (T,): per-frame confidence in [0, 1]; 0 on frames without a confirmed face
     masks.npz           uint8 (T,H,W) under key "masks": CelebAMask-HQ parsing labels
     description.txt     the motion description (emotion words filtered out); optional
     description.json    how it was made: backend, then model, prompt hash, raw text, …; optional
