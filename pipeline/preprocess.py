@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pipeline.backends import (DESCRIBERS, DETECTORS, INLINE_DESCRIBERS, LANDMARKERS, PARSERS, PROFILES,
                                face_weights, make_describer, make_detector, make_landmarker, make_parser)
-from pipeline.describe import add_describer_options, describer_from_env
+from pipeline.describers.command_line import add_describer_options, describer_from_env
 from pipeline.inputs.datasets import DATASETS
 from pipeline.inputs.manifest import CROP_MODES, Manifest, ManifestError, load_manifest, presence, summary
 from pipeline.shards.folder import FolderBusyError, OutputFolder
@@ -292,10 +292,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--face-gpus", type=gpu_share, default=FACE_GPUS,
                         help=f"GPU share of each face-stage actor on GPUs (default {FACE_GPUS}: two per GPU)")
     parser.add_argument("--describe-gpus", type=gpu_share, default=DESCRIBE_GPUS,
-                        help=f"GPU share of each Video-LLaVA actor (default {DESCRIBE_GPUS:g}: a GPU each; 0.5 with "
+                        help=f"GPU share of each video-LLM describer actor (default {DESCRIBE_GPUS:g}: a GPU each; 0.5 with "
                              "--face-gpus 0.25 runs it beside two face actors on every GPU)")
     parser.add_argument("--describe-workers", type=int, default=None,
-                        help="Video-LLaVA actors on GPUs (default: one per GPU)")
+                        help="video-LLM describer actors on GPUs (default: one per GPU)")
     parser.add_argument("--allow-cpu", action="store_true",
                         default=os.environ.get("DFER_ALLOW_CPU", "").strip().lower() in ("1", "true", "yes", "on"),
                         help="PROFILE=full without a GPU: run its models on the CPU, slowly, instead of stopping "
