@@ -48,6 +48,7 @@ help: ## list targets and variables
 	@echo "  PROFILE      full (paper stack, GPU) | cpu (offline stack); default: cpu for sample, full otherwise ($(PROFILE))"
 	@echo "  CROP         official (the datasets' own face crops; default for dfew, ferv39k, mafw) | detect (default otherwise) ($(CROP))"
 	@echo "  FACE_GPUS, DESCRIBE_GPUS   GPU share of each face / Video-LLaVA actor, e.g. 0.25 and 0.5 to share a card (defaults 0.5, 1)"
+	@echo "  DESCRIBER    geometric | videollava | qwen2.5-vl (preprocess: instead of the profile's; describe: $(DESCRIBER)); DESCRIBER_MODEL=hub id or folder, DESCRIBE_BATCH_SIZE=N"
 	@echo "  WEIGHTS_DIR  folder holding model weights for PROFILE=full           ($(WEIGHTS_DIR))"
 	@echo "  OVERWRITE    1: delete OUT's shards and start over (default: resume)"
 	@echo "  FOLD         1..5 | all (MAFW, DFEW); 1 for FERV39k's single split     ($(FOLD))"
