@@ -820,7 +820,8 @@ def describe_case(backend: str, size: str, ctx: dict, deadline: float, instructi
     build_s = time.perf_counter() - began
     placed = sorted({f"{p.device.type} {str(p.dtype).removeprefix('torch.')}" for p in model.parameters()})
     parameters = sum(p.numel() for p in model.parameters())
-    log(f"describe: {backend} {size}: {parameters / 1e9:.2f} B parameters built in {build_s:.1f} s ({', '.join(placed)})")
+    log(f"describe: {backend} {size}: {parameters / 1e9:.2f} B parameters built in {build_s:.1f} s "
+        f"({', '.join(placed)})")
     # Exactly NEW_TOKENS new tokens: the describer sets max_new_tokens; the model's generation
     # config adds the minimum, so a random end-of-sequence token cannot stop a clip early.
     model.generation_config.min_new_tokens = NEW_TOKENS

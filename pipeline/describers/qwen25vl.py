@@ -164,8 +164,8 @@ class QwenVLDescriber(VideoLLMDescriber):
             options["cap_pixels_per_frame"] = False  # the pixel count is pinned below; no cap to apply
         # do_sample_frames=False: the frames were picked already (uniform_frame_indices) and are recorded;
         # minimum = maximum pixels: every frame becomes frame_size × frame_size.
-        inputs = processor(text=[self.prompt()] * len(samples), videos=videos,
-                           video_metadata=[VideoMetadata(total_num_frames=len(v), fps=r) for v, r in zip(videos, rates)],
+        metadata = [VideoMetadata(total_num_frames=len(v), fps=r) for v, r in zip(videos, rates)]
+        inputs = processor(text=[self.prompt()] * len(samples), videos=videos, video_metadata=metadata,
                            do_sample_frames=False, size={"shortest_edge": pixels, "longest_edge": pixels},
                            padding=True, padding_side="left", return_tensors="pt", **options)
         expected = video_token_count(self.num_frames, self.frame_size, patch, merge, temporal)
