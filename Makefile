@@ -28,8 +28,12 @@ OUT ?= shards/$(dataset_name)
 PROFILE ?=
 ## CROP         official (the datasets' own face crops; default for dfew, ferv39k, mafw) | detect (default otherwise)
 CROP ?=
-## DESCRIBER    geometric | videollava (| none): required by describe; for preprocess, instead of the profile's
+## DESCRIBER    geometric | videollava | qwen2.5-vl (| none): required by describe; for preprocess, instead of the profile's
 DESCRIBER ?=
+## DESCRIBER_MODEL  videollava, qwen2.5-vl: a Hub model id or a local folder (default: the describer's own checkpoint)
+DESCRIBER_MODEL ?=
+## DESCRIBE_BATCH_SIZE  videollava, qwen2.5-vl: clips decoded together (default 4 for videollava, 8 for qwen2.5-vl)
+DESCRIBE_BATCH_SIZE ?=
 ## WORKERS      preprocess: face-stage actors (default: every CPU; on GPUs, 2 per GPU)
 WORKERS ?=
 ## SHARD_SIZE   preprocess: clips per shard (default 64; 8 for the sample)
@@ -99,9 +103,10 @@ given = $(filter-out undefined default file,$(origin $(1)))
 run_options = --dataset "$(DATASET)" --shards "$(OUT)" $(if $(MODEL),--model $(MODEL)) $(if $(NAME),--name "$(NAME)") \
 	--set recipe=$(RECIPE) $(if $(EPOCHS),--set epochs=$(EPOCHS)) $(TRAIN_ARGS)
 preprocess_options = --data-root "$(DATA_ROOT)" --out "$(OUT)" $(if $(PROFILE),--profile $(PROFILE)) $(if $(CROP),--crop $(CROP)) \
-	$(if $(DESCRIBER),--describer $(DESCRIBER)) $(if $(WORKERS),--workers $(WORKERS)) $(if $(SHARD_SIZE),--shard-size $(SHARD_SIZE)) \
+	$(if $(DESCRIBER),--describer $(DESCRIBER)) $(describer_options) $(if $(WORKERS),--workers $(WORKERS)) $(if $(SHARD_SIZE),--shard-size $(SHARD_SIZE)) \
 	$(if $(FACE_GPUS),--face-gpus $(FACE_GPUS)) $(if $(DESCRIBE_GPUS),--describe-gpus $(DESCRIBE_GPUS)) \
 	$(if $(WEIGHTS_DIR),--weights-dir "$(WEIGHTS_DIR)") $(if $(call yes,$(OVERWRITE)),--overwrite) $(PREPROCESS_ARGS)
+describer_options = $(if $(DESCRIBER_MODEL),--describer-model "$(DESCRIBER_MODEL)") $(if $(DESCRIBE_BATCH_SIZE),--describe-batch-size $(DESCRIBE_BATCH_SIZE))
 help_variables = $(shell sed -nE 's/^\#\# ([A-Z_]+) .*/\1/p' $(firstword $(MAKEFILE_LIST)))
 quote = '$(subst ','\'',$(1))'
 
@@ -176,13 +181,13 @@ standin: $(STAMP) ## DATASET (dfew | ferv39k | mafw), CLIPS: the dataset's face-
 	$(PY) -m pipeline.sample generate --out data/sample --if-missing
 	$(PY) -m pipeline.sample standin $(DATASET) --out data/standin-$(DATASET) $(if $(CLIPS),--clips $(CLIPS))
 
-preprocess: $(STAMP) ## DATASET, DATA_ROOT, OUT, PROFILE, CROP, DESCRIBER, WORKERS, SHARD_SIZE, FACE_GPUS, DESCRIBE_GPUS, WEIGHTS_DIR, RAY_ADDRESS, OVERWRITE=1, PREPROCESS_ARGS: videos -> shards (resumable)
+preprocess: $(STAMP) ## DATASET, DATA_ROOT, OUT, PROFILE, CROP, DESCRIBER, DESCRIBER_MODEL, DESCRIBE_BATCH_SIZE, WORKERS, SHARD_SIZE, FACE_GPUS, DESCRIBE_GPUS, WEIGHTS_DIR, RAY_ADDRESS, OVERWRITE=1, PREPROCESS_ARGS: videos -> shards (resumable)
 	$(if $(filter sample,$(DATASET)),$(PY) -m pipeline.sample generate --out "$(DATA_ROOT)" --if-missing)
 	$(PY) -m pipeline.preprocess "$(DATASET)" $(preprocess_options)
 
-describe: $(STAMP) ## OUT, DESCRIBER (required), DESCRIBE_ARGS: describe finished shards again, keeping the face stage and the earlier descriptions
-	$(if $(DESCRIBER),,$(error make describe needs DESCRIBER=geometric or DESCRIBER=videollava: the describer whose descriptions replace those in $(OUT) (each sample keeps the earlier ones in its record)))
-	$(PY) -m pipeline.describe "$(OUT)" --describer $(DESCRIBER) $(DESCRIBE_ARGS)
+describe: $(STAMP) ## OUT, DESCRIBER (required), DESCRIBER_MODEL, DESCRIBE_BATCH_SIZE, DESCRIBE_ARGS: describe finished shards again, keeping the face stage and the earlier descriptions
+	$(if $(DESCRIBER),,$(error make describe needs DESCRIBER=geometric, videollava or qwen2.5-vl: the describer whose descriptions replace those in $(OUT) (each sample keeps the earlier ones in its record)))
+	$(PY) -m pipeline.describe "$(OUT)" --describer $(DESCRIBER) $(describer_options) $(DESCRIBE_ARGS)
 
 train: $(STAMP) ## DATASET, OUT, MODEL, RECIPE, FOLD, NAME, EPOCHS, TRAIN_ARGS, OVERWRITE=1: train on the shards, test on the held-out fold (both protocols); the same command resumes a stopped run
 	$(PY) -m trainer.train $(run_options) --fold $(or $(FOLD),1) $(if $(call yes,$(OVERWRITE)),--overwrite)

@@ -1,8 +1,8 @@
-"""GPU check: the `full` profile's face stage, Video-LLaVA-7B and two training steps, timed on one GPU.
+"""GPU check: the `full` profile's face stage, the video-LLM describers and two training steps, timed on one GPU.
 
-    python bench/gpu_check.py                       # on a GPU machine; ~5 min on one H100/H200 (≤ 8 min)
-    python bench/gpu_check.py --parts face          # only some parts: face, videollava, training
-    python bench/gpu_check.py --dry-run --out DIR   # every part on the CPU with tiny inputs, < 1 min (CI)
+    python bench/gpu_check.py                       # on a GPU machine; ~6 min on one H100/H200 (≤ 8 min)
+    python bench/gpu_check.py --parts describe      # only some parts: face, describe, training
+    python bench/gpu_check.py --dry-run --out DIR   # every part on the CPU with tiny inputs, ~1 min (CI)
 
 Writes `bench/results/gpu_check.json` (or `--out DIR/gpu_check.json`), rewritten after each part so
 a run cut short keeps what it finished: the device, torch/CUDA/cuDNN versions, the date, the git
@@ -23,12 +23,17 @@ process (and in worker processes for the multi-worker variant) exactly as a Ray 
     everywhere (its cost is unchanged) and the benchmark's detector wrapper reports the
     generator's true face box for each searched frame after running the real network and
     post-processing; tracking, crops, FAN and BiSeNet then work on real face crops.
-(b) videollava: Video-LLaVA-7B's published configuration (LanguageBind/Video-LLaVA-7B-hf: a
-    Llama-2-7B text model, two CLIP ViT-L/14 224 towers, the projector) with random weights, built
-    directly on the GPU in bf16 (no CPU copy), driven through the pipeline's own
-    `VideoLlavaDescriber.describe` (processor, prompt, greedy generation, emotion filter) with
-    8 frames per clip and exactly 64 new tokens. clips/s per batch size, and the projected
-    GPU-hours for MAFW's 9,172 clips.
+(b) describe: each describer backend at its published configuration with random weights, built
+    directly on the GPU in bf16 (no CPU copy): Video-LLaVA-7B (LanguageBind/Video-LLaVA-7B-hf: a
+    Llama-2-7B text model, two CLIP ViT-L/14 224 towers, the projector), Qwen2.5-VL-7B-Instruct and
+    Qwen2.5-VL-3B-Instruct (their config.json values, written in `qwen25vl_config`), driven through
+    the pipeline's own `describe` (frames, processor, prompt, greedy generation, emotion filter) with
+    each backend's real frames (Video-LLaVA 8 at 224 px; Qwen2.5-VL 16 at 336 px) and exactly 64 new
+    tokens, at batch sizes 1, 8 and 32: clips/s, prefill, peak memory, and the projected GPU-hours
+    for MAFW (9,172 clips), DFEW (11,697) and FERV39k (38,935). Also written on its own to
+    `gpu_describe.json` beside gpu_check.json. Tokenizers are word-level stand-ins built offline with
+    the checkpoints' special-token ids (the prompt about as long as the real one). vLLM is not
+    driven (noted in the JSON).
 (c) training: a few steps (after warm-up) of fineclip-b16 (recipes `ours` and `paper`: AdamW, bf16
     autocast) and dferclip-b32 (recipe `reference`: SGD, fp32) at the recipes' batch sizes, on synthetic
     uint8 batches (bench/trainer_step.py's), with the trainer's own optimiser and step
@@ -62,10 +67,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, ROOT, git_commit, log, write_json  # noqa: E402
 
-PARTS = ("face", "videollava", "training")
-MAFW_CLIPS = 9172
+PARTS = ("face", "describe", "training")
+# clips per dataset (the manifests' rows), for the projected GPU-hours of the descriptions
+DATASET_CLIPS = {"MAFW": 9172, "DFEW": 11697, "FERV39k": 38935}
 NEW_TOKENS = 64
-VIDEO_FRAMES = 8
 FACE_ANCHORS = {
     "py-feat": {"frames_per_s": 355, "note": "py-feat's own report for its fastest detector stack, batched, "
                                              "on a recent GPU"},
@@ -73,15 +78,15 @@ FACE_ANCHORS = {
 }
 # Share of the time budget each part's timed loops may use (set-up, clip generation and model
 # building come on top and are bounded by the fixed sizes below).
-BUDGET_SHARE = {"face": 0.35, "videollava": 0.35, "training": 0.2}
+BUDGET_SHARE = {"face": 0.3, "describe": 0.5, "training": 0.2}
 
 # Fixed sizes, chosen for one H100/H200; the dry run's keep every code path at a tiny cost.
 SETTINGS = {
     "gpu": {
         "face": {"size": (1280, 720), "clips": 16, "frames": 75, "rendered": 25, "fps": 25, "workers": 4,
                  "warmup": True, "every_frame_variant": True},
-        "videollava": {"tiny": False, "batch_sizes": (4, 16), "batches": 3, "clips": 16, "clip_frames": 16,
-                       "crop": 224},
+        "describe": {"cases": (("videollava", "7b"), ("qwen2.5-vl", "7b"), ("qwen2.5-vl", "3b")),
+                     "batch_sizes": (1, 8, 32), "batches": 2, "clips": 16, "clip_frames": 48, "warmup": True},
         "training": {"cases": (("fineclip-b16", "ours"), ("fineclip-b16", "paper"), ("dferclip-b32", "reference")),
                      "warmup": 2,
                      "steps": 5, "batch_size": None},
@@ -89,7 +94,8 @@ SETTINGS = {
     "dry": {
         "face": {"size": (320, 240), "clips": 2, "frames": 1, "rendered": 2, "fps": 25, "workers": 2,
                  "warmup": False, "every_frame_variant": False},
-        "videollava": {"tiny": True, "batch_sizes": (2,), "batches": 1, "clips": 2, "clip_frames": 4, "crop": 32},
+        "describe": {"cases": (("videollava", "tiny"), ("qwen2.5-vl", "tiny")), "batch_sizes": (2,),
+                     "batches": 1, "clips": 2, "clip_frames": 6, "warmup": False},
         "training": {"cases": (("tiny", "ours"), ("tiny-dferclip", "reference")), "warmup": 1, "steps": 1,
                      "batch_size": 2},
     },
@@ -587,7 +593,7 @@ def face_part(ctx: dict) -> dict[str, Any]:
     }
 
 
-# ------------------------------------------------------------------------------ (b) Video-LLaVA
+# ------------------------------------------------------------------------------ (b) describers
 def videollava_config(tiny: bool):
     """Video-LLaVA-7B-hf's configuration (its published config.json's sizes), or a tiny one of the
     same classes. Token ids as in the checkpoint: <image> 32000, <video> 32001 (vocab 32064)."""
@@ -601,7 +607,7 @@ def videollava_config(tiny: bool):
                            bos_token_id=1, eos_token_id=2, pad_token_id=0)
         vision = CLIPVisionConfig(image_size=32, patch_size=16, hidden_size=32, intermediate_size=64,
                                   num_hidden_layers=2, num_attention_heads=4, projection_dim=32)
-        seq = {"image_seq_length": 4, "video_seq_length": VIDEO_FRAMES * 5}
+        seq = {"image_seq_length": 4, "video_seq_length": 8 * 5}   # 8 frames of 4 patches + class token
     else:
         text = LlamaConfig(vocab_size=32064, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
                            num_attention_heads=32, num_key_value_heads=32, hidden_act="silu",
@@ -615,25 +621,75 @@ def videollava_config(tiny: bool):
                             vision_feature_select_strategy="default", vision_feature_layer=-2, **ids, **seq), regular
 
 
-def word_tokenizer(instruction: str, regular: int):
-    """A word-level tokenizer with Video-LLaVA's special tokens at its ids: the instruction's words
-    and punctuation are single tokens (close to Llama's ~1.3 tokens per word), the rest of the
-    `regular` ids are filler words; <image>, <video>, <pad> follow. Built offline (no tokenizer
-    files can be downloaded), so the prompt has about the real prompt's length."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+# Qwen2.5-VL's published configurations: config.json of Qwen/Qwen2.5-VL-7B-Instruct and of
+# Qwen/Qwen2.5-VL-3B-Instruct on the Hugging Face Hub (the values below are theirs). Both: vision
+# tower of 32 blocks (hidden 1280, MLP 3420, 16 heads, SiLU), 14-px patches, 2 × 2 merge, 2-frame
+# temporal patches, 112-px attention windows with full attention in blocks 7, 15, 23, 31, 2 tokens a
+# second; language model with SiLU, RMSNorm eps 1e-6, RoPE theta 1e6, M-RoPE sections 16/24/24,
+# 128000 positions; special tokens <|endoftext|> 151643, <|im_start|> 151644, <|im_end|> 151645,
+# <|vision_start|> 151652, <|vision_end|> 151653, <|image_pad|> 151655, <|video_pad|> 151656.
+QWEN25VL_SIZES = {
+    "7b": {"vocab_size": 152064, "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
+           "num_attention_heads": 28, "num_key_value_heads": 4, "tie_word_embeddings": False},
+    "3b": {"vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 11008, "num_hidden_layers": 36,
+           "num_attention_heads": 16, "num_key_value_heads": 2, "tie_word_embeddings": True},
+}
+QWEN25VL_SPECIAL = {"<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645,
+                    "<|vision_start|>": 151652, "<|vision_end|>": 151653, "<|vision_pad|>": 151654,
+                    "<|image_pad|>": 151655, "<|video_pad|>": 151656}
+
+
+def qwen25vl_config(size: str):
+    """Qwen2.5-VL-7B- or 3B-Instruct's configuration (QWEN25VL_SIZES and the shared values above)."""
+    from transformers import Qwen2_5_VLConfig
+
+    sizes = dict(QWEN25VL_SIZES[size])
+    tied = sizes.pop("tie_word_embeddings")
+    text = dict(**sizes, hidden_act="silu", max_position_embeddings=128000, rms_norm_eps=1e-6, rope_theta=1e6,
+                rope_scaling={"type": "mrope", "mrope_section": [16, 24, 24]}, bos_token_id=151643,
+                eos_token_id=151645, tie_word_embeddings=tied)
+    vision = dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, hidden_act="silu",
+                  out_hidden_size=sizes["hidden_size"], patch_size=14, spatial_merge_size=2, temporal_patch_size=2,
+                  window_size=112, fullatt_block_indexes=[7, 15, 23, 31], tokens_per_second=2)
+    return Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=tied,
+                            image_token_id=151655, video_token_id=151656, vision_start_token_id=151652,
+                            vision_end_token_id=151653)
+
+
+def word_level(instruction: str, regular: int, specials: dict[str, int], unk: str):
+    """A word-level tokenizer, built offline (no tokenizer files can be downloaded): `specials` at their
+    checkpoint's ids, the instruction's words and punctuation as single tokens (close to a real tokenizer's
+    ~1.3 tokens per word), filler words up to `regular` ids and placeholders between the special ids, so the
+    prompt has about the real prompt's length and the model finds its special tokens where the real one does."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {unk: 0, **specials}
+    used = set(vocab.values())
+    words = re.findall(r"\w+|[^\w\s]", instruction + " USER: ASSISTANT: system user assistant You are a helpful")
+    fillers = (f"w{n}" for n in range(regular))
+    free = 0
+    for word in [w for w in sorted(set(words)) if w not in vocab] + [None] * regular:
+        while free in used:
+            free += 1
+        if free >= regular:
+            break
+        vocab[word if word is not None else next(fillers)] = free
+        used.add(free)
+    for index in range(regular, max(used)):   # the checkpoint's other special ids, unused here
+        if index not in used:
+            vocab[f"<|reserved_{index}|>"] = index
+    core = Tokenizer(models.WordLevel(vocab, unk_token=unk))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    return core
+
+
+def videollava_tokenizer(instruction: str, regular: int):
+    """Video-LLaVA's: <unk> 0, <s> 1, </s> 2, words, then <image>, <video>, <pad> at `regular`, +1, +2."""
+    from tokenizers import processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
-    for word in sorted(set(re.findall(r"\w+|[^\w\s]", instruction + " USER: ASSISTANT:"))):
-        vocab.setdefault(word, len(vocab))
-    filler = 0
-    while len(vocab) < regular:
-        vocab[f"w{filler}"] = len(vocab)
-        filler += 1
-    for special in ("<image>", "<video>", "<pad>"):
-        vocab[special] = len(vocab)
-    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    core = word_level(instruction, regular, {"<s>": 1, "</s>": 2, "<image>": regular, "<video>": regular + 1,
+                                             "<pad>": regular + 2}, "<unk>")
     core.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", bos_token="<s>",
                                         eos_token="</s>", pad_token="<pad>")
@@ -642,7 +698,19 @@ def word_tokenizer(instruction: str, regular: int):
     return tokenizer
 
 
-def video_processor(tokenizer, crop: int, patch: int):
+def qwen25vl_tokenizer(instruction: str):
+    """Qwen2.5-VL's special tokens at the checkpoint's ids, 151643 word-level ids below them."""
+    from transformers import PreTrainedTokenizerFast
+
+    core = word_level(instruction, 151643, QWEN25VL_SPECIAL, "<unk>")
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", eos_token="<|im_end|>",
+                                        pad_token="<|endoftext|>")
+    tokenizer.add_special_tokens({"additional_special_tokens": list(QWEN25VL_SPECIAL)})
+    assert tokenizer.convert_tokens_to_ids("<|video_pad|>") == 151656
+    return tokenizer
+
+
+def videollava_processor(tokenizer, crop: int, patch: int):
     from transformers import VideoLlavaImageProcessor, VideoLlavaProcessor, VideoLlavaVideoProcessor
 
     size, crop_size = {"shortest_edge": crop}, {"height": crop, "width": crop}
@@ -650,6 +718,16 @@ def video_processor(tokenizer, crop: int, patch: int):
                                video_processor=VideoLlavaVideoProcessor(size=size, crop_size=crop_size),
                                tokenizer=tokenizer, patch_size=patch, vision_feature_select_strategy="default",
                                num_additional_image_tokens=1)
+
+
+def tiny_qwen25vl_tools():
+    """tools/tiny_qwen25vl.py (the tiny model users try the describer with, and the ChatML template)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tiny_qwen25vl", ROOT / "tools" / "tiny_qwen25vl.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def clip_samples(count: int, frames: int, crop: int = 224) -> list:
@@ -671,56 +749,93 @@ def clip_samples(count: int, frames: int, crop: int = 224) -> list:
     return samples
 
 
-def videollava_part(ctx: dict) -> dict[str, Any]:
-    need("torch", "transformers", "tokenizers")
+def build_describer_model(backend: str, size: str, device: str, dtype, instruction: str):
+    """(model built on `device` in `dtype` with random weights, its processor, describer keyword arguments,
+    a description of the model) for one case of the describe part."""
     import torch
-    from transformers import VideoLlavaForConditionalGeneration
 
-    from pipeline.describers.videollava import VideoLlavaDescriber, processor_inputs, read_instruction
+    tiny = size == "tiny"
+    if backend == "videollava":
+        from transformers import VideoLlavaForConditionalGeneration as model_class
 
-    settings, device = ctx["settings"]["videollava"], ctx["device"]
-    deadline = time.perf_counter() + ctx["budget_s"] * BUDGET_SHARE["videollava"]
-    config, regular = videollava_config(settings["tiny"])
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    reset_peak(device)
-    log(f"videollava: building the {'tiny' if settings['tiny'] else '7B'} model on {device} in "
-        f"{str(dtype).removeprefix('torch.')}")
-    began = time.perf_counter()
+        config, regular = videollava_config(tiny)
+        processor = videollava_processor(videollava_tokenizer(instruction, regular), 32 if tiny else 224,
+                                         config.vision_config.patch_size)
+        kwargs = {}   # the describer's own: 8 frames
+        what = ("tiny random Video-LLaVA (dry run)" if tiny else
+                "Video-LLaVA-7B-hf's configuration, random weights (Llama-2-7B: hidden 4096, 32 layers, 32 heads, "
+                "intermediate 11008, vocab 32064; CLIP ViT-L/14 224 video and image towers; projector)")
+    else:
+        from transformers import Qwen2_5_VLForConditionalGeneration as model_class
+
+        tools = tiny_qwen25vl_tools()
+        if tiny:
+            tokenizer = tools.byte_tokenizer()
+            config = tools.tiny_config(tokenizer)
+            processor = tools.processor_for(tokenizer)
+        else:
+            from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+            config = qwen25vl_config(size)
+            processor = Qwen2_5_VLProcessor(image_processor=Qwen2VLImageProcessor(),
+                                            video_processor=Qwen2VLVideoProcessor(),
+                                            tokenizer=qwen25vl_tokenizer(instruction),
+                                            chat_template=tools.CHAT_TEMPLATE)
+        kwargs = {"num_frames": 4, "frame_size": 56} if tiny else {}   # the describer's own: 16 frames of 336 px
+        text = config.text_config
+        what = ("tiny random Qwen2.5-VL (dry run)" if tiny else
+                f"Qwen2.5-VL-{size.upper()}-Instruct's configuration, random weights (hidden {text.hidden_size}, "
+                f"{text.num_hidden_layers} layers, {text.num_attention_heads} heads / {text.num_key_value_heads} "
+                f"KV heads, intermediate {text.intermediate_size}, vocab {text.vocab_size}; 32-block vision tower)")
     torch.manual_seed(0)
     with torch.device(device):   # every parameter is created (and initialised) on the device, in `dtype`
-        model = VideoLlavaForConditionalGeneration._from_config(config, dtype=dtype)
-    model.eval()
+        model = model_class._from_config(config, dtype=dtype)
+    return model.eval(), processor, kwargs, what
+
+
+def describe_case(backend: str, size: str, ctx: dict, deadline: float, instruction: str) -> dict[str, Any]:
+    """One describer at one size: clips/s, prefill, peak memory per batch size, GPU-hours per dataset."""
+    import torch
+
+    from pipeline.backends import make_describer
+    from pipeline.describers.video_llm import greedy_new_tokens, uniform_frame_indices
+
+    settings, device = ctx["settings"]["describe"], ctx["device"]
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    reset_peak(device)
+    began = time.perf_counter()
+    model, processor, kwargs, what = build_describer_model(backend, size, device, dtype, instruction)
     synchronize(device)
     build_s = time.perf_counter() - began
     placed = sorted({f"{p.device.type} {str(p.dtype).removeprefix('torch.')}" for p in model.parameters()})
-    attention = getattr(model.config, "_attn_implementation", None)
     parameters = sum(p.numel() for p in model.parameters())
-    log(f"videollava: {parameters / 1e9:.2f} B parameters built in {build_s:.1f} s ({', '.join(placed)})")
+    log(f"describe: {backend} {size}: {parameters / 1e9:.2f} B parameters built in {build_s:.1f} s "
+        f"({', '.join(placed)})")
     # Exactly NEW_TOKENS new tokens: the describer sets max_new_tokens; the model's generation
     # config adds the minimum, so a random end-of-sequence token cannot stop a clip early.
     model.generation_config.min_new_tokens = NEW_TOKENS
-    instruction, _ = read_instruction()
-    patch = config.vision_config.patch_size
-    processor = video_processor(word_tokenizer(instruction, regular), settings["crop"], patch)
-    samples = clip_samples(settings["clips"], settings["clip_frames"])
-    prompt_tokens = len(processor.tokenizer(instruction.join(["USER: ", " ASSISTANT:"]))["input_ids"])
-    runs = []
+    samples = clip_samples(settings["clips"], settings["clip_frames"], 224)
+    runs, generation = [], None
     for batch_size in settings["batch_sizes"]:
-        describer = VideoLlavaDescriber(model=model, processor=processor, num_frames=VIDEO_FRAMES,
-                                        max_new_tokens=NEW_TOKENS, batch_size=batch_size)
+        if runs and time.perf_counter() > deadline:
+            runs.append({"batch_size": batch_size, "skipped": "the part's time budget was spent"})
+            continue
+        describer = make_describer(backend, model=model, processor=processor, max_new_tokens=NEW_TOKENS,
+                                   batch_size=batch_size, **kwargs)
+        generation = describer.generation_record()
         batch = (samples * batch_size)[:batch_size]
+        reset_peak(device)
         try:
-            describer.describe(batch)   # warm-up
-            synchronize(device)
+            if settings["warmup"]:
+                describer.describe(batch)
+                synchronize(device)
             # The prompt and video alone (one new token): how much of a batch is the prefill.
-            inputs = processor_inputs(processor, [describer.prompt()] * batch_size,
-                                      [s.frames(np.arange(VIDEO_FRAMES) % s.num_frames) for s in batch],
-                                      patch).to(model.device)
-            inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(model.dtype)
+            indices = [uniform_frame_indices(s.num_frames, describer.num_frames) for s in batch]
+            inputs, extras = describer.batch_inputs(batch, indices)
             began = time.perf_counter()
-            with torch.inference_mode():
-                model.generate(**inputs, do_sample=False, max_new_tokens=1, min_new_tokens=1,
-                               pad_token_id=processor.tokenizer.pad_token_id)
+            model.generation_config.min_new_tokens = 1
+            greedy_new_tokens(model, inputs, 1, processor.tokenizer.pad_token_id)
+            model.generation_config.min_new_tokens = NEW_TOKENS
             synchronize(device)
             prefill_s = time.perf_counter() - began
             times, lengths = [], []
@@ -733,38 +848,79 @@ def videollava_part(ctx: dict) -> dict[str, Any]:
                 times.append(time.perf_counter() - began)
                 lengths += [d.record["generated_tokens"] for d in out]
         except torch.OutOfMemoryError:
-            runs.append({"batch_size": batch_size, "out_of_memory": True})
+            model.generation_config.min_new_tokens = NEW_TOKENS
+            runs.append({"batch_size": batch_size, "out_of_memory": True, "peak_gpu_memory_gib": peak_gib(device)})
+            log(f"describe: {backend} {size}: out of memory at batch {batch_size}")
             reset_peak(device)
             continue
         batch_s = float(np.median(times))
         clips_per_s = batch_size / batch_s
         run = {"batch_size": batch_size, "batches_timed": len(times), "batch_s": round(batch_s, 3),
                "clips_per_s": round(clips_per_s, 3), "prefill_s": round(prefill_s, 3),
-               "decode_ms_per_token": round(1000 * (batch_s - prefill_s) / (NEW_TOKENS - 1), 2),
+               "decode_ms_per_token": round(1000 * max(batch_s - prefill_s, 0.0) / (NEW_TOKENS - 1), 2),
                "input_tokens": int(inputs["input_ids"].shape[1]),
+               "video_tokens_per_clip": int((inputs["input_ids"][0] == processor.video_token_id).sum()),
                "new_tokens": sorted(set(lengths)),
-               "mafw_gpu_hours": round(MAFW_CLIPS / clips_per_s / 3600, 2),
+               "gpu_hours": {name: round(clips / clips_per_s / 3600, 3) for name, clips in DATASET_CLIPS.items()},
                "peak_gpu_memory_gib": peak_gib(device)}
         runs.append(run)
-        log(f"videollava: batch {batch_size}: {run['batch_s']} s per batch, {run['clips_per_s']} clips/s, "
-            f"MAFW {run['mafw_gpu_hours']} GPU-hours")
+        log(f"describe: {backend} {size} batch {batch_size}: {run['batch_s']} s per batch, {run['clips_per_s']} "
+            f"clips/s, MAFW {run['gpu_hours']['MAFW']} GPU-hours, peak {run['peak_gpu_memory_gib']} GiB")
+    attention = getattr(model.config, "_attn_implementation", None)
     del model
     reset_peak(device)
-    return {
-        "what": "VideoLlavaDescriber.describe (processor, greedy generation, decoding, emotion filter) on "
-                f"{VIDEO_FRAMES}-frame clips, exactly {NEW_TOKENS} new tokens",
-        "model": "tiny random Video-LLaVA (dry run)" if settings["tiny"] else
-                 "Video-LLaVA-7B-hf configuration, random weights (Llama-2-7B: hidden 4096, 32 layers, 32 heads, "
-                 "intermediate 11008, vocab 32064; CLIP ViT-L/14 224 video and image towers; projector)",
-        "parameters": parameters, "dtype": str(dtype).removeprefix("torch."), "placement": placed,
-        "build_s": round(build_s, 2),
-        "build": "built under torch.device(device) with dtype: initialised on the device, no CPU copy",
-        "attention": attention,
-        "tokenizer": f"word-level, built offline; the prompt without the video is {prompt_tokens} tokens",
-        "runs": runs, "mafw_clips": MAFW_CLIPS,
-        "mafw_gpu_hours_best": min((r["mafw_gpu_hours"] for r in runs if "mafw_gpu_hours" in r), default=None),
-        "pipeline_batch_size_on_gpu": 4,
+    measured = [r for r in runs if "clips_per_s" in r]
+    best = max(measured, key=lambda r: r["clips_per_s"], default=None)
+    return {"backend": backend, "size": size, "model": what, "parameters": parameters,
+            "dtype": str(dtype).removeprefix("torch."), "placement": placed, "build_s": round(build_s, 2),
+            "attention": attention, "generation": generation, "runs": runs,
+            "best": None if best is None else {"batch_size": best["batch_size"], "clips_per_s": best["clips_per_s"],
+                                              "gpu_hours": best["gpu_hours"]}}
+
+
+def vllm_note() -> dict[str, Any]:
+    """vLLM serves Qwen2.5-VL (not Video-LLaVA); this check does not drive it, and says whether it is here."""
+    import importlib.util
+
+    installed = importlib.util.find_spec("vllm") is not None
+    return {"measured": False,
+            "why": ("vLLM is installed here but this check does not drive it yet" if installed else
+                    "vLLM is not installed in this environment, so it could not be tried")}
+
+
+def describe_part(ctx: dict) -> dict[str, Any]:
+    need("torch", "transformers", "tokenizers")
+    from pipeline.describers.video_llm import read_instruction
+    from pipeline.resources import PROMPTS_DIR
+
+    settings = ctx["settings"]["describe"]
+    started = time.perf_counter()
+    budget = ctx["budget_s"] * BUDGET_SHARE["describe"]
+    instruction, _ = read_instruction(PROMPTS_DIR / "videollava_instruction.txt")
+    cases = []
+    for number, (backend, size) in enumerate(settings["cases"]):
+        # each case may use its share of what is left of the part's budget
+        left = budget - (time.perf_counter() - started)
+        deadline = time.perf_counter() + max(left, 0.0) / (len(settings["cases"]) - number)
+        try:
+            cases.append(describe_case(backend, size, ctx, deadline, instruction))
+        except Exception as error:  # noqa: BLE001 — one failing case must not stop the others
+            cases.append({"backend": backend, "size": size, "error": f"{type(error).__name__}: {error}",
+                          "traceback": traceback.format_exc(limit=8)})
+            log(f"describe: {backend} {size}: error: {type(error).__name__}: {error}")
+    result = {
+        "what": f"the pipeline's describer (describe(): frames, processor, prompt, greedy generation, decoding, "
+                f"emotion filter) on 224-px face-crop clips, exactly {NEW_TOKENS} new tokens per clip, each "
+                "backend with its own frame count and size; random weights built on the device",
+        "new_tokens": NEW_TOKENS, "dataset_clips": DATASET_CLIPS, "cases": cases, "vllm": vllm_note(),
+        "pipeline_batch_size_default": {"videollava": 4, "qwen2.5-vl": 8},
     }
+    failed = [f"{c['backend']} {c['size']}" for c in cases if "error" in c]
+    if failed:
+        result["error"] = f"case(s) failed: {', '.join(failed)}"
+    write_json(ctx["out_dir"] / "gpu_describe.json",
+               {"benchmark": "gpu_describe", "mode": ctx["mode"], "environment": ctx["environment"], **result})
+    return result
 
 
 # ------------------------------------------------------------------------------ (c) training
@@ -839,7 +995,7 @@ def run_part(part: str, ctx: dict) -> dict[str, Any]:
     began = time.perf_counter()
     log(f"--- part {part}")
     try:
-        result = {"face": face_part, "videollava": videollava_part, "training": training_part}[part](ctx)
+        result = {"face": face_part, "describe": describe_part, "training": training_part}[part](ctx)
     except MissingPackage as error:
         result = {"skipped": str(error)}
         log(f"{part}: skipped: {error}")
@@ -881,13 +1037,14 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(temporary.name) if temporary else (args.work_dir or Path(os.environ.get(
         "BENCH_WORK_DIR", "/tmp/dfer-bench")) / "gpu-check")
     work.mkdir(parents=True, exist_ok=True)
-    ctx = {"device": device, "dry_run": args.dry_run, "work": work,
-           "settings": SETTINGS["dry" if args.dry_run else "gpu"],
+    mode = "dry-run (CPU, tiny inputs)" if args.dry_run else "gpu"
+    ctx = {"device": device, "dry_run": args.dry_run, "work": work, "mode": mode, "out_dir": out.parent,
+           "settings": SETTINGS["dry" if args.dry_run else "gpu"], "environment": environment(device),
            "budget_s": args.budget_s if args.budget_s is not None else (30.0 if args.dry_run else 420.0)}
     started = time.perf_counter()
-    report: dict[str, Any] = {"benchmark": "gpu_check", "mode": "dry-run (CPU, tiny inputs)" if args.dry_run else "gpu",
+    report: dict[str, Any] = {"benchmark": "gpu_check", "mode": mode,
                               "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
-                              "environment": environment(device), "parts": {}}
+                              "environment": ctx["environment"], "parts": {}}
     log(f"gpu_check on {report['environment'].get('gpu') or device}: parts {', '.join(args.parts)} -> {out}")
     try:
         for part in args.parts:

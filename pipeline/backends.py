@@ -95,6 +95,8 @@ class Backend:
     # gpu: takes a whole GPU per actor where there is one.
     inline: bool = False
     gpu: bool = False
+    # describers only: takes `batch_size`, the clips it decodes together (--describe-batch-size)
+    batched: bool = False
 
 
 DETECTORS = {"dlib": Backend("pipeline.face.dlib_models:DlibDetector"),
@@ -106,7 +108,8 @@ LANDMARKERS = {"dlib": Backend("pipeline.face.dlib_models:DlibLandmarks"),
 PARSERS = {"landmarks": Backend("pipeline.face.landmark_masks:LandmarkMaskParser"),
            "bisenet": Backend("pipeline.face.bisenet_parser:BisenetParser", weights=(BISENET,))}
 DESCRIBERS = {"geometric": Backend("pipeline.describers.geometric:GeometricDescriber", inline=True),
-              "videollava": Backend("pipeline.describers.videollava:VideoLlavaDescriber", gpu=True)}
+              "videollava": Backend("pipeline.describers.videollava:VideoLlavaDescriber", gpu=True, batched=True),
+              "qwen2.5-vl": Backend("pipeline.describers.qwen25vl:QwenVLDescriber", gpu=True, batched=True)}
 INLINE_DESCRIBERS = frozenset(name for name, backend in DESCRIBERS.items() if backend.inline)
 
 

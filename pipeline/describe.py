@@ -1,6 +1,7 @@
 """Describe the clips of finished shards again, with another describer, without redoing the face stage.
 
     python -m pipeline.describe shards/mafw --describer videollava [--describer-model ID] [--workers N]
+    python -m pipeline.describe shards/mafw --describer qwen2.5-vl [--describe-batch-size 16]
 
 Each complete shard's samples are read, given a new description (and, from the geometric
 describer, new AU signals), and the shard is replaced atomically with updated status and
@@ -23,6 +24,7 @@ import uuid
 from pathlib import Path
 
 from pipeline.backends import DESCRIBERS
+from pipeline.describers.command_line import add_describer_options
 from pipeline.shards.files import write_atomic
 from pipeline.shards.folder import RUN, FolderBusyError, OutputFolder
 from pipeline.run.progress import ProgressBar
@@ -30,8 +32,9 @@ from pipeline.run.stages import DescribeStage, ShardJob, describe_config, descri
 
 
 def redescribe(out: Path, describer: str, options: dict | None = None, workers: int | None = None,
-               ray_address: str | None = None, progress: bool = True) -> dict:
-    """Replace the descriptions in every complete shard of `out`; returns the new index."""
+               ray_address: str | None = None, progress: bool = True, batch_size: int | None = None) -> dict:
+    """Replace the descriptions in every complete shard of `out`; returns the new index. `batch_size`:
+    the clips a batched describer decodes together (None: its default)."""
     from pipeline.run.ray_runner import init_ray, run_stages, shutdown_ray
 
     folder = OutputFolder(out)
@@ -41,7 +44,7 @@ def redescribe(out: Path, describer: str, options: dict | None = None, workers: 
     try:
         resources = init_ray(ray_address)
         gpus = float(resources.get("GPU", 0))
-        config = describe_config(describer, folder.work_dir(uuid.uuid4().hex[:8]), options or {}, gpus)
+        config = describe_config(describer, folder.work_dir(uuid.uuid4().hex[:8]), options or {}, gpus, batch_size)
         if config is None:
             raise ValueError("choose a describer")
         size = max(1, int(gpus)) if config.gpus_per_worker else (workers or int(resources.get("CPU", 1)))
@@ -83,11 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.describe", description=__doc__.split("\n")[0])
     parser.add_argument("out", type=Path, help="a dataset folder written by make preprocess")
     parser.add_argument("--describer", choices=sorted(DESCRIBERS), required=True)
-    parser.add_argument("--describer-model", help="videollava: model id or local folder")
-    parser.add_argument("--describer-revision", help="videollava: model revision")
-    parser.add_argument("--describer-setting", choices=["ours", "reference"],
-                        help="videollava: our instruction and full emotion filter (default), or FineCLIPER's "
-                             "request for facial changes with a light filter")
+    add_describer_options(parser)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS") or None)
     parser.add_argument("--no-progress", action="store_true")
@@ -96,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         index = redescribe(args.out, args.describer, {"model_id": args.describer_model,
                                                       "revision": args.describer_revision,
                                                       "setting": args.describer_setting},
-                           args.workers, args.ray_address, progress=not args.no_progress)
+                           args.workers, args.ray_address, progress=not args.no_progress,
+                           batch_size=args.describe_batch_size)
     except (FolderBusyError, FileNotFoundError, RuntimeError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

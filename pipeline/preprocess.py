@@ -28,6 +28,7 @@ from typing import Callable
 
 from pipeline.backends import (DESCRIBERS, DETECTORS, INLINE_DESCRIBERS, LANDMARKERS, PARSERS, PROFILES,
                                describer_backend, face_weights, make_describer, make_detector, make_landmarker, make_parser)
+from pipeline.describers.command_line import add_describer_options, describer_from_env
 from pipeline.inputs.datasets import DATASETS
 from pipeline.inputs.manifest import (CROP_MODES, Manifest, ManifestError, load_manifest, partition_scheme, presence,
                                      summary)
@@ -182,13 +183,14 @@ def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = N
                shard_size: int | None = None, overwrite: bool = False, weights_dir: str | None = None,
                ray_address: str | None = None, progress: bool = True, backends: dict[str, str] | None = None,
                describer_options: dict | None = None, face_stage: type = FaceStage, crop: str | None = None,
-               placement: GpuPlacement | None = None,
-               allow_cpu: bool = False, **face_options) -> dict:
+               placement: GpuPlacement | None = None, allow_cpu: bool = False,
+               describe_batch_size: int | None = None, **face_options) -> dict:
     """Run the pipeline; returns the dataset index. Raises on problems found before any work.
 
     `backends` may override the profile's choice of backend by kind ("detector", "landmarker", "parser",
     "describer": a name in pipeline/backends.py's registries, or "none" for the describer);
-    `describer_options` go to the describer (e.g. {"model_id": …, "revision": …}); `crop` is "official"
+    `describer_options` go to the describer (e.g. {"model_id": …, "revision": …}); `describe_batch_size`: the
+    clips a batched describer (Video-LLaVA, Qwen2.5-VL) decodes together (None: its default); `crop` is "official"
     (the dataset's own face crops, used whole) or "detect" (None: official where the dataset has
     its own crops, DFEW, FERV39k and MAFW, else detect); `allow_cpu` runs a GPU profile's models on
     the CPU where there is no GPU (instead of stopping); `face_stage` is
@@ -233,8 +235,9 @@ def preprocess(dataset: str, data_root: Path, out: Path, profile: str | None = N
                             work_dir=str(folder.work_dir(uuid.uuid4().hex[:8])), detector=chosen.detector,
                             landmarker=chosen.landmarker, parser=chosen.parser, weights_dir=weights_dir,
                             gpus_per_worker=(placement.face_gpus if on_gpu else 0.0), crop=crop, **face_options)
-        describe = describe_config(chosen.describer, Path(config.work_dir), describer_options or {}, gpus)
-        if describe is not None and describe.gpus_per_worker:  # Video-LLaVA on the GPUs
+        describe = describe_config(chosen.describer, Path(config.work_dir), describer_options or {}, gpus,
+                                   describe_batch_size)
+        if describe is not None and describe.gpus_per_worker:  # a video LLM on the GPUs
             describe = dataclasses.replace(describe, gpus_per_worker=placement.describe_gpus)
         if not workers:  # face actors: every CPU, or on GPUs as many as their share fits beside the describer
             workers = (placement.face_actors(gpus, bool(describe and describe.gpus_per_worker))
@@ -358,21 +361,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detector", choices=sorted(DETECTORS), help="override the profile's face detector")
     parser.add_argument("--landmarker", choices=sorted(LANDMARKERS), help="override the profile's landmark model")
     parser.add_argument("--parser", choices=sorted(PARSERS), help="override the profile's face parser")
-    parser.add_argument("--describer", choices=sorted(DESCRIBERS) + ["none"],
-                        help="override the profile's describer (none: no descriptions); default: the profile's, or "
-                             "in a folder re-described by make describe, the describer it used")
-    parser.add_argument("--describer-model", help="videollava: model id or local folder")
-    parser.add_argument("--describer-revision", help="videollava: model revision (commit, tag)")
-    parser.add_argument("--describer-setting", choices=["ours", "reference"],
-                        help="videollava: our instruction and full emotion filter (default), or FineCLIPER's "
-                             "request for facial changes with a light filter")
+    parser.add_argument("--describer", choices=sorted(DESCRIBERS) + ["none"], default=describer_from_env(parser),
+                        help="override the profile's describer (none: no descriptions); default: DESCRIBER, else the "
+                             "profile's, or in a folder re-described by make describe, the describer it used")
+    add_describer_options(parser)
     parser.add_argument("--face-gpus", type=gpu_share, default=FACE_GPUS,
                         help=f"GPU share of each face-stage actor on GPUs (default {FACE_GPUS}: two per GPU)")
     parser.add_argument("--describe-gpus", type=gpu_share, default=DESCRIBE_GPUS,
-                        help=f"GPU share of each Video-LLaVA actor (default {DESCRIBE_GPUS:g}: a GPU each; 0.5 with "
+                        help=f"GPU share of each video-LLM describer actor (default {DESCRIBE_GPUS:g}: a GPU each; 0.5 with "
                              "--face-gpus 0.25 runs it beside two face actors on every GPU)")
     parser.add_argument("--describe-workers", type=int, default=None,
-                        help="Video-LLaVA actors on GPUs (default: one per GPU)")
+                        help="video-LLM describer actors on GPUs (default: one per GPU)")
     parser.add_argument("--allow-cpu", action="store_true",
                         default=os.environ.get("DFER_ALLOW_CPU", "").strip().lower() in ("1", "true", "yes", "on"),
                         help="PROFILE=full without a GPU: run its models on the CPU, slowly, instead of stopping "
@@ -406,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
                              "describer": args.describer},
                    describer_options={"model_id": args.describer_model, "revision": args.describer_revision,
                                       "setting": args.describer_setting},
+                   describe_batch_size=args.describe_batch_size,
                    placement=GpuPlacement(args.face_gpus, args.describe_gpus, args.describe_workers),
                    crop=args.crop, allow_cpu=args.allow_cpu, crop_size=args.crop_size, max_frames=args.max_frames, detect_every=args.detect_every)
     except (ManifestError, FolderBusyError, FileNotFoundError, RuntimeError, KeyError) as err:

@@ -18,12 +18,17 @@ def _env() -> dict:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> dict:
+def dry_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("gpu-check")
     run = subprocess.run([sys.executable, str(SCRIPT), "--dry-run", "--out", str(out)], cwd=ROOT, env=_env(),
                          capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
-    return json.loads((out / "gpu_check.json").read_text())
+    return out
+
+
+@pytest.fixture(scope="module")
+def report(dry_run) -> dict:
+    return json.loads((dry_run / "gpu_check.json").read_text())
 
 
 def _number(value) -> bool:
@@ -35,7 +40,7 @@ def test_dry_run_records_the_environment(report):
     assert report["mode"].startswith("dry-run")
     assert env["device"] == "cpu" and env["torch"] and env["date"]
     assert "commit" in env and "cuda" in env and "packages" in env
-    assert set(report["parts"]) == {"face", "videollava", "training"}
+    assert set(report["parts"]) == {"face", "describe", "training"}
     for part in report["parts"].values():
         assert "skipped" not in part and "error" not in part, part
 
@@ -53,12 +58,23 @@ def test_face_stage_part(report):
     assert face["anchors"]["py-feat"]["frames_per_s"] == 355 and face["anchors"]["OpenFace 3.0"]["frames_per_s"] == 18
 
 
-def test_videollava_part(report):
-    part = report["parts"]["videollava"]
-    (run,) = part["runs"]
-    assert run["new_tokens"] == [64], "every clip generates exactly 64 new tokens"
-    assert _number(run["clips_per_s"]) and _number(run["mafw_gpu_hours"]) and _number(run["batch_s"])
-    assert part["placement"] == ["cpu float32"] and part["mafw_clips"] == 9172
+def test_describe_part_covers_both_backends(report, dry_run):
+    part = report["parts"]["describe"]
+    assert part["dataset_clips"] == {"MAFW": 9172, "DFEW": 11697, "FERV39k": 38935}
+    cases = {case["backend"]: case for case in part["cases"]}
+    assert set(cases) == {"videollava", "qwen2.5-vl"}
+    for case in cases.values():
+        assert "error" not in case and case["placement"] == ["cpu float32"], case
+        (run,) = case["runs"]
+        assert run["batch_size"] == 2 and run["new_tokens"] == [64], "every clip generates exactly 64 new tokens"
+        assert _number(run["clips_per_s"]) and _number(run["batch_s"]) and _number(run["prefill_s"])
+        assert set(run["gpu_hours"]) == {"MAFW", "DFEW", "FERV39k"} and all(map(_number, run["gpu_hours"].values()))
+        assert case["best"]["gpu_hours"] == run["gpu_hours"]
+    assert cases["videollava"]["runs"][0]["video_tokens_per_clip"] == 8 * 5          # tiny: 8 frames × (4 + 1)
+    assert cases["qwen2.5-vl"]["runs"][0]["video_tokens_per_clip"] == 2 * 2 ** 2     # 4 frames of 56 px
+    assert part["vllm"]["measured"] is False and part["vllm"]["why"]
+    alone = json.loads((dry_run / "gpu_describe.json").read_text())   # also written on its own
+    assert alone["benchmark"] == "gpu_describe" and alone["cases"] == part["cases"]
 
 
 def test_training_part(report):

@@ -114,8 +114,7 @@ def test_describe_with_a_tiny_video_llava(tiny_checkpoint):
     # Greedy decoding: the same clips give the same words.
     assert [d.raw_text for d in first] == [d.raw_text for d in second]
     assert [d.record for d in first] == [d.record for d in second]
-    # Batching changes nothing: each clip alone gets the words it got in the batch.
-    assert [describer.describe([s])[0].raw_text for s in samples] == [d.raw_text for d in first]
+    # (A batch against single calls, with rows ending at different steps: tests/test_describer_batching.py.)
     assert describer.identity()["prompt_sha256"] == prompt_sha
 
 

@@ -7,10 +7,15 @@
   next to a real `VideoLlavaProcessor` (a character-level Llama tokenizer made offline,
   Video-LLaVA's image and video processors at 32 px), saved with save_pretrained like the Hub
   checkpoint.
+- A tiny Qwen2.5-VL: tools/tiny_qwen25vl.py's (the script users run to try the qwen2.5-vl
+  describer on a CPU), loaded from that file so the tests build exactly what users get.
 """
 
+import importlib.util
 import string
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 IMAGE_SIZE, PATCH_SIZE, NUM_FRAMES = 32, 16, 8
 TOKENS_PER_FRAME = (IMAGE_SIZE // PATCH_SIZE) ** 2 + 1  # patches + CLIP's class token
@@ -79,3 +84,11 @@ def save_tiny_checkpoint(folder: Path) -> Path:
     tiny_model(tokenizer).save_pretrained(folder)
     tiny_processor(tokenizer).save_pretrained(folder)
     return folder
+
+
+def tiny_qwen25vl():
+    """tools/tiny_qwen25vl.py as a module (byte_tokenizer, tiny_model, processor_for, save_tiny_qwen25vl, …)."""
+    spec = importlib.util.spec_from_file_location("tiny_qwen25vl", ROOT / "tools" / "tiny_qwen25vl.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

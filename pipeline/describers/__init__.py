@@ -1,1 +1,3 @@
-"""Describers: how a clip's face moves, in words (geometric, from the landmark tracks; Video-LLaVA), and the filter that removes every emotion word."""
+"""Describers: how a clip's face moves, in words (geometric, from the landmark tracks; the video LLMs
+Video-LLaVA and Qwen2.5-VL), the filter that removes every emotion word, and the describers'
+command-line options."""

@@ -331,7 +331,9 @@ class DescribeConfig:
 
     describer: str                # a name in pipeline.backends.DESCRIBERS
     work_dir: str
-    batch_size: int = 8           # clips per describe() call
+    # clips per describe() call; for a batched describer also the clips it decodes together
+    # (None: the describer's own default)
+    batch_size: int | None = 8
     options: tuple[tuple[str, Any], ...] = ()   # describer keyword arguments (model id, revision, …)
     gpus_per_worker: float = 0.0
 
@@ -348,7 +350,7 @@ class DescribeStage(Stage):
         self.num_gpus = config.gpus_per_worker
 
     def setup(self) -> None:
-        self.describer = make_describer(self.config.describer, **dict(self.config.options))
+        self.describer = make_describer(self.config.describer, **describer_kwargs(self.config))
 
     def process(self, job: ShardJob) -> ShardJob:
         from pipeline.shards.tar import read_shard
@@ -357,8 +359,9 @@ class DescribeStage(Stage):
         out = Path(self.config.work_dir) / f"{job.name}.describe.tar"
         samples = list(read_shard(job.work_tar))
         with ShardWriter(out) as writer:
-            for first in range(0, len(samples), self.config.batch_size):
-                for sample in self.describe_into(samples[first:first + self.config.batch_size], job):
+            size = self.config.batch_size or getattr(self.describer, "batch_size", None) or 16
+            for first in range(0, len(samples), size):
+                for sample in self.describe_into(samples[first:first + size], job):
                     writer.write(sample)
         job.work_tar = str(out)
         job.seconds[self.name] = round(time.perf_counter() - start, 3)
@@ -404,16 +407,30 @@ def plan_shards(manifest: Manifest, shard_size: int) -> list[ShardJob]:
     return jobs
 
 
+def describer_kwargs(describe: DescribeConfig) -> dict:
+    """The describer's keyword arguments: its options, and the batch size where it decodes in batches."""
+    kwargs = dict(describe.options)
+    if describe.batch_size and describer_backend(describe.describer).batched:
+        kwargs["batch_size"] = describe.batch_size
+    return kwargs
+
+
 def describe_identity(describe: DescribeConfig | None) -> dict | None:
-    return None if describe is None else make_describer(describe.describer, **dict(describe.options)).identity()
+    return None if describe is None else make_describer(describe.describer, **describer_kwargs(describe)).identity()
 
 
-def describe_config(describer: str | None, work_dir: Path, options: dict, gpus: float) -> DescribeConfig | None:
-    """The description stage's settings, or None when descriptions are switched off. Video-LLaVA
-    takes a whole GPU per actor where there is one (and runs, slowly, on CPU where there is not)."""
+def describe_config(describer: str | None, work_dir: Path, options: dict, gpus: float,
+                    batch_size: int | None = None) -> DescribeConfig | None:
+    """The description stage's settings, or None when descriptions are switched off. A GPU describer
+    (Video-LLaVA, Qwen2.5-VL) takes a whole GPU per actor where there is one (and runs, slowly, on CPU
+    where there is not). `batch_size` (None: the describer's default) is the clips a batched describer
+    decodes together; it is a speed setting, not part of the run's configuration (`options`)."""
     if not describer or describer == "none":
         return None
-    on_gpu = describer_backend(describer).gpu and gpus > 0
-    return DescribeConfig(describer=describer, work_dir=str(work_dir), batch_size=4 if on_gpu else 16,
+    backend = describer_backend(describer)
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"the describe batch size must be positive, got {batch_size}")
+    on_gpu = backend.gpu and gpus > 0
+    return DescribeConfig(describer=describer, work_dir=str(work_dir), batch_size=batch_size if backend.batched else 16,
                           options=tuple(sorted((k, v) for k, v in options.items() if v is not None)),
                           gpus_per_worker=1.0 if on_gpu else 0.0)
