@@ -358,6 +358,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-frames", type=int, default=256)
     parser.add_argument("--detect-every", type=int, default=FaceConfig.detect_every,
                         help=f"run the face detector on every k-th frame (default {FaceConfig.detect_every})")
+    parser.add_argument("--min-face-share", type=float, default=FaceConfig.min_face_share,
+                        help="a clip whose face is confirmed in fewer than this share of its frames fails with "
+                             f"few_face_frames (default {FaceConfig.min_face_share}; 0 keeps every clip in which a "
+                             "face was detected)")
     parser.add_argument("--detector", choices=sorted(DETECTORS), help="override the profile's face detector")
     parser.add_argument("--landmarker", choices=sorted(LANDMARKERS), help="override the profile's landmark model")
     parser.add_argument("--parser", choices=sorted(PARSERS), help="override the profile's face parser")
@@ -407,7 +411,8 @@ def main(argv: list[str] | None = None) -> int:
                                       "setting": args.describer_setting},
                    describe_batch_size=args.describe_batch_size,
                    placement=GpuPlacement(args.face_gpus, args.describe_gpus, args.describe_workers),
-                   crop=args.crop, allow_cpu=args.allow_cpu, crop_size=args.crop_size, max_frames=args.max_frames, detect_every=args.detect_every)
+                   crop=args.crop, allow_cpu=args.allow_cpu, crop_size=args.crop_size, max_frames=args.max_frames, detect_every=args.detect_every,
+                   min_face_share=args.min_face_share)
     except (ManifestError, FolderBusyError, FileNotFoundError, RuntimeError, KeyError) as err:
         print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
         return 1

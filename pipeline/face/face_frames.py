@@ -67,8 +67,9 @@ def face_frames(confidence: np.ndarray, threshold: float, shots: np.ndarray, det
 
 
 def check_face_share(frames: FaceFrames, min_share: float, path) -> None:
-    """Raise FewFaceFramesError when the face frames are fewer than `min_share` of the decoded frames."""
+    """Raise FewFaceFramesError when the face frames are fewer than `min_share` of the decoded frames
+    (`min_share` 0: never; a clip with no face frame at all is then kept whole, every frame marked)."""
     count, total = int(frames.confirmed.sum()), len(frames.confirmed)
-    if count == 0 or count < min_share * total:
+    if min_share > 0 and (count == 0 or count < min_share * total):
         raise FewFaceFramesError(f"{path}: the face is confirmed in {count} of {total} frames "
                                  f"(at least {min_share:.0%} needed)")
