@@ -4,8 +4,11 @@
         [--work-dir /tmp/dfer-bench] [--results bench/results]
 
 Runs, each in its own process and in this order: bench/frame_encoding.py,
-bench/pipeline_speed.py, bench/loader_speed.py and bench/trainer_speed.py (the last two read
-the shards the pipeline benchmark made from the sample). Every result file holds the machine
+bench/pipeline_speed.py, bench/sample_accuracy.py, bench/loader_speed.py and
+bench/trainer_speed.py (the last three read the shards the pipeline benchmark made from the
+sample; sample_accuracy scores their descriptions against the generator's truth and trains
+MODEL=tiny on fold 1 with seeds 0-2: the accuracy a faster face stage must keep, next to the
+landmark NME). Every result file holds the machine
 (CPU count and model, platform, Python, torch, GPU or none, date, load average). A summary of
 the key figures and targets is printed and written to summary.json next to them. Exits non-zero
 when a benchmark fails. `--quick` (make bench QUICK=1) runs smaller sets in a few minutes and
@@ -26,7 +29,7 @@ from pathlib import Path
 from common import DEFAULT_WORK, RESULTS, ROOT, fmt, log, machine_info, table, write_json
 
 BENCH = Path(__file__).resolve().parent
-ORDER = ("frame_encoding", "pipeline", "loader", "trainer")
+ORDER = ("frame_encoding", "pipeline", "accuracy", "loader", "trainer")
 
 
 def commands(args: argparse.Namespace, results: Path) -> dict[str, list[str]]:
@@ -40,6 +43,8 @@ def commands(args: argparse.Namespace, results: Path) -> dict[str, list[str]]:
                            *(["--repeats", "10"] if args.quick else [])],
         "pipeline": [py, str(BENCH / "pipeline_speed.py"), *quick, *work,
                      "--out", str(results / "pipeline_speed.json")],
+        "accuracy": [py, str(BENCH / "sample_accuracy.py"), *work, "--shards", str(shards),
+                     "--out", str(results / "sample_accuracy.json"), *(["--no-training"] if args.quick else [])],
         "loader": [py, str(BENCH / "loader_speed.py"), *quick, *work, *shard_arg,
                    "--out", str(results / "loader_speed.json")],
         "trainer": [py, str(BENCH / "trainer_speed.py"), *quick, *work, *shard_arg,
@@ -70,6 +75,16 @@ def summarise(results: Path, names: list[str]) -> tuple[list[tuple], list[tuple]
         if lm := p.get("landmarks"):
             targets.append(("landmark NME on the sample within 10 % of before",
                             f"{lm['nme_mean']:.5f} vs {lm['nme_before']:.5f} (x{lm['ratio_to_before']})", lm["met"]))
+    if "accuracy" in names and (acc := load("sample_accuracy")):
+        d = acc["descriptions"]
+        figures.append(("sample descriptions vs truth", f"F1 {d['f1']:.3f}",
+                        f"{d['exact']}/{d['clips']} clips exact, {100 * d['slight_share']:.0f} % of named actions slight"))
+        if t := acc.get("training"):
+            figures.append((f"sample tiny, folds {' '.join(t['folds'])}, seeds {' '.join(map(str, t['seeds']))}",
+                            f"val UAR {t['val_uar']['mean']:.1f} ± {t['val_uar']['std']:.1f}",
+                            f"paper UAR {t['paper_uar']['mean']:.1f} ± {t['paper_uar']['std']:.1f}; per run "
+                            + " ".join(f"{v:.1f}" for v in t["val_uar"]["values"])))
+        targets += [(t["target"], fmt(t["value"]), t["met"]) for t in acc["targets"]]
     if "loader" in names and (lo := load("loader_speed")):
         for workers, m in lo["throughput"].items():
             ours, base = m["shards (frames)"], m["JPEG folders (cv2)"]
