@@ -484,6 +484,11 @@ def targets(sizes: dict[str, dict], kill: dict | None, full: dict | None = None)
                     "value": f"{ratio:.2f}x ({top['steady_state']['s_per_1000_clips']} vs "
                              f"{base['steady_state']['s_per_1000_clips']} s; whole runs {wall:.2f}x)",
                     "met": ratio <= LINEAR_X})
+        cpu = top["cpu_s_per_1000_clips"] / base["cpu_s_per_1000_clips"]
+        out.append({"target": f"CPU seconds per 1,000 clips (the run's whole process tree; what another workload on the "
+                              f"machine changes least) within {LINEAR_X}x of the {base['clips']:,}-clip run ({label})",
+                    "value": f"{cpu:.2f}x ({top['cpu_s_per_1000_clips']} vs {base['cpu_s_per_1000_clips']} s)",
+                    "met": cpu <= LINEAR_X})
     driver = top["memory"]["driver_peak_rss_mib"]
     out.append({"target": f"driver peak RSS under {DRIVER_MAX_GIB} GiB ({top['clips']:,} clips)",
                 "value": f"{driver / 1024:.2f} GiB", "met": driver < DRIVER_MAX_GIB * 1024})
