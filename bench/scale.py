@@ -213,9 +213,9 @@ def run_preprocess(command: list[str], out: Path, log_path: Path, planned: int, 
             for path in out.glob("*.stats.json") if out.is_dir() else ():
                 commits.setdefault(path.name[: -len(".stats.json")], round(now, 2))
             if kill_at is not None and len(commits) >= kill_at:
-                killed = kill_state(out, commits)
+                kill_tree(proc)   # then look: the folder as the rerun will find it
+                killed = kill_state(out)
                 killed["at_s"] = round(now, 1)
-                kill_tree(proc)
                 break
             time.sleep(POLL_S)
         wall = time.monotonic() - started
@@ -230,15 +230,14 @@ def run_preprocess(command: list[str], out: Path, log_path: Path, planned: int, 
             "log_tail": text.splitlines()[-6:], "planned_shards": planned}
 
 
-def kill_state(out: Path, commits: dict[str, float]) -> dict:
-    """What the folder holds at the moment of the kill: committed shards (with their tars' identity,
-    to show the rerun leaves them alone) and shards in flight (working tars in .work/)."""
+def kill_state(out: Path) -> dict:
+    """What a killed run left: committed shards (with their tars' identity, to show the rerun leaves
+    them alone) and shards in flight (working tars in .work/, whole or cut short)."""
     committed = {}
-    for name in commits:
-        tar = out / f"{name}.tar"
-        if tar.is_file():
-            st = tar.stat()
-            committed[name] = [st.st_ino, st.st_mtime_ns, st.st_size]
+    for path in out.glob("*.stats.json"):
+        name = path.name[: -len(".stats.json")]
+        st = (out / f"{name}.tar").stat()
+        committed[name] = [st.st_ino, st.st_mtime_ns, st.st_size]
     in_flight: dict[str, int] = {}
     finished: list[str] = []   # its working tar whole: the stage was done, the driver had not committed it
     for path in sorted((out / ".work").glob("*/*")) if (out / ".work").is_dir() else ():
@@ -484,6 +483,11 @@ def targets(sizes: dict[str, dict], kill: dict | None, full: dict | None = None)
                     "value": f"{ratio:.2f}x ({top['steady_state']['s_per_1000_clips']} vs "
                              f"{base['steady_state']['s_per_1000_clips']} s; whole runs {wall:.2f}x)",
                     "met": ratio <= LINEAR_X})
+        cpu = top["cpu_s_per_1000_clips"] / base["cpu_s_per_1000_clips"]
+        out.append({"target": f"CPU seconds per 1,000 clips (the run's whole process tree; what another workload on the "
+                              f"machine changes least) within {LINEAR_X}x of the {base['clips']:,}-clip run ({label})",
+                    "value": f"{cpu:.2f}x ({top['cpu_s_per_1000_clips']} vs {base['cpu_s_per_1000_clips']} s)",
+                    "met": cpu <= LINEAR_X})
     driver = top["memory"]["driver_peak_rss_mib"]
     out.append({"target": f"driver peak RSS under {DRIVER_MAX_GIB} GiB ({top['clips']:,} clips)",
                 "value": f"{driver / 1024:.2f} GiB", "met": driver < DRIVER_MAX_GIB * 1024})
