@@ -542,6 +542,7 @@ def main() -> int:
                         help="where the stand-in (standin-<dataset>/), the shards and logs (scale-shards/) go")
     parser.add_argument("--sample", type=Path, default=ROOT / "data" / "sample")
     parser.add_argument("--out", type=Path, default=None, help="default bench/results/scale-<dataset>.json")
+    parser.add_argument("--note", default=None, help="a sentence kept in the JSON (e.g. what else ran on the machine)")
     parser.add_argument("--reuse", action="store_true",
                         help="keep what --out already holds (sizes, training, orchestration) and run only the rest: "
                              "a run stopped part way, or a step added later")
@@ -568,6 +569,8 @@ def main() -> int:
                       "commands": [*kept.get("commands", [kept.get("command")]), " ".join(sys.argv)],
                       "commits": [*kept.get("commits", [kept.get("commit")]), commit],
                       "machine_later": machine_info()}
+    if args.note:
+        report["notes"] = [*report.get("notes", []), args.note]
     started = time.monotonic()
     for size in sizes:
         if str(size) in report["sizes"] and (args.no_kill or size != sizes[-1]
