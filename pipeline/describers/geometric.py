@@ -48,7 +48,10 @@ averaged over 3 more before thresholding.
 
 Significance. A signal is a movement when it stays above its threshold (`THRESHOLDS`,
 chosen on the sample dataset's true and dlib landmark tracks so that neutral clips show
-none) for at least 0.1 s. Its apex is the first frame within 90 % of its peak, its onset the
+none) for at least 0.1 s of frames whose landmarks were measured (frames filled in from their
+neighbours do not count). A facial movement whose course follows an out-of-plane head movement
+(turn or tip of at least POSE_EXPLAINS) is the head's, and is not reported (real faces: a head
+tipped back lifts the nose and upper lip toward the eyes in the picture; bench/describer_real.py). Its apex is the first frame within 90 % of its peak, its onset the
 last frame before that within 3 % of the peak (or 2.5 times the signal's own frame-to-frame
 noise), its offset the last frame before the release has gone a tenth of the way down; the
 ending (holds, eases partway back, returns, repeats) comes from where it ends up. Blinks
