@@ -40,7 +40,8 @@ BUILTINS = ("export", "cd", "source", "echo")
 TRACKED_TOP = {line.split("/")[0] for line in subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True,
                                                                text=True, check=True).stdout.splitlines()}
 # Files our programs write that the docs name before any run made them: bench/gpu_check.py on a GPU.
-OUTPUTS = {"bench/results/gpu_check.json", "bench/results/gpu_describe.json"}   
+OUTPUTS = {"bench/results/gpu_check.json", "bench/results/gpu_describe.json",   # written by a GPU run
+           "bench/results/sample_accuracy.json"}                                  # written by make bench
 # Abbreviations linked to the glossary where each page first uses them.
 ABBREVIATIONS = ("UAR", "WAR", "NME", "IOD", "PSNR", "AU", "FACS", "HOG", "S3FD", "FAN", "MJPEG", "CRF", "TSN", "DDP")
 
