@@ -50,7 +50,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pipeline.describers.video_llm import VideoLLMDescriber
+from pipeline.describers.video_llm import VideoLLMDescriber, check_video_processor
 
 DEFAULT_MODEL_ID = "Qwen/Qwen2.5-VL-7B-Instruct"
 MODEL_SIZES = {"Qwen/Qwen2.5-VL-7B-Instruct": "about 17 GB", "Qwen/Qwen2.5-VL-3B-Instruct": "about 7.5 GB"}
@@ -72,16 +72,10 @@ def load_processor(model_id: str, revision: str | None = None, **kwargs):
     from transformers import Qwen2_5_VLProcessor
 
     processor = Qwen2_5_VLProcessor.from_pretrained(model_id, revision=revision, **kwargs)
-    tokenizer = processor.tokenizer
-    if processor.video_token_id is None or processor.video_token_id == tokenizer.unk_token_id:
-        raise ValueError(f"the tokenizer of {model_id} has no {processor.video_token!r} token; "
-                         "it is not a Qwen2.5-VL tokenizer")
+    check_video_processor(processor, model_id, "Qwen2.5-VL", pad_fallback="eos_token")
     if not processor.chat_template:
         raise ValueError(f"{model_id} has no chat template (chat_template.json or chat_template.jinja); "
                          "the Qwen2.5-VL describer builds its prompt with it")
-    if tokenizer.pad_token is None:
-        # Left padding is masked out of attention, so any id serves.
-        tokenizer.pad_token = tokenizer.eos_token
     return processor
 
 

@@ -126,6 +126,19 @@ def missing_model_message(describer, error: BaseException) -> str:
 
 
 # --- decoding ---------------------------------------------------------------------------------
+def check_video_processor(processor, model_id: str, family: str, pad_fallback: str):
+    """`processor` as loaded, refused when its tokenizer has no video token (not a `family` checkpoint);
+    a missing pad token becomes the tokenizer's `pad_fallback` token (left padding is masked out of
+    attention, so any id serves; Llama and Qwen checkpoints often lack one)."""
+    tokenizer = processor.tokenizer
+    if processor.video_token_id is None or processor.video_token_id == tokenizer.unk_token_id:
+        raise ValueError(f"the tokenizer of {model_id} has no {processor.video_token!r} token; "
+                         f"it is not a {family} tokenizer")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = getattr(tokenizer, pad_fallback)
+    return processor
+
+
 def eos_ids(model, tokenizer) -> set[int]:
     """Every id that ends an answer: the generation config's (one id or a list) and the tokenizer's."""
     configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)

@@ -47,8 +47,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pipeline.describers.video_llm import (ModelUnavailableError, VideoLLMDescriber, cached_commit, clean_text,
-                                           read_instruction, uniform_frame_indices)
+from pipeline.describers.video_llm import (ModelUnavailableError, VideoLLMDescriber, cached_commit, check_video_processor,
+                                           clean_text, read_instruction, uniform_frame_indices)
 from pipeline.resources import PROMPTS_DIR
 
 __all__ = ["DEFAULT_MODEL_ID", "PROMPT_FILE", "ModelUnavailableError", "VideoLlavaDescriber", "cached_commit",
@@ -75,14 +75,7 @@ def load_processor(model_id: str, revision: str | None = None, **kwargs):
     from transformers import VideoLlavaProcessor
 
     processor = VideoLlavaProcessor.from_pretrained(model_id, revision=revision, **kwargs)
-    tokenizer = processor.tokenizer
-    if processor.video_token_id is None or processor.video_token_id == tokenizer.unk_token_id:
-        raise ValueError(f"the tokenizer of {model_id} has no {processor.video_token!r} token; "
-                         "it is not a Video-LLaVA tokenizer")
-    if tokenizer.pad_token is None:
-        # Left padding is masked out of attention, so any id serves; Llama checkpoints often lack one.
-        tokenizer.pad_token = tokenizer.unk_token
-    return processor
+    return check_video_processor(processor, model_id, "Video-LLaVA", pad_fallback="unk_token")
 
 
 def processor_inputs(processor, prompts: Sequence[str], videos: Sequence[np.ndarray], patch_size: int):
