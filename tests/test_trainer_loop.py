@@ -221,6 +221,7 @@ def test_ddp_two_processes_on_cpu(sample_shards, tmp_path):
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "\r" not in done.stdout + done.stderr   # output to a pipe: whole lines, no redrawn progress bar
     metrics = json.loads((tmp_path / "ddp" / "sample-tiny-random-fold1" / "metrics.json").read_text())
     assert metrics["test"]["scored_only"]["samples"] == len(ok_keys_by_partition(out)["fold1"])
     single = train(tiny_config(out, tmp_path / "one", **{**settings, "runs_dir": str(tmp_path / "one")}))
@@ -389,6 +390,22 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_state(samp
     args += [f"--set={key}={value}" for key, value in diverging.items()]
     assert train_main(args) == 1
     assert "error: the loss became nan" in capsys.readouterr().err
+
+
+def test_without_a_terminal_training_prints_whole_progress_lines(sample_shards, tmp_path, capsys, monkeypatch):
+    """Into a log file the trainer writes whole lines (here one per step, the interval set to 0),
+    never tqdm's redrawn bar, whose carriage returns flood a log over an hours-long epoch."""
+    import trainer.train as train_module
+
+    out, _ = sample_shards
+    monkeypatch.setattr(train_module, "PROGRESS_LINE_S", 0.0)
+    train(tiny_config(out, tmp_path, epochs=1))
+    captured = capsys.readouterr()
+    assert "\r" not in captured.out + captured.err
+    lines = [line for line in captured.out.splitlines() if "] epoch 1/1: step " in line]
+    steps = [int(line.split("step ")[1].split("/")[0]) for line in lines]
+    assert steps and steps == list(range(1, len(steps) + 1)), lines
+    assert all("clips/s" in line and "left in the epoch" in line for line in lines)
 
 
 class _FailsToPickle:
