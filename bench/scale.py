@@ -633,15 +633,18 @@ def main() -> int:
                                                   kill=not args.no_kill and size == sizes[-1])
         write_json(out, report)   # kept if a later step fails or the run is stopped
     largest = str(max(int(k) for k in report["sizes"]))
-    if not args.no_train and "training" not in report:
-        trained = str(size_of(args.train_size, total)) if args.train_size else largest
+    trained = str(size_of(args.train_size, total)) if args.train_size else largest
+    if not args.no_train and report.get("training", {}).get("clips") != int(trained):
         if trained not in report["sizes"]:
             parser.error(f"--train-size {args.train_size}: not one of the sizes run ({', '.join(report['sizes'])})")
+        if "training" in report:   # kept from a run on another size (--reuse)
+            report.setdefault("training_other_sizes", []).append(report.pop("training"))
         log(f"training one epoch of MODEL=tiny on the {trained}-clip shards")
         report["training"] = {"clips": int(trained), **run_training(
             args.dataset, args.work_dir / "scale-shards" / f"{args.dataset}-{trained}",
             args.work_dir / "scale-shards" / "runs", os.cpu_count() or 1, env)}
         log(f"training: {report['training']['clips_per_s']} clips/s, data wait {report['training']['data_wait_share']}")
+        write_json(out, report)
     if not args.no_orchestration and "orchestration" not in report:
         smallest = str(min(int(k) for k in report["sizes"]))
         report["orchestration"] = {
