@@ -276,20 +276,15 @@ def open_run_folder(run: Run) -> None:
 PROGRESS_LINE_S = 60.0   # without a terminal, a progress line at most this often within an epoch
 
 
-def _is_terminal(stream) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
 def progress_line(epoch: int, epochs: int, step: int, steps: int, elapsed: float, clips: int, loss: float,
                   data_time: float) -> str:
     """One line of an epoch's progress for a log file: steps done, clips/s, the epoch's time left."""
+    from pipeline.run.progress import duration
+
     left = elapsed / max(step, 1) * max(steps - step, 0)
     return (f"[{time.strftime('%H:%M:%S')}] epoch {epoch + 1}/{epochs}: step {step}/{steps}, "
             f"{clips / max(elapsed, 1e-9):.1f} clips/s, data wait {100 * data_time / max(elapsed, 1e-9):.0f} %, "
-            f"loss {loss:.3f}, {int(left // 60)}m{int(left % 60):02d}s left in the epoch")
+            f"loss {loss:.3f}, {duration(left)} left in the epoch")
 
 
 def train_epoch(run: Run, epoch: int) -> dict:
@@ -299,7 +294,9 @@ def train_epoch(run: Run, epoch: int) -> dict:
     losses, seen, data_time, started = [], 0, 0.0, time.perf_counter()
     skipped, faceless = {}, {}   # per loader worker: its running counts (each batch comes from one worker)
     bar = None
-    lines = run.main_process and not _is_terminal(sys.stderr)   # a log file: whole lines, never a redrawn bar
+    from pipeline.run.progress import is_terminal
+
+    lines = run.main_process and not is_terminal(sys.stderr)   # a log file: whole lines, never a redrawn bar
     last_line = started
     if run.main_process and not lines:
         from tqdm import tqdm
@@ -348,7 +345,7 @@ def train_epoch(run: Run, epoch: int) -> dict:
             last_line = time.perf_counter()
             print(progress_line(epoch, config.epochs, len(losses), run.steps_per_epoch, last_line - started,
                                 seen * run.world, float(np.mean(losses[-20:])), data_time), flush=True)
-        if bar is not None or lines:
+        if run.main_process:
             if run.step % config.log_every == 0:
                 run.writer.add_scalar("train/loss", loss.item(), run.step)
                 run.writer.add_scalar("train/lr", run.optimizer.param_groups[0]["lr"], run.step)

@@ -45,7 +45,7 @@ class ProgressBar:
         self.stream = stream or sys.stderr
         self.bar = None
         self.enabled = bool(enabled and total)
-        if self.enabled and _is_terminal(self.stream):
+        if self.enabled and is_terminal(self.stream):
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, unit="clip", desc=label, dynamic_ncols=True, file=self.stream)
@@ -87,7 +87,7 @@ class ProgressBar:
             self._line()
 
 
-def _is_terminal(stream: TextIO) -> bool:
+def is_terminal(stream: TextIO) -> bool:
     try:
         return stream.isatty()
     except (AttributeError, ValueError):
