@@ -12,7 +12,7 @@ import torch.distributed as dist
 
 from trainer.config import resolve
 from trainer.data import ShardClips, read_index
-from trainer.train import setup_distributed, train
+from trainer.train import setup_distributed, shutdown_distributed, train
 
 
 def first_draws(config, world: int, count: int = 4) -> list[dict]:
@@ -36,7 +36,7 @@ def main(shards: str, runs_dir: str, out: str) -> None:
     if rank == 0:
         with open(out, "w") as f:
             json.dump(gathered, f)
-    dist.destroy_process_group()
+    shutdown_distributed()
 
 
 if __name__ == "__main__":
