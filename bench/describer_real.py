@@ -7,9 +7,10 @@ Every clip of the real-footage set (`make real-footage`, data/real/manifest.csv)
 the `cpu` face stage in this process (landmarks cached as <clip>.npz in the work folder and
 reused); the frames where the set's truth shows no face (`face_visible`) are given confidence 0,
 as the face stage's confirmation gives them, so that only the describer is measured. Each clip
-is then described twice: as the describer is, and without issue 30's two rules (a movement
-needs measured frames; a facial movement that follows an out-of-plane head movement is the
-head's). Per clip: the facial actions and head movements named, with their peak over the
+is then described three times: as the describer is; without its confidence rule (a movement counts
+only frames the detector confirmed with MEASURE_CONFIDENCE); and without any of issue 30's three
+rules (also: a movement needs measured frames; a facial movement that follows an out-of-plane head
+movement is the head's). Per clip: the facial actions and head movements named, with their peak over the
 threshold. Where the truth is known the count should be 0: the still photographs moved by a
 camera (`photo`), and the head movements of the faceless clips. The sample dataset's figures
 (descriptions against its truth) are bench/sample_accuracy.py's, which this change must keep.
@@ -60,7 +61,7 @@ def landmarks(data: Path, rows: list[dict], work: Path) -> dict[str, dict]:
     return out
 
 
-def describe(points, conf, timestamps, rules: bool) -> list[dict]:
+def describe(points, conf, timestamps, rules: bool, gate: bool) -> list[dict]:
     import pipeline.describers.geometric as geometric
 
     saved = geometric.POSE_EXPLAINS
@@ -69,8 +70,9 @@ def describe(points, conf, timestamps, rules: bool) -> list[dict]:
     try:
         valid = conf >= geometric.MIN_CONFIDENCE
         signals, usable = geometric._signals_and_usable(points, timestamps, valid)
+        measured = usable & (conf >= geometric.MEASURE_CONFIDENCE) if gate else usable
         found = geometric.events(signals, list(geometric.SIGNAL_NAMES), timestamps,
-                                 usable if rules else None) if usable.any() else []
+                                 measured if rules else None) if usable.any() else []
     finally:
         geometric.POSE_EXPLAINS = saved
     return [{"action": e.action, "signal": e.signal, "onset_s": e.onset_s, "ending": e.ending,
@@ -98,17 +100,19 @@ def main() -> int:
         at = np.clip(np.searchsorted(truth["timestamps"], t["timestamps"] - 1e-4), 0, len(truth["timestamps"]) - 1)
         conf = np.where(truth["face_visible"][at], t["conf"], 0.0)
         entry = {"label": row["label"], "frames": int(len(conf)), "face_frames": int((conf > 0).sum())}
-        for name, rules in (("now", True), ("without_issue30_rules", False)):
-            found = describe(t["landmarks"].astype(np.float64), conf, t["timestamps"], rules)
+        for name, rules, gate in (("now", True, True), ("without_confidence_rule", True, False),
+                                  ("without_issue30_rules", False, False)):
+            found = describe(t["landmarks"].astype(np.float64), conf, t["timestamps"], rules, gate)
             face = [e for e in found if not e["signal"].startswith("head_")]
             entry[name] = {"facial_actions": len(face), "head_movements": len(found) - len(face), "events": found}
             group = totals.setdefault(row["label"], {}).setdefault(name, {"facial_actions": 0, "head_movements": 0})
             group["facial_actions"] += len(face)
             group["head_movements"] += len(found) - len(face)
         clips[row["clip_id"]] = entry
+        before = [entry[k] for k in ("without_confidence_rule", "without_issue30_rules")]
         log(f"{row['clip_id']:20s} facial actions {entry['now']['facial_actions']} (before "
-            f"{entry['without_issue30_rules']['facial_actions']}), head movements {entry['now']['head_movements']} "
-            f"(before {entry['without_issue30_rules']['head_movements']})")
+            f"{'/'.join(str(b['facial_actions']) for b in before)}), head movements {entry['now']['head_movements']} "
+            f"(before {'/'.join(str(b['head_movements']) for b in before)})")
     write_json(args.out, {"benchmark": "describer_real", "machine": machine, "data": str(args.data),
                           "per_label": totals, "clips": clips})
     log(f"wrote {args.out}")

@@ -43,9 +43,9 @@ def real_footage():
 
 
 # The real clips the pipeline tests run on: a cut each way, one of them HEVC, the faceless clip, the two people side by side,
-# and two annotated photographs (the other real clips are measured by `make real-footage-report`).
+# and the four annotated photographs (the other real clips are measured by `make real-footage-report`).
 REAL_TEST_CLIPS = ("cut_face_noface", "cut_webcam_street", "cut_street_webcam", "faceless_title",
-                   "people_two", "photo_takeo", "photo_lenna")
+                   "people_two", "photo_takeo", "photo_lenna", "photo_breakingbad", "photo_einstein")
 
 
 @pytest.fixture(scope="session")

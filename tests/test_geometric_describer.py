@@ -192,6 +192,30 @@ def test_missing_frames_and_degenerate_clips(clips):
     assert events(np.zeros((0, len(SIGNAL_NAMES))), SIGNAL_NAMES) == []
 
 
+def test_movements_count_only_where_the_detector_saw_the_face_clearly(clips):
+    """With the detector's confirmation as confidence (`crop` `detect`), a movement seen only on frames
+    below MEASURE_CONFIDENCE is not reported; the same track with the landmark model's plausibility
+    (official crops, older shards) or with the rule turned off is described as before."""
+    from pipeline.describers.geometric import MEASURE_CONFIDENCE, has_detector_confidence
+
+    clip = of_class(clips, "surprise")[0]
+    points, times = clip["landmarks"], clip["timestamps"]
+    clear = GeometricDescriber().describe_tracks(points, times, np.ones(len(points)), detector_confidence=True)
+    assert {"jaw_drop", "inner_brow_raise"} <= {e["signal"] for e in clear.record["events"]}
+    faint = np.full(len(points), MEASURE_CONFIDENCE - 0.05)
+    faint[:clip["onset"]] = 1.0        # only the rest before the expression is seen clearly
+    gated = GeometricDescriber().describe_tracks(points, times, faint, detector_confidence=True)
+    assert gated.record["events"] == [] and gated.text.startswith("The face stays mostly still")
+    assert gated.record["measure_confidence"] == MEASURE_CONFIDENCE
+    for d in (GeometricDescriber().describe_tracks(points, times, faint),
+              GeometricDescriber(measure_confidence=0).describe_tracks(points, times, faint, detector_confidence=True)):
+        assert d.record["events"] == clear.record["events"]
+    assert has_detector_confidence({"crop": {"mode": "detect"}, "quality": {"trimmed": {"start": 0, "end": 0}}})
+    assert not has_detector_confidence({"crop": {"mode": "official"}, "quality": {}})
+    assert not has_detector_confidence({"crop": {"mode": "detect"}, "quality": {}})    # written before confirmation
+    assert not has_detector_confidence(None)
+
+
 def test_descriptions_are_deterministic(clips):
     describer = GeometricDescriber()
     for clip in list(clips.values())[:6]:
