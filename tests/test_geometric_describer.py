@@ -71,7 +71,7 @@ def test_descriptions_have_the_promised_shape(clips):
         assert d.signal_names == list(SIGNAL_NAMES) and np.isfinite(d.signals).all()
         assert d.text and d.text == d.raw_text      # our own wording never trips the filter
         record = json.loads(json.dumps(d.record))   # plain JSON, as description.json stores it
-        assert record["backend"] == "geometric" and record["version"] == 1
+        assert record["backend"] == "geometric" and record["version"] == 2
         assert len(record["templates_sha256"]) == 64 and len(record["lexicon_sha256"]) == 64
 
 

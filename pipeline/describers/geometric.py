@@ -73,7 +73,7 @@ from pipeline.backends import Description
 from pipeline.describers.emotion_filter import PROMPTS_DIR, filter_emotion, load_lexicon
 from pipeline.shards.layout import eye_centres, face_frame, interocular_distance
 
-VERSION = 1
+VERSION = 2   # 2: movements counted only where the detector saw the face clearly (MEASURE_CONFIDENCE)
 TEMPLATES_FILE = PROMPTS_DIR / "geometric_templates.yaml"
 
 SIGNAL_NAMES = ("inner_brow_raise", "outer_brow_raise", "brow_lower", "brows_draw_together",
