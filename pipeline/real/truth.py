@@ -17,8 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.sample.landmark_error import truth_in_crop  # noqa: F401  (the same mapping; imported from here too)
-
 
 @dataclass
 class ClipTruth:
@@ -56,6 +54,13 @@ def match_frames(truth: ClipTruth, timestamps: np.ndarray) -> np.ndarray:
     if len(timestamps) and np.abs(truth.timestamps[index] - timestamps).max() > step / 2:
         raise ValueError(f"{truth.clip_id}: stored timestamps do not match the truth's frames")
     return index
+
+
+def truth_in_crop(points: np.ndarray, boxes: np.ndarray, crop_size: int) -> np.ndarray:
+    """Points (T, 68, 2) in source pixels -> crop pixels through the crop squares (T, 4)."""
+    x0, y0, x1, y1 = np.asarray(boxes, np.float64).T
+    scale = (crop_size / (x1 - x0))[:, None, None]
+    return (points - np.stack([x0, y0], 1)[:, None, :]) * scale
 
 
 def outer_corner_nme(landmarks: np.ndarray, truth: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ from pipeline.shards.layout import interocular_distance
 
 def truth_in_crop(truth: np.ndarray, boxes: np.ndarray, crop_size: int) -> np.ndarray:
     """Ground truth (T, 68, 2) in source pixels -> crop pixels, through the crop squares (T, 4)."""
-    x0, y0, x1, y1 = np.asarray(boxes, np.float64).T
+    x0, y0, x1, y1 = boxes.T
     scale = (crop_size / (x1 - x0))[:, None, None]
     return (truth - np.stack([x0, y0], 1)[:, None, :]) * scale
 
