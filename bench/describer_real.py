@@ -62,22 +62,23 @@ def landmarks(data: Path, rows: list[dict], work: Path) -> dict[str, dict]:
 
 
 def describe(points, conf, timestamps, rules: bool, gate: bool) -> list[dict]:
+    """The clip's movements (blinks aside). With `rules`, through the describer itself, its confidence
+    rule on or off (`gate`); without, issue 30's rules undone by hand."""
     import pipeline.describers.geometric as geometric
 
-    saved = geometric.POSE_EXPLAINS
-    if not rules:
-        geometric.POSE_EXPLAINS = np.inf
-    try:
-        valid = conf >= geometric.MIN_CONFIDENCE
-        signals, usable = geometric._signals_and_usable(points, timestamps, valid)
-        measured = usable & (conf >= geometric.MEASURE_CONFIDENCE) if gate else usable
-        found = geometric.events(signals, list(geometric.SIGNAL_NAMES), timestamps,
-                                 measured if rules else None) if usable.any() else []
-    finally:
-        geometric.POSE_EXPLAINS = saved
-    return [{"action": e.action, "signal": e.signal, "onset_s": e.onset_s, "ending": e.ending,
-             "peak_over_threshold": round(e.peak / geometric.THRESHOLDS[e.signal][0], 2)}
-            for e in found if e.action != "blink"]
+    if rules:
+        describer = geometric.GeometricDescriber(measure_confidence=geometric.MEASURE_CONFIDENCE if gate else 0)
+        found = describer.describe_tracks(points, timestamps, conf, detector_confidence=True).record["events"]
+    else:
+        saved, geometric.POSE_EXPLAINS = geometric.POSE_EXPLAINS, np.inf
+        try:
+            signals, usable = geometric._signals_and_usable(points, timestamps, conf >= geometric.MIN_CONFIDENCE)
+            found = [vars(e) for e in geometric.events(signals, list(geometric.SIGNAL_NAMES), timestamps)
+                     if e.action != "blink"] if usable.any() else []
+        finally:
+            geometric.POSE_EXPLAINS = saved
+    return [{"action": e["action"], "signal": e["signal"], "onset_s": e["onset_s"], "ending": e["ending"],
+             "peak_over_threshold": round(e["peak"] / geometric.THRESHOLDS[e["signal"]][0], 2)} for e in found]
 
 
 def main() -> int:
