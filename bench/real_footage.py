@@ -56,7 +56,8 @@ def pipeline_pass(data: Path, out: Path) -> tuple[dict, float]:
 
     from pipeline.inputs.decode import uniform_indices
     from pipeline.preprocess import preprocess
-    from pipeline.real.truth import load_truth, match_frames, outer_corner_nme, truth_in_crop
+    from pipeline.real.truth import load_truth, match_frames, outer_corner_nme
+    from pipeline.shards.layout import source_to_crop
     from pipeline.run.stages import FaceConfig
     from pipeline.shards.reader import ShardReader
 
@@ -90,7 +91,7 @@ def pipeline_pass(data: Path, out: Path) -> tuple[dict, float]:
                 "blinks": len(record.get("blinks", [])),
             })
             if truth.annotated:
-                errors = outer_corner_nme(clip.landmarks, truth_in_crop(truth.landmarks[index], clip.boxes,
+                errors = outer_corner_nme(clip.landmarks, source_to_crop(truth.landmarks[index], clip.boxes,
                                                                          clip.meta["crop_size"]))
                 entry["nme"] = round(float(errors[clip.face_detected].mean()), 4)
         clips[clip_id] = entry

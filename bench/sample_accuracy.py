@@ -103,6 +103,11 @@ def train_runs(shards: Path, folds: list[str], seeds: list[int], work: Path) -> 
                 done = metrics_file.parent.name.rsplit("-fold", 1)[1]
                 if fold != "all" and done != fold:
                     continue
+                # The work folder may hold runs of other shards (another commit's, an earlier
+                # layout's names): only those trained on these shards count.
+                trained_on = json.loads((metrics_file.parent / "config.json").read_text()).get("shards", "")
+                if (ROOT / trained_on).resolve() != (ROOT / shards).resolve():
+                    continue
                 metrics = json.loads(metrics_file.read_text())
                 runs.append({"fold": int(done), "seed": seed, "seconds": seconds,
                              **{protocol: {"uar": round(p["test"]["uar"], 2), "war": round(p["test"]["war"], 2),

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.sample.landmark_error import frame_errors, truth_in_crop
+from pipeline.sample.landmark_error import frame_errors
+from pipeline.shards.layout import source_to_crop
 from pipeline.inputs.manifest import load_manifest
 from pipeline.shards.folder import FolderBusyError, OutputFolder
 from pipeline.preprocess import preprocess
@@ -72,7 +73,7 @@ def test_samples_read_back_with_accurate_landmarks_and_masks(shards, sample_data
         assert clip.meta["quality"]["faces_seen"] == 1
         # ground truth (source pixels) mapped into the crop through the recorded crop squares
         truth = np.load(sample_data / "truth" / f"{clip.meta['clip_id']}.npz")["landmarks"]
-        errors.append(frame_errors(clip.landmarks, truth_in_crop(truth, clip.boxes, 224)))
+        errors.append(frame_errors(clip.landmarks, source_to_crop(truth, clip.boxes, 224)))
         masks = clip.masks()
         assert masks.shape == (clip.num_frames, 224, 224)
         # lip labels sit where the landmarks put the mouth

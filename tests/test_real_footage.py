@@ -18,7 +18,8 @@ from skimage.data import astronaut, coffee
 
 from pipeline.face.face_frames import FewFaceFramesError
 from pipeline.face.track import count_faces, link_tracks
-from pipeline.real.truth import load_truth, match_frames, outer_corner_nme, roc_auc, truth_in_crop
+from pipeline.real.truth import load_truth, match_frames, outer_corner_nme, roc_auc
+from pipeline.shards.layout import source_to_crop
 from pipeline.run.stages import FaceConfig, FaceStage
 from pipeline.shards.reader import ShardReader
 
@@ -86,7 +87,7 @@ def test_landmarks_on_annotated_photographs_no_worse(real):
         before = NME_BEFORE[clip_id]
         clip, truth = clips[clip_id], load_truth(root, clip_id)
         index = match_frames(truth, clip.timestamps)
-        errors = outer_corner_nme(clip.landmarks, truth_in_crop(truth.landmarks[index], clip.boxes, 224))
+        errors = outer_corner_nme(clip.landmarks, source_to_crop(truth.landmarks[index], clip.boxes, 224))
         assert clip.face_detected.all() and errors.mean() <= before * 1.02, (clip_id, errors.mean())
 
 

@@ -66,7 +66,8 @@ def _face_actions(record: dict) -> set[str]:
 
 def score(args: argparse.Namespace) -> None:
     from pipeline.describers.geometric import GeometricDescriber
-    from pipeline.sample.landmark_error import frame_errors, truth_in_crop
+    from pipeline.sample.landmark_error import frame_errors
+    from pipeline.shards.layout import source_to_crop
     from pipeline.shards.layout import interocular_distance
 
     describer = GeometricDescriber()
@@ -83,7 +84,7 @@ def score(args: argparse.Namespace) -> None:
                 truth[clip_id] = (t["landmarks"], _face_actions(describer.describe_tracks(t["landmarks"],
                                                                                           t["timestamps"]).record))
             points, wanted = truth[clip_id]
-            g = truth_in_crop(points, r["boxes"], 224)
+            g = source_to_crop(points, r["boxes"], 224)
             nme.append(frame_errors(r["landmarks"], g))
             jitter.append(np.linalg.norm(np.diff(r["landmarks"] - g, axis=0), axis=2).mean(1)
                           / interocular_distance(g)[1:])

@@ -56,13 +56,6 @@ def match_frames(truth: ClipTruth, timestamps: np.ndarray) -> np.ndarray:
     return index
 
 
-def truth_in_crop(points: np.ndarray, boxes: np.ndarray, crop_size: int) -> np.ndarray:
-    """Points (T, 68, 2) in source pixels -> crop pixels through the crop squares (T, 4)."""
-    x0, y0, x1, y1 = np.asarray(boxes, np.float64).T
-    scale = (crop_size / (x1 - x0))[:, None, None]
-    return (points - np.stack([x0, y0], 1)[:, None, :]) * scale
-
-
 def outer_corner_nme(landmarks: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Per-frame NME (T,) of landmarks against truth (T, 68, 2, same pixels): the mean point distance
     over the distance between the outer eye corners (points 36 and 45) of the truth."""

@@ -19,14 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.shards.layout import interocular_distance
-
-
-def truth_in_crop(truth: np.ndarray, boxes: np.ndarray, crop_size: int) -> np.ndarray:
-    """Ground truth (T, 68, 2) in source pixels -> crop pixels, through the crop squares (T, 4)."""
-    x0, y0, x1, y1 = boxes.T
-    scale = (crop_size / (x1 - x0))[:, None, None]
-    return (truth - np.stack([x0, y0], 1)[:, None, :]) * scale
+from pipeline.shards.layout import interocular_distance, source_to_crop
 
 
 def frame_errors(landmarks: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -59,7 +52,7 @@ def landmark_nme(shards: str | Path, data: str | Path) -> dict:
         with np.load(truth_file) as z:
             truth = z["landmarks"][stored_frames(clip, len(z["landmarks"]))]
         crop = clip.frames([0]).shape[1]
-        e = frame_errors(clip.landmarks, truth_in_crop(truth, clip.boxes, crop))
+        e = frame_errors(clip.landmarks, source_to_crop(truth, clip.boxes, crop))
         per_clip[clip_id] = round(float(e.mean()), 5)
         errors.append(e)
     if not errors:

@@ -1,5 +1,5 @@
 """The layouts the shards' arrays follow: the iBUG 300-W 68 landmarks (named point groups, the
-mirror permutation, face geometry) and CelebAMask-HQ's 19 face-parsing labels with their colours.
+mirror permutation, face geometry, source pixels into a stored crop's) and CelebAMask-HQ's 19 face-parsing labels with their colours.
 
 Indices are 0-based. "Right" and "left" are the subject's: the subject's right eye
 (36–41) appears on the image's left in an unmirrored frame.
@@ -49,6 +49,14 @@ def interocular_distance(points: np.ndarray) -> np.ndarray:
     """Distance between the eye centres, the usual normaliser for landmark error."""
     right, left = eye_centres(points)
     return np.linalg.norm(left - right, axis=-1)
+
+
+def source_to_crop(points: np.ndarray, boxes: np.ndarray, crop_size: int) -> np.ndarray:
+    """Points (T, K, 2) in source-frame pixels -> the stored crops' pixels, through each frame's crop
+    square `boxes` (T, 4: x0, y0, x1, y1 in source pixels, as a shard records them) and the crop's side."""
+    x0, y0, x1, y1 = np.asarray(boxes, np.float64).T
+    scale = (crop_size / (x1 - x0))[:, None, None]
+    return (points - np.stack([x0, y0], 1)[:, None, :]) * scale
 
 
 def face_frame(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
