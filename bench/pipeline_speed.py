@@ -328,6 +328,11 @@ def run_pipeline(manifest: Path, data_root: Path, out: Path, workers: int, descr
     }
 
 
+def target_run(runs: list[dict], cores: int) -> dict | None:
+    """The run the target reads: every core, the profile's own describer."""
+    return next((r for r in runs if r["workers"] == cores and r["describer"].endswith("(profile)")), None)
+
+
 def measure_set(name: str, manifest: Path, data_root: Path, variants: list[tuple[int, str | None]], work: Path,
                 made: dict | None, folder_name: str | None = None, rounds: int = 1) -> dict:
     """Decode only, then one pipeline run per (workers, describer override) variant; with `rounds` > 1, that
@@ -362,8 +367,7 @@ def measure_set(name: str, manifest: Path, data_root: Path, variants: list[tuple
         result["runs"].append(run)
         log(f"{name}: {workers} worker(s): {run['wall_s']:.1f} s ({run['clips_per_s']:.2f} clips/s), "
             f"decode only {dec['decode_clip']['wall_s']:.1f} s: ratio {run['ratio_to_decode_clip']:.2f}")
-    if rounds > 1:
-        target = next(r for r in result["runs"] if r["workers"] == cores and r["describer"].endswith("(profile)"))
+    if rounds > 1 and (target := target_run(result["runs"], cores)) is not None:
         per_round = [{"decode_clip_s": result["decode_only"]["decode_clip"]["wall_s"], "pipeline_s": target["wall_s"],
                       "ratio": target["ratio_to_decode_clip"]}]
         for k in range(2, rounds + 1):
@@ -461,13 +465,11 @@ def main() -> None:
                              "generator's ground truth", **{k: v for k, v in measured.items() if k != "per_clip"},
                      "nme_before": NME_BEFORE, "ratio_to_before": round(measured["nme_mean"] / NME_BEFORE, 3),
                      "met": measured["nme_mean"] <= 1.1 * NME_BEFORE, "per_clip": measured["per_clip"]}
-    ratios = {name: r.get("ratio_median_of_rounds", r["ratio_to_decode_clip"]) for name in ("hd", "hd-long")
-              if name in results
-              for r in results[name]["runs"] if r["workers"] == cores and r["describer"].endswith("(profile)")}
-    first_rounds = {name: r["ratio_to_decode_clip"] for name in ("hd", "hd-long") if name in results
-                    for r in results[name]["runs"] if r["workers"] == cores and r["describer"].endswith("(profile)")}
-    raw = {name: r["ratio_to_pyav"] for name in ("hd", "hd-long") if name in results
-           for r in results[name]["runs"] if r["workers"] == cores and r["describer"].endswith("(profile)")}
+    targets = {name: run for name in ("hd", "hd-long") if name in results
+               if (run := target_run(results[name]["runs"], cores)) is not None}
+    ratios = {name: r.get("ratio_median_of_rounds", r["ratio_to_decode_clip"]) for name, r in targets.items()}
+    first_rounds = {name: r["ratio_to_decode_clip"] for name, r in targets.items()}
+    raw = {name: r["ratio_to_pyav"] for name, r in targets.items()}
     report = {
         "benchmark": "pipeline_speed", "quick": args.quick, "machine": machine,
         "command": " ".join([Path(sys.executable).name, *sys.argv]),

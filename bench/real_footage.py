@@ -92,7 +92,7 @@ def pipeline_pass(data: Path, out: Path) -> tuple[dict, float]:
             })
             if truth.annotated:
                 errors = outer_corner_nme(clip.landmarks, source_to_crop(truth.landmarks[index], clip.boxes,
-                                                                         clip.meta["crop_size"]))
+                                                                          clip.meta["crop_size"]))
                 entry["nme"] = round(float(errors[clip.face_detected].mean()), 4)
         clips[clip_id] = entry
     return clips, seconds

@@ -67,8 +67,7 @@ def _face_actions(record: dict) -> set[str]:
 def score(args: argparse.Namespace) -> None:
     from pipeline.describers.geometric import GeometricDescriber
     from pipeline.sample.landmark_error import frame_errors
-    from pipeline.shards.layout import source_to_crop
-    from pipeline.shards.layout import interocular_distance
+    from pipeline.shards.layout import interocular_distance, source_to_crop
 
     describer = GeometricDescriber()
     truth = {}

@@ -156,29 +156,36 @@ class DlibDetector:
         overlap the box (IoU at least 0.3) gives 1 / (1 + exp(-2 (m - confirm_margin))): 0.5 at
         `confirm_margin`, 0.88 at the detector's own threshold (0), 0.99 at a margin of 1.6; 0 when
         no window scores within 2 of `confirm_margin` (docs/real-footage.md: how the margin was chosen)."""
-        import cv2
-
         from pipeline.face.track import iou
 
         out = np.zeros(len(crops), np.float32)
         for i, (crop, box) in enumerate(zip(crops, boxes)):
-            side = max(box[2] - box[0], box[3] - box[1])
-            if not side > 0:
+            if (region := self.confirm_region(crop, box)) is None:
                 continue
-            grow, scale = side / 4, self.confirm_size / side
-            x0, y0 = max(0, int(box[0] - grow)), max(0, int(box[1] - grow))
-            x1, y1 = min(crop.shape[1], int(np.ceil(box[2] + grow))), min(crop.shape[0], int(np.ceil(box[3] + grow)))
-            if x1 - x0 < 2 or y1 - y0 < 2:
-                continue
-            grey = crop[y0:y1, x0:x1] if crop.ndim == 2 else cv2.cvtColor(crop[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY)
-            small = cv2.resize(grey, None, fx=scale, fy=scale,
-                               interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-            offset = np.array([x0, y0, x0, y0], np.float64)
+            small, scale, offset = region
             margins = [m for found, m in self.models.detect(small, 0, self.confirm_margin - 2)
                        if iou(found / scale + offset, box) >= 0.3]
             if margins:
                 out[i] = 1 / (1 + np.exp(-2 * (max(margins) - self.confirm_margin)))
         return out
+
+    def confirm_region(self, crop: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, float, np.ndarray] | None:
+        """What `confirm` searches for the face in `box`: the box grown by a quarter of its side, grey,
+        scaled so the box is `confirm_size` px; with that scale and the region's offset (x0, y0, x0, y0)
+        in crop pixels. None when the box is empty or the region too small."""
+        import cv2
+
+        side = max(box[2] - box[0], box[3] - box[1])
+        if not side > 0:
+            return None
+        grow, scale = side / 4, self.confirm_size / side
+        x0, y0 = max(0, int(box[0] - grow)), max(0, int(box[1] - grow))
+        x1, y1 = min(crop.shape[1], int(np.ceil(box[2] + grow))), min(crop.shape[0], int(np.ceil(box[3] + grow)))
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return None
+        grey = crop[y0:y1, x0:x1] if crop.ndim == 2 else cv2.cvtColor(crop[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY)
+        small = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        return small, scale, np.array([x0, y0, x0, y0], np.float64)
 
     def detect(self, frames) -> list[list[tuple[np.ndarray, float]]]:
         out: list[list[tuple[np.ndarray, float]]] = []

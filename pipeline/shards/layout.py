@@ -1,5 +1,6 @@
 """The layouts the shards' arrays follow: the iBUG 300-W 68 landmarks (named point groups, the
-mirror permutation, face geometry, source pixels into a stored crop's) and CelebAMask-HQ's 19 face-parsing labels with their colours.
+mirror permutation, face geometry, source pixels into a stored crop's) and CelebAMask-HQ's 19
+face-parsing labels with their colours.
 
 Indices are 0-based. "Right" and "left" are the subject's: the subject's right eye
 (36–41) appears on the image's left in an unmirrored frame.
